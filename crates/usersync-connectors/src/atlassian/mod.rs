@@ -1,0 +1,1 @@
+//! Atlassian Data Center targets (being written).

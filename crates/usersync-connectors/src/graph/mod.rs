@@ -1,0 +1,1 @@
+//! Microsoft Graph source connector (being written).

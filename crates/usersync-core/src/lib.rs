@@ -1,0 +1,11 @@
+//! usersync's pure sync engine. Owns the data model, the mapping from source users to target
+//! accounts, scope, the planner, simulate/apply and the run report, plus the traits that
+//! connectors and the store implement. It performs no I/O and starts no runtime: no tokio,
+//! reqwest or sqlx here, so the planner is deterministic and fast to test.
+
+pub mod check;
+pub mod config;
+pub mod link;
+pub mod model;
+pub mod plan;
+pub mod ports;

@@ -1,0 +1,190 @@
+//! The traits the engine drives: a source directory (Entra ID) and a target directory (an
+//! Atlassian product), plus the journal through which the engine records what it did. Adapters
+//! live in `usersync-connectors` and `usersync-store`; this crate never does I/O itself.
+
+use crate::link::LinkTable;
+use crate::model::{SourceSnapshot, TargetSnapshot};
+use crate::plan::{AccountSpec, FieldChange, Operation, OpOutcome};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What a source read starts from and returns: opaque incremental state (Graph delta links),
+/// owned by the connector, persisted by the store between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSyncState {
+    /// Connector-specific cursor (e.g. Graph `@odata.deltaLink`s and reconcile timestamps).
+    pub cursor: serde_json::Value,
+    /// The last complete snapshot, which a delta read patches. `None` forces a full read.
+    pub snapshot: Option<SourceSnapshot>,
+}
+
+/// Result of reading a source.
+#[derive(Debug, Clone)]
+pub struct SourceRead {
+    /// The full (possibly delta-patched) snapshot. `complete == false` if any page failed.
+    pub snapshot: SourceSnapshot,
+    /// State to persist for the next run. Only saved when the snapshot is complete.
+    pub next_state: SourceSyncState,
+    /// How the read went (full or delta, requests made), for the report.
+    pub stats: ReadStats,
+}
+
+/// Figures about one source read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadStats {
+    /// `"full"`, `"delta"` or `"full (delta state expired)"` etc.
+    pub mode: String,
+    /// HTTP requests made.
+    pub requests: u64,
+    /// Requests answered with 429 and retried.
+    pub throttled: u64,
+}
+
+/// Classification of connector errors, so the engine can tell per-item failures from systemic
+/// ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Credentials rejected (401). Systemic.
+    Auth,
+    /// Authenticated but lacks a permission (403). Systemic.
+    Forbidden,
+    /// Host unreachable, TLS failure, timeouts after retries. Systemic.
+    Unreachable,
+    /// Still throttled after the retry budget. Systemic.
+    Throttled,
+    /// The item does not exist.
+    NotFound,
+    /// The item already exists / conflicts.
+    Conflict,
+    /// The product rejected the input (validation).
+    Invalid,
+    /// Licence limit reached (Confluence 402, Bitbucket 403 on create).
+    LicenceFull,
+    /// The product does not support the operation.
+    Unsupported,
+    /// Anything else (5xx after retries, unexpected payloads).
+    Other,
+}
+
+impl ErrorKind {
+    /// Systemic errors stop an apply: carrying on would fail every remaining item.
+    pub fn is_systemic(self) -> bool {
+        matches!(self, ErrorKind::Auth | ErrorKind::Forbidden | ErrorKind::Unreachable | ErrorKind::Throttled)
+    }
+}
+
+/// An error from a connector, with a message a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+pub struct ConnectorError {
+    /// Classification.
+    pub kind: ErrorKind,
+    /// Human message, including the product's own error text and the fix where known.
+    pub message: String,
+    /// HTTP status, when there was one.
+    pub status: Option<u16>,
+}
+
+impl ConnectorError {
+    /// Builds an error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), status: None }
+    }
+}
+
+/// A source directory (Entra ID over Graph).
+#[async_trait]
+pub trait SourceDirectory: Send + Sync {
+    /// Reads users, groups and memberships, incrementally from `state` where possible.
+    /// Must set `snapshot.complete = false` (never return a silently partial snapshot) when any
+    /// page failed.
+    async fn read(&self, state: Option<SourceSyncState>) -> Result<SourceRead, ConnectorError>;
+
+    /// Downloads a user's profile picture, validated as JPEG or PNG. `Ok(None)` when the user
+    /// has none.
+    async fn photo(&self, source_id: &str) -> Result<Option<Photo>, ConnectorError>;
+}
+
+/// A validated profile picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Photo {
+    /// `image/jpeg` or `image/png`.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Change tag (matches the user's [`crate::model::PhotoRef::tag`]).
+    pub tag: String,
+}
+
+/// What a target product can do over REST. The planner plans within these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetCapabilities {
+    /// Product name for reports ("Jira Data Center").
+    pub product: String,
+    /// Can set an account inactive / active. Without it, deactivation falls back to removing
+    /// the account from every managed and access group.
+    pub deactivate: bool,
+    /// Can rename an account in place. Without it, a changed username keeps the old login name
+    /// and only display name and e-mail follow (reported).
+    pub rename: bool,
+    /// Can delete accounts.
+    pub delete_user: bool,
+    /// Can set avatars.
+    pub avatars: bool,
+    /// Can add many users to a group in one request.
+    pub batch_membership: bool,
+    /// Usernames must be lower-case (Confluence).
+    pub lowercase_usernames_only: bool,
+    /// Maximum concurrent write requests the engine should issue.
+    pub max_concurrency: usize,
+}
+
+/// Result of creating an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The product's immutable key for the new account, if it has one.
+    pub key: Option<String>,
+}
+
+/// A target directory (an Atlassian product).
+#[async_trait]
+pub trait TargetDirectory: Send + Sync {
+    /// What this product supports.
+    fn capabilities(&self) -> TargetCapabilities;
+    /// Reads all accounts, groups and memberships. Complete or an error, never partial.
+    async fn read(&self) -> Result<TargetSnapshot, ConnectorError>;
+    /// Creates an account (active, with the given groups not yet applied).
+    async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError>;
+    /// Changes display name and/or e-mail.
+    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError>;
+    /// Renames an account (only called when `capabilities().rename`).
+    async fn rename_user(&self, from: &str, to: &str) -> Result<(), ConnectorError>;
+    /// Sets the account active or inactive (only called when `capabilities().deactivate`).
+    async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError>;
+    /// Deletes an account.
+    async fn delete_user(&self, username: &str) -> Result<(), ConnectorError>;
+    /// Creates a group.
+    async fn create_group(&self, name: &str) -> Result<(), ConnectorError>;
+    /// Deletes a group.
+    async fn delete_group(&self, name: &str) -> Result<(), ConnectorError>;
+    /// Adds accounts to a group (one request when `batch_membership`, else one per user).
+    async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError>;
+    /// Removes an account from a group.
+    async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError>;
+    /// Sets an account's avatar (only called when `capabilities().avatars`).
+    async fn set_avatar(&self, username: &str, photo: &Photo) -> Result<(), ConnectorError>;
+}
+
+/// Where the engine records intents and results during an apply, so that an apply killed at
+/// any point leaves a consistent store and the next run converges. The store implements it;
+/// tests use [`crate::engine::MemoryJournal`].
+#[async_trait]
+pub trait ApplyJournal: Send + Sync {
+    /// Called before an operation's write (records pending links).
+    async fn before(&self, op: &Operation) -> Result<(), ConnectorError>;
+    /// Called after an operation (confirms or clears links, stores the outcome).
+    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError>;
+    /// The link table as it stands now.
+    async fn links(&self) -> Result<LinkTable, ConnectorError>;
+}
