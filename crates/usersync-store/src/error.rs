@@ -136,7 +136,8 @@ impl StoreError {
             let busy = source
                 .as_database_error()
                 .and_then(|e| e.code())
-                .is_some_and(|c| c == "5" || c == "6" || c.starts_with("5") && c.len() == 3);
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6));
             if busy {
                 StoreError::Busy { context, source }
             } else {

@@ -1,1 +1,813 @@
-//! placeholder
+//! usersync's state store: connectors and their settings (secrets encrypted at rest), the link
+//! table, per-connector source sync state (Graph delta links and the last complete snapshot),
+//! and runs with their plan, report and per-operation results.
+//!
+//! One SQLite file, `<data_dir>/usersync.db`, in WAL mode with foreign keys on, migrated at open
+//! from `migrations/sqlite/`. The SQL sticks to what PostgreSQL also accepts (`$n`
+//! placeholders, `ON CONFLICT … DO UPDATE`), except `BEGIN IMMEDIATE` in [`Store::write_tx`].
+//!
+//! Crash consistency: every journal step ([`StoreJournal`]) is its own short transaction,
+//! committed before the call returns, so a process killed at any point leaves the links either
+//! before or after that step, never in between; a create or rename in flight is visible as a
+//! pending link, which lets the next plan find the account under either name.
+
+mod crypto;
+mod error;
+mod journal;
+pub mod rules;
+
+pub use crypto::{MASTER_KEY_ENV, MasterKey};
+pub use error::StoreError;
+pub use journal::StoreJournal;
+
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, SqlitePool};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use usersync_core::link::{GroupLink, LinkTable, UserLink};
+use usersync_core::plan::{OpOutcome, Operation};
+use usersync_core::ports::SourceSyncState;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "usersync.db";
+/// File name of the master key inside the data directory.
+pub const KEY_FILE: &str = "master.key";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Milliseconds since the Unix epoch, for bookkeeping timestamps.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The state store. Cheap to clone (shares one connection pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    key: Arc<MasterKey>,
+    /// Serialises this process's write transactions (SQLite has one writer at a time anyway;
+    /// queuing here avoids busy-timeout errors under the engine's concurrent apply).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Database path for messages (`:memory:` for in-memory stores).
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// A connector (one source→target pair) and its non-secret settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorRecord {
+    /// Unique name; also the pair name used for links and runs.
+    pub name: String,
+    /// Connector kind (e.g. `"entra-jira"`).
+    pub kind: String,
+    /// Settings as given to [`Store::upsert_connector`].
+    pub settings: serde_json::Value,
+    /// When first stored (unix ms).
+    pub created_ms: i64,
+    /// When last changed (unix ms).
+    pub updated_ms: i64,
+}
+
+/// Whether a run only plans or also writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Plan and report only.
+    Simulate,
+    /// Plan and apply.
+    Sync,
+}
+
+/// A run's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished (or its process was killed; see
+    /// [`Store::mark_interrupted_runs`]).
+    Running,
+    /// Every operation applied.
+    Succeeded,
+    /// Some operations failed or were skipped.
+    PartiallyFailed,
+    /// Held by the mass-removal guard; nothing written.
+    Held,
+    /// Failed as a whole (e.g. the source or target was unreachable).
+    Failed,
+    /// The process stopped before the run finished.
+    Interrupted,
+}
+
+/// The status of one operation in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpStatus {
+    /// Its write began and no outcome was recorded (the process may have died mid-write).
+    Started,
+    /// Applied.
+    Applied,
+    /// Failed.
+    Failed,
+    /// Not attempted.
+    Skipped,
+}
+
+macro_rules! str_enum {
+    ($ty:ident { $($variant:ident => $s:literal),* $(,)? }) => {
+        impl $ty {
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $s),* }
+            }
+        }
+        impl FromStr for $ty {
+            type Err = StoreError;
+            fn from_str(s: &str) -> Result<Self, StoreError> {
+                match s {
+                    $($s => Ok($ty::$variant),)*
+                    other => Err(StoreError::corrupt(stringify!($ty), format!("unknown value {other:?}"))),
+                }
+            }
+        }
+    };
+}
+str_enum!(RunMode { Simulate => "simulate", Sync => "sync" });
+str_enum!(RunStatus {
+    Running => "running",
+    Succeeded => "succeeded",
+    PartiallyFailed => "partially_failed",
+    Held => "held",
+    Failed => "failed",
+    Interrupted => "interrupted",
+});
+str_enum!(OpStatus { Started => "started", Applied => "applied", Failed => "failed", Skipped => "skipped" });
+
+impl OpStatus {
+    /// The status an outcome records.
+    pub fn of(outcome: &OpOutcome) -> Self {
+        match outcome {
+            OpOutcome::Applied { .. } => OpStatus::Applied,
+            OpOutcome::Failed { .. } => OpStatus::Failed,
+            OpOutcome::Skipped { .. } => OpStatus::Skipped,
+        }
+    }
+}
+
+/// A run, without its plan, report and operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run ID.
+    pub id: i64,
+    /// Pair (connector) name.
+    pub pair: String,
+    /// Simulate or sync.
+    pub mode: RunMode,
+    /// Status.
+    pub status: RunStatus,
+    /// Start (unix ms).
+    pub started_ms: i64,
+    /// End (unix ms), once finished or marked interrupted.
+    pub finished_ms: Option<i64>,
+}
+
+/// One operation's record in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOpRecord {
+    /// The operation's `seq` in the plan.
+    pub seq: u32,
+    /// The operation.
+    pub op: Operation,
+    /// Where it got to.
+    pub status: OpStatus,
+    /// The outcome, once recorded.
+    pub outcome: Option<OpOutcome>,
+    /// When its write began (unix ms), if the journal saw it begin.
+    pub started_ms: Option<i64>,
+    /// When its outcome was recorded (unix ms).
+    pub finished_ms: Option<i64>,
+}
+
+/// A run with everything recorded about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The summary.
+    pub summary: RunSummary,
+    /// The plan, once saved.
+    pub plan: Option<serde_json::Value>,
+    /// The report, once finished.
+    pub report: Option<serde_json::Value>,
+    /// Per-operation records, by `seq`.
+    pub ops: Vec<RunOpRecord>,
+}
+
+/// Figures about a stored source state, for status pages and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStateInfo {
+    /// Bytes stored for the snapshot (compressed).
+    pub stored_bytes: i64,
+    /// Bytes of the snapshot's JSON before compression.
+    pub raw_bytes: i64,
+    /// When saved (unix ms).
+    pub saved_ms: i64,
+}
+
+const SNAPSHOT_ZLIB: &str = "json+zlib";
+const SNAPSHOT_NONE: &str = "none";
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/usersync.db` in WAL mode with foreign keys on and
+    /// a busy timeout, and applies pending migrations. Creates `data_dir` (mode 0700) if
+    /// missing. The master key comes from `USERSYNC_MASTER_KEY` (base64 of 32 bytes) when set,
+    /// else from `<data_dir>/master.key` (32 raw bytes, created with mode 0600 on first open).
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let env_key = match std::env::var(MASTER_KEY_ENV) {
+            Ok(v) => Some(MasterKey::from_base64(&v)?),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(StoreError::MasterKeyEnv { reason: "not valid UTF-8".into() });
+            }
+        };
+        Self::open_inner(data_dir, env_key).await
+    }
+
+    /// Like [`Store::open`] but with the master key given, ignoring the environment and the
+    /// key file (for tests, and for callers that fetch the key from elsewhere).
+    pub async fn open_with_key(data_dir: &Path, key: MasterKey) -> Result<Store, StoreError> {
+        Self::open_inner(data_dir, Some(key)).await
+    }
+
+    async fn open_inner(data_dir: &Path, key: Option<MasterKey>) -> Result<Store, StoreError> {
+        create_data_dir(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        precreate_db_file(&path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::open(&path, &e))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate { path: path.clone(), reason: e.to_string() })?;
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let key_path = data_dir.join(KEY_FILE);
+                match MasterKey::read_file(&key_path)? {
+                    Some(k) => k,
+                    None => {
+                        let secrets: i64 = sqlx::query("SELECT COUNT(*) FROM connector_secrets")
+                            .fetch_one(&pool)
+                            .await
+                            .and_then(|r| r.try_get(0))
+                            .map_err(StoreError::db("counting secrets"))?;
+                        if secrets > 0 {
+                            return Err(StoreError::MasterKeyMissing { path: key_path });
+                        }
+                        let k = MasterKey::generate();
+                        k.write_new_file(&key_path)?;
+                        tracing::info!(path = %key_path.display(), "created a new master key file; back it up with the database");
+                        k
+                    }
+                }
+            }
+        };
+        tracing::debug!(path = %path.display(), "opened state store");
+        Ok(Store { pool, key: Arc::new(key), write_lock: Arc::default(), path })
+    }
+
+    /// An in-memory store with a random master key, for tests.
+    pub async fn open_in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| StoreError::open(&path, &e))?
+            .foreign_keys(true);
+        // One connection that never closes: each SQLite in-memory connection is its own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::open(&path, &e))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate { path: path.clone(), reason: e.to_string() })?;
+        Ok(Store {
+            pool,
+            key: Arc::new(MasterKey::generate()),
+            write_lock: Arc::default(),
+            path,
+        })
+    }
+
+    /// Closes the pool, checkpointing the WAL. Dropping the store without closing is safe too.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The database path (`:memory:` for in-memory stores).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Begins a write transaction, holding this process's write lock for its duration.
+    /// `BEGIN IMMEDIATE` takes SQLite's write lock up front, so a read-then-write transaction
+    /// cannot fail half-way on a lock upgrade (PostgreSQL: plain `BEGIN`).
+    pub(crate) async fn write_tx(&self, context: &'static str) -> Result<WriteTx, StoreError> {
+        let guard = Arc::clone(&self.write_lock).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::db(context))?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    // ---- connectors & secrets -------------------------------------------------------------
+
+    /// Creates or replaces a connector's kind and settings. Settings must not contain secrets;
+    /// use [`Store::put_secret`] for those.
+    pub async fn upsert_connector(&self, name: &str, kind: &str, settings: &serde_json::Value) -> Result<(), StoreError> {
+        if name.is_empty() {
+            return Err(StoreError::Invalid("connector name must not be empty".into()));
+        }
+        let now = now_ms();
+        let _guard = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO connectors (name, kind, settings, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, settings = excluded.settings, updated_ms = excluded.updated_ms",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(settings.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("saving a connector"))?;
+        Ok(())
+    }
+
+    /// All connectors, by name.
+    pub async fn connectors(&self) -> Result<Vec<ConnectorRecord>, StoreError> {
+        let rows = sqlx::query("SELECT name, kind, settings, created_ms, updated_ms FROM connectors ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db("listing connectors"))?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.try_get("name").map_err(StoreError::db("reading connectors"))?;
+                let settings: String = r.try_get("settings").map_err(StoreError::db("reading connectors"))?;
+                let settings = serde_json::from_str(&settings)
+                    .map_err(|e| StoreError::corrupt(format!("settings of connector {name:?}"), e))?;
+                Ok(ConnectorRecord {
+                    kind: r.try_get("kind").map_err(StoreError::db("reading connectors"))?,
+                    created_ms: r.try_get("created_ms").map_err(StoreError::db("reading connectors"))?,
+                    updated_ms: r.try_get("updated_ms").map_err(StoreError::db("reading connectors"))?,
+                    settings,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a secret for a connector, encrypted with the master key (AES-256-GCM, random
+    /// nonce, connector and name bound as associated data). Replaces any previous value.
+    pub async fn put_secret(&self, connector: &str, name: &str, secret: &str) -> Result<(), StoreError> {
+        let sealed = crypto::seal(&self.key, connector, name, secret);
+        let _guard = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO connector_secrets (connector, name, sealed, updated_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (connector, name) DO UPDATE SET sealed = excluded.sealed, updated_ms = excluded.updated_ms",
+        )
+        .bind(connector)
+        .bind(name)
+        .bind(sealed)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("saving a secret"))?;
+        Ok(())
+    }
+
+    /// Reads and decrypts a secret; `None` if it was never stored.
+    pub async fn get_secret(&self, connector: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM connector_secrets WHERE connector = $1 AND name = $2")
+            .bind(connector)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db("reading a secret"))?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: Vec<u8> = row.try_get("sealed").map_err(StoreError::db("reading a secret"))?;
+        crypto::open(&self.key, connector, name, &sealed).map(Some)
+    }
+
+    /// Deletes a secret; returns whether one existed.
+    pub async fn delete_secret(&self, connector: &str, name: &str) -> Result<bool, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let done = sqlx::query("DELETE FROM connector_secrets WHERE connector = $1 AND name = $2")
+            .bind(connector)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("deleting a secret"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- links ---------------------------------------------------------------------------
+
+    /// The link table of a pair.
+    pub async fn links(&self, pair: &str) -> Result<LinkTable, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::db("reading links"))?;
+        let mut links = LinkTable::default();
+        let users = sqlx::query(
+            "SELECT source_id, username, target_key, pending_username, deactivated_at_ms, photo_tag
+             FROM user_links WHERE pair = $1",
+        )
+        .bind(pair)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::db("reading links"))?;
+        for r in &users {
+            let link = user_link_from_row(r)?;
+            links.users.insert(link.source_id.clone(), link);
+        }
+        let groups = sqlx::query("SELECT source_id, name, pending FROM group_links WHERE pair = $1")
+            .bind(pair)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::db("reading links"))?;
+        for r in &groups {
+            let link = group_link_from_row(r)?;
+            links.groups.insert(link.source_id.clone(), link);
+        }
+        Ok(links)
+    }
+
+    /// A journal for one apply of `pair` in run `run_id`. Each `before`/`after` is its own
+    /// committed transaction that updates the links and the run's per-operation record;
+    /// `now_ms` stamps deactivations.
+    pub fn journal(&self, pair: &str, run_id: i64, now_ms: i64) -> StoreJournal {
+        StoreJournal::new(self.clone(), pair.to_string(), run_id, now_ms)
+    }
+
+    // ---- source sync state ---------------------------------------------------------------
+
+    /// The saved sync state of a source connector, if any.
+    pub async fn source_state(&self, connector: &str) -> Result<Option<SourceSyncState>, StoreError> {
+        let row = sqlx::query("SELECT cursor, snapshot_encoding, snapshot FROM source_state WHERE connector = $1")
+            .bind(connector)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db("reading source sync state"))?;
+        let Some(row) = row else { return Ok(None) };
+        let what = format!("source sync state of connector {connector:?}");
+        let cursor: String = row.try_get("cursor").map_err(StoreError::db("reading source sync state"))?;
+        let cursor = serde_json::from_str(&cursor).map_err(|e| StoreError::corrupt(what.clone(), e))?;
+        let encoding: String = row.try_get("snapshot_encoding").map_err(StoreError::db("reading source sync state"))?;
+        let blob: Option<Vec<u8>> = row.try_get("snapshot").map_err(StoreError::db("reading source sync state"))?;
+        let snapshot = match (encoding.as_str(), blob) {
+            (SNAPSHOT_NONE, _) | (_, None) => None,
+            (SNAPSHOT_ZLIB, Some(blob)) => {
+                let what2 = what.clone();
+                let snap = tokio::task::spawn_blocking(move || {
+                    let mut json = Vec::with_capacity(blob.len() * 6);
+                    flate2::read::ZlibDecoder::new(blob.as_slice())
+                        .read_to_end(&mut json)
+                        .map_err(|e| StoreError::corrupt(what2.clone(), e))?;
+                    serde_json::from_slice(&json).map_err(|e| StoreError::corrupt(what2, e))
+                })
+                .await
+                .map_err(|e| StoreError::Internal { context: "decoding source sync state", reason: e.to_string() })??;
+                Some(snap)
+            }
+            (other, Some(_)) => return Err(StoreError::corrupt(what, format!("unknown encoding {other:?}"))),
+        };
+        Ok(Some(SourceSyncState { cursor, snapshot }))
+    }
+
+    /// Saves a source connector's sync state, replacing the previous one atomically (one
+    /// statement). The snapshot is stored as zlib-compressed JSON.
+    pub async fn save_source_state(&self, connector: &str, state: &SourceSyncState) -> Result<(), StoreError> {
+        let cursor = state.cursor.to_string();
+        let (encoding, blob, raw) = match &state.snapshot {
+            None => (SNAPSHOT_NONE, None, None),
+            Some(snapshot) => {
+                let snapshot = snapshot.clone();
+                let (blob, raw) = tokio::task::spawn_blocking(move || encode_snapshot(&snapshot))
+                    .await
+                    .map_err(|e| StoreError::Internal { context: "encoding source sync state", reason: e.to_string() })??;
+                (SNAPSHOT_ZLIB, Some(blob), Some(raw))
+            }
+        };
+        let _guard = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO source_state (connector, cursor, snapshot_encoding, snapshot, snapshot_raw_bytes, saved_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (connector) DO UPDATE SET cursor = excluded.cursor,
+                snapshot_encoding = excluded.snapshot_encoding, snapshot = excluded.snapshot,
+                snapshot_raw_bytes = excluded.snapshot_raw_bytes, saved_ms = excluded.saved_ms",
+        )
+        .bind(connector)
+        .bind(cursor)
+        .bind(encoding)
+        .bind(blob)
+        .bind(raw)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("saving source sync state"))?;
+        Ok(())
+    }
+
+    /// Sizes of a stored source state, without decoding it.
+    pub async fn source_state_info(&self, connector: &str) -> Result<Option<SourceStateInfo>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(LENGTH(snapshot), 0) AS stored, COALESCE(snapshot_raw_bytes, 0) AS raw, saved_ms
+             FROM source_state WHERE connector = $1",
+        )
+        .bind(connector)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::db("reading source sync state"))?;
+        row.map(|r| {
+            Ok(SourceStateInfo {
+                stored_bytes: r.try_get("stored").map_err(StoreError::db("reading source sync state"))?,
+                raw_bytes: r.try_get("raw").map_err(StoreError::db("reading source sync state"))?,
+                saved_ms: r.try_get("saved_ms").map_err(StoreError::db("reading source sync state"))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets a source connector's sync state, so the next read is a full read.
+    pub async fn clear_source_state(&self, connector: &str) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        sqlx::query("DELETE FROM source_state WHERE connector = $1")
+            .bind(connector)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("clearing source sync state"))?;
+        Ok(())
+    }
+
+    // ---- runs ----------------------------------------------------------------------------
+
+    /// Records the start of a run; returns its ID.
+    pub async fn start_run(&self, pair: &str, mode: RunMode, started_ms: i64) -> Result<i64, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let row = sqlx::query("INSERT INTO runs (pair, mode, status, started_ms) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(pair)
+            .bind(mode.as_str())
+            .bind(RunStatus::Running.as_str())
+            .bind(started_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::db("starting a run"))?;
+        row.try_get("id").map_err(StoreError::db("starting a run"))
+    }
+
+    /// Saves a run's plan (as JSON).
+    pub async fn save_plan(&self, run_id: i64, plan_json: &serde_json::Value) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let done = sqlx::query("UPDATE runs SET plan = $1 WHERE id = $2")
+            .bind(plan_json.to_string())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("saving a plan"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: format!("run {run_id}") });
+        }
+        Ok(())
+    }
+
+    /// Records the end of a run with its status and report.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        report_json: &serde_json::Value,
+        finished_ms: i64,
+    ) -> Result<(), StoreError> {
+        if status == RunStatus::Running {
+            return Err(StoreError::Invalid("finish_run needs a final status, not `running`".into()));
+        }
+        let _guard = self.write_lock.lock().await;
+        let done = sqlx::query("UPDATE runs SET status = $1, report = $2, finished_ms = $3 WHERE id = $4")
+            .bind(status.as_str())
+            .bind(report_json.to_string())
+            .bind(finished_ms)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("finishing a run"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: format!("run {run_id}") });
+        }
+        Ok(())
+    }
+
+    /// The latest runs, newest first, of one pair or of all.
+    pub async fn runs(&self, pair: Option<&str>, limit: u32) -> Result<Vec<RunSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, pair, mode, status, started_ms, finished_ms FROM runs
+             WHERE ($1 IS NULL OR pair = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(pair)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db("listing runs"))?;
+        rows.iter().map(run_summary_from_row).collect()
+    }
+
+    /// One run with its plan, report and per-operation results.
+    pub async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::db("reading a run"))?;
+        let row = sqlx::query("SELECT id, pair, mode, status, started_ms, finished_ms, plan, report FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(StoreError::db("reading a run"))?;
+        let Some(row) = row else { return Ok(None) };
+        let summary = run_summary_from_row(&row)?;
+        let json = |col: &str| -> Result<Option<serde_json::Value>, StoreError> {
+            let text: Option<String> = row.try_get(col).map_err(StoreError::db("reading a run"))?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::corrupt(format!("{col} of run {run_id}"), e)))
+                .transpose()
+        };
+        let plan = json("plan")?;
+        let report = json("report")?;
+        let op_rows = sqlx::query(
+            "SELECT seq, op, status, outcome, started_ms, finished_ms FROM run_ops WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::db("reading a run's operations"))?;
+        let ops = op_rows
+            .iter()
+            .map(|r| {
+                let err = StoreError::db("reading a run's operations");
+                let seq: i64 = r.try_get("seq").map_err(err)?;
+                let what = || format!("operation {seq} of run {run_id}");
+                let op: String = r.try_get("op").map_err(StoreError::db("reading a run's operations"))?;
+                let status: String = r.try_get("status").map_err(StoreError::db("reading a run's operations"))?;
+                let outcome: Option<String> = r.try_get("outcome").map_err(StoreError::db("reading a run's operations"))?;
+                Ok(RunOpRecord {
+                    seq: u32::try_from(seq).map_err(|e| StoreError::corrupt(what(), e))?,
+                    op: serde_json::from_str(&op).map_err(|e| StoreError::corrupt(what(), e))?,
+                    status: status.parse()?,
+                    outcome: outcome
+                        .map(|o| serde_json::from_str(&o).map_err(|e| StoreError::corrupt(what(), e)))
+                        .transpose()?,
+                    started_ms: r.try_get("started_ms").map_err(StoreError::db("reading a run's operations"))?,
+                    finished_ms: r.try_get("finished_ms").map_err(StoreError::db("reading a run's operations"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(RunRecord { summary, plan, report, ops }))
+    }
+
+    /// Marks every run still `running` as `interrupted` (its process died). Call once at
+    /// startup, before starting runs. Returns how many runs were marked.
+    pub async fn mark_interrupted_runs(&self) -> Result<u64, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let done = sqlx::query("UPDATE runs SET status = $1, finished_ms = $2 WHERE status = $3")
+            .bind(RunStatus::Interrupted.as_str())
+            .bind(now_ms())
+            .bind(RunStatus::Running.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("marking interrupted runs"))?;
+        let n = done.rows_affected();
+        if n > 0 {
+            tracing::warn!(runs = n, "marked runs left unfinished by a previous process as interrupted");
+        }
+        Ok(n)
+    }
+}
+
+/// A write transaction plus the process-wide write lock.
+pub(crate) struct WriteTx {
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })
+}
+
+/// Creates the database file with mode 0600 (SQLite would use the umask, typically 0644);
+/// SQLite gives its WAL and shared-memory files the same mode.
+fn precreate_db_file(path: &Path) -> Result<(), StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            reason: format!("{e} — permission denied: check the data directory's owner"),
+        }),
+        Err(e) => Err(StoreError::Open { path: path.to_path_buf(), reason: e.to_string() }),
+    }
+}
+
+/// Counts bytes passing through to the inner writer.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Serialises a snapshot straight into a zlib stream; returns the blob and the JSON size.
+fn encode_snapshot(snapshot: &usersync_core::model::SourceSnapshot) -> Result<(Vec<u8>, i64), StoreError> {
+    let encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut writer = Counting { inner: std::io::BufWriter::with_capacity(1 << 16, encoder), count: 0 };
+    let fail = |e: &dyn std::fmt::Display| StoreError::Internal { context: "encoding source sync state", reason: e.to_string() };
+    serde_json::to_writer(&mut writer, snapshot).map_err(|e| fail(&e))?;
+    writer.flush().map_err(|e| fail(&e))?;
+    let raw = i64::try_from(writer.count).unwrap_or(i64::MAX);
+    let encoder = writer.inner.into_inner().map_err(|e| fail(&e.error().to_string()))?;
+    let blob = encoder.finish().map_err(|e| fail(&e))?;
+    Ok((blob, raw))
+}
+
+pub(crate) fn user_link_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<UserLink, StoreError> {
+    let e = || StoreError::db("reading links");
+    Ok(UserLink {
+        source_id: r.try_get("source_id").map_err(e())?,
+        username: r.try_get("username").map_err(e())?,
+        target_key: r.try_get("target_key").map_err(e())?,
+        pending_username: r.try_get("pending_username").map_err(e())?,
+        deactivated_at_ms: r.try_get("deactivated_at_ms").map_err(e())?,
+        photo_tag: r.try_get("photo_tag").map_err(e())?,
+    })
+}
+
+pub(crate) fn group_link_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<GroupLink, StoreError> {
+    let e = || StoreError::db("reading links");
+    Ok(GroupLink {
+        source_id: r.try_get("source_id").map_err(e())?,
+        name: r.try_get("name").map_err(e())?,
+        pending: r.try_get("pending").map_err(e())?,
+    })
+}
+
+fn run_summary_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, StoreError> {
+    let e = || StoreError::db("reading runs");
+    let mode: String = r.try_get("mode").map_err(e())?;
+    let status: String = r.try_get("status").map_err(e())?;
+    Ok(RunSummary {
+        id: r.try_get("id").map_err(e())?,
+        pair: r.try_get("pair").map_err(e())?,
+        mode: mode.parse()?,
+        status: status.parse()?,
+        started_ms: r.try_get("started_ms").map_err(e())?,
+        finished_ms: r.try_get("finished_ms").map_err(e())?,
+    })
+}

@@ -55,6 +55,14 @@ pub enum OpKind {
         /// Existing target key.
         target_key: Option<String>,
     },
+    /// Link an existing unmanaged target group with the same name as a source group (adoption
+    /// opt-in); no write to the target. Added by the engine author (additive).
+    AdoptGroup {
+        /// Source group object ID.
+        source_id: String,
+        /// Existing target group name.
+        name: String,
+    },
     /// Rename an account (UPN changed at the source).
     RenameUser {
         /// Source object ID.
@@ -167,4 +175,217 @@ pub enum OpOutcome {
         /// Why.
         reason: String,
     },
+}
+
+/// Apply phases, in dependency order. Operations of one phase may run concurrently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Create groups.
+    CreateGroups,
+    /// Adopt (link) existing accounts and groups.
+    Adopt,
+    /// Create accounts.
+    CreateUsers,
+    /// Rename accounts.
+    Rename,
+    /// Reactivate accounts.
+    Reactivate,
+    /// Update display name / e-mail.
+    Update,
+    /// Add memberships.
+    AddMembers,
+    /// Upload avatars.
+    SetAvatars,
+    /// Remove memberships.
+    RemoveMembers,
+    /// Deactivate accounts.
+    Deactivate,
+    /// Delete accounts.
+    DeleteUsers,
+    /// Delete groups.
+    DeleteGroups,
+}
+
+impl OpKind {
+    /// The phase this operation runs in.
+    pub fn phase(&self) -> Phase {
+        match self {
+            OpKind::CreateGroup { .. } => Phase::CreateGroups,
+            OpKind::AdoptUser { .. } | OpKind::AdoptGroup { .. } => Phase::Adopt,
+            OpKind::CreateUser { .. } => Phase::CreateUsers,
+            OpKind::RenameUser { .. } => Phase::Rename,
+            OpKind::ReactivateUser { .. } => Phase::Reactivate,
+            OpKind::UpdateUser { .. } => Phase::Update,
+            OpKind::AddMembers { .. } => Phase::AddMembers,
+            OpKind::SetAvatar { .. } => Phase::SetAvatars,
+            OpKind::RemoveMember { .. } => Phase::RemoveMembers,
+            OpKind::DeactivateUser { .. } => Phase::Deactivate,
+            OpKind::DeleteUser { .. } => Phase::DeleteUsers,
+            OpKind::DeleteGroup { .. } => Phase::DeleteGroups,
+        }
+    }
+
+    /// The source user or group ID the operation is about, if any.
+    pub fn source_id(&self) -> Option<&str> {
+        match self {
+            OpKind::CreateUser { source_id, .. }
+            | OpKind::AdoptUser { source_id, .. }
+            | OpKind::AdoptGroup { source_id, .. }
+            | OpKind::RenameUser { source_id, .. }
+            | OpKind::UpdateUser { source_id, .. }
+            | OpKind::ReactivateUser { source_id, .. }
+            | OpKind::DeactivateUser { source_id, .. }
+            | OpKind::DeleteUser { source_id, .. }
+            | OpKind::CreateGroup { source_id, .. }
+            | OpKind::DeleteGroup { source_id, .. }
+            | OpKind::SetAvatar { source_id, .. } => Some(source_id),
+            OpKind::AddMembers { .. } | OpKind::RemoveMember { .. } => None,
+        }
+    }
+
+    /// True for operations that are about a user account (not a group or membership).
+    pub fn is_user_op(&self) -> bool {
+        !matches!(
+            self,
+            OpKind::CreateGroup { .. }
+                | OpKind::AdoptGroup { .. }
+                | OpKind::DeleteGroup { .. }
+                | OpKind::AddMembers { .. }
+                | OpKind::RemoveMember { .. }
+        )
+    }
+
+    /// The name the operation sorts by within its phase: the username (after the operation),
+    /// or the group name (then the username for memberships).
+    pub fn sort_name(&self) -> String {
+        match self {
+            OpKind::CreateUser { account, .. } => account.username.to_lowercase(),
+            OpKind::AdoptUser { username, .. }
+            | OpKind::UpdateUser { username, .. }
+            | OpKind::ReactivateUser { username, .. }
+            | OpKind::DeactivateUser { username, .. }
+            | OpKind::DeleteUser { username, .. }
+            | OpKind::SetAvatar { username, .. } => username.to_lowercase(),
+            OpKind::RenameUser { from, .. } => from.to_lowercase(),
+            OpKind::AdoptGroup { name, .. } | OpKind::CreateGroup { name, .. } | OpKind::DeleteGroup { name, .. } => {
+                name.to_lowercase()
+            }
+            OpKind::AddMembers { group, usernames } => {
+                format!("{}\u{0}{}", group.to_lowercase(), usernames.first().map(|u| u.to_lowercase()).unwrap_or_default())
+            }
+            OpKind::RemoveMember { group, username } => format!("{}\u{0}{}", group.to_lowercase(), username.to_lowercase()),
+        }
+    }
+
+    /// Is this a removal that an incomplete source read must never produce?
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            OpKind::DeactivateUser { .. } | OpKind::DeleteUser { .. } | OpKind::DeleteGroup { .. } | OpKind::RemoveMember { .. }
+        )
+    }
+}
+
+/// What kind of conflict stopped a user or group from being synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// Several source users map to the same username (case-insensitive).
+    DuplicateUsername,
+    /// An unmanaged target account already has the username and adoption is off.
+    UnmanagedAccount,
+    /// The username is held by an account usersync manages for another source user.
+    ManagedByOther,
+    /// A rename is impossible because an account with the new name exists.
+    RenameTargetTaken,
+    /// Several source groups have names equal ignoring case.
+    DuplicateGroupName,
+    /// An unmanaged target group has the name and adoption is off.
+    UnmanagedGroup,
+    /// The group name is used by another managed group or an access group.
+    GroupNameTaken,
+    /// The source group's name is unusable (empty).
+    InvalidGroupName,
+}
+
+/// A conflict: reported, and the subject is not synced (existing accounts left untouched).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Conflict {
+    /// Kind.
+    pub kind: ConflictKind,
+    /// The username or group name in conflict.
+    pub name: String,
+    /// The source user or group IDs involved (sorted).
+    pub source_ids: Vec<String>,
+    /// What happened and how to fix it.
+    pub detail: String,
+}
+
+/// A source user that is not synced, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SkippedUser {
+    /// Source object ID.
+    pub source_id: String,
+    /// Source UPN.
+    pub upn: String,
+    /// The mapped username, when one was derived.
+    pub username: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Figures about a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCounts {
+    /// Source users read.
+    pub source_users: usize,
+    /// Source groups read.
+    pub source_groups: usize,
+    /// Users in scope (synced, conflicting or skipped).
+    pub users_in_scope: usize,
+    /// Groups in scope.
+    pub groups_in_scope: usize,
+    /// Target accounts read.
+    pub target_accounts: usize,
+    /// Target accounts usersync manages (linked and found).
+    pub managed_accounts: usize,
+    /// Accounts to create.
+    pub users_created: usize,
+    /// Accounts to adopt.
+    pub users_adopted: usize,
+    /// Accounts to rename.
+    pub users_renamed: usize,
+    /// Accounts to update.
+    pub users_updated: usize,
+    /// Accounts to reactivate.
+    pub users_reactivated: usize,
+    /// Accounts to deactivate.
+    pub users_deactivated: usize,
+    /// Accounts to delete.
+    pub users_deleted: usize,
+    /// Users with nothing to change.
+    pub users_unchanged: usize,
+    /// Groups to create.
+    pub groups_created: usize,
+    /// Groups to adopt.
+    pub groups_adopted: usize,
+    /// Groups to delete.
+    pub groups_deleted: usize,
+    /// Memberships to add (one per user and group).
+    pub memberships_added: usize,
+    /// Memberships to remove.
+    pub memberships_removed: usize,
+    /// Avatars to upload.
+    pub avatars_set: usize,
+    /// Conflicts.
+    pub conflicts: usize,
+    /// Skipped users.
+    pub skipped: usize,
+    /// Unmanaged target accounts matching no source user.
+    pub target_only: usize,
+    /// Removals not planned because the source read was incomplete.
+    pub removals_withheld: usize,
+    /// Deactivations + deletions counted by the mass-removal guard.
+    pub guarded_removals: usize,
 }

@@ -372,7 +372,7 @@ fn resolve_tenant(sh: &Shared, t: &str, corr: &str) -> Result<String, Response> 
 }
 
 /// Scheme + host of the request (for self-referencing URLs behind any port).
-pub fn base_url(sh: &Shared, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(sh: &Shared, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -382,7 +382,7 @@ pub fn base_url(sh: &Shared, headers: &HeaderMap) -> String {
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration` (MSAL reads `token_endpoint` here).
 /// <https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc>
-pub async fn openid_configuration(
+pub(crate) async fn openid_configuration(
     State(sh): State<Arc<Shared>>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
@@ -424,7 +424,7 @@ pub async fn openid_configuration(
 
 /// `GET /common/discovery/instance` (MSAL instance discovery), pointing at our own tenant
 /// discovery endpoint.
-pub async fn instance_discovery(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(crate) async fn instance_discovery(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let b = base_url(&sh, &headers);
     let host = b.split("://").nth(1).unwrap_or("127.0.0.1").to_string();
     axum::Json(json!({
@@ -436,7 +436,7 @@ pub async fn instance_discovery(State(sh): State<Arc<Shared>>, headers: HeaderMa
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`: the emulator's signing key as a JWKS.
-pub async fn jwks(State(sh): State<Arc<Shared>>) -> Response {
+pub(crate) async fn jwks(State(sh): State<Arc<Shared>>) -> Response {
     axum::Json(json!({"keys": [{
         "kty": "RSA", "use": "sig", "kid": KEY_ID,
         "n": URL_SAFE_NO_PAD.encode(&sh.keys.n), "e": URL_SAFE_NO_PAD.encode(&sh.keys.e)
@@ -460,7 +460,7 @@ struct AssertionClaims {
 
 /// `POST /{tenant}/oauth2/v2.0/token` (client credentials).
 /// <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>
-pub async fn token(
+pub(crate) async fn token(
     State(sh): State<Arc<Shared>>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
@@ -762,7 +762,7 @@ fn verify_assertion(app: &AppState, jwt: &str, tenant_seg: &str, tid: &str, now:
 
 /// Validates the Graph bearer token. Errors are Graph 401 `InvalidAuthenticationToken`.
 /// <https://learn.microsoft.com/graph/resolve-auth-errors>
-pub fn check_bearer(sh: &Shared, headers: &HeaderMap) -> Result<Claims, GraphError> {
+pub(crate) fn check_bearer(sh: &Shared, headers: &HeaderMap) -> Result<Claims, GraphError> {
     let unauth = |m: &str| {
         let mut e = GraphError::new(401, "InvalidAuthenticationToken", m);
         e.headers.push((

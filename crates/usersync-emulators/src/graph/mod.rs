@@ -398,7 +398,6 @@ pub(crate) struct Ctx<'a> {
     pub claims: &'a Claims,
     /// `{scheme}://{host}/v1.0` as the client addressed us.
     pub graph_base: String,
-    pub headers: &'a HeaderMap,
     pub request_id: String,
     pub client_request_id: String,
 }
@@ -442,7 +441,6 @@ async fn graph_entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                 sh: &sh,
                 claims: &claims,
                 graph_base,
-                headers: &parts.headers,
                 request_id: request_id.clone(),
                 client_request_id: client_request_id.clone(),
             };

@@ -1,0 +1,212 @@
+//! Scope: which source users and groups are synced. Include / exclude group selectors (exact
+//! name, regex, object ID), transitive cycle-safe flattening of nested groups, and detection of
+//! group names that collide case-insensitively (neither group is synced).
+
+use crate::config::{GroupSelector, ScopeSettings};
+use crate::model::{SourceGroup, SourceSnapshot, name_key};
+use crate::plan::{Conflict, ConflictKind};
+use regex::Regex;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A scope setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A `regex` selector does not compile.
+    #[error(
+        "scope.{list}: invalid regular expression {pattern:?}: {message}; fix the pattern \
+         (Rust regex syntax) or use a `name` selector for an exact group name"
+    )]
+    BadRegex {
+        /// `include_groups` or `exclude_groups`.
+        list: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// The regex engine's message.
+        message: String,
+    },
+}
+
+/// A compiled list of group selectors.
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    names: HashSet<String>,
+    ids: HashSet<String>,
+    regexes: Vec<Regex>,
+}
+
+impl Selectors {
+    /// Compiles selectors; `list` names the setting for error messages.
+    pub fn compile(list: &'static str, selectors: &[GroupSelector]) -> Result<Self, ScopeError> {
+        let mut out = Selectors::default();
+        for s in selectors {
+            match s {
+                GroupSelector::Name(n) => {
+                    out.names.insert(name_key(n.trim()));
+                }
+                GroupSelector::Id(id) => {
+                    out.ids.insert(id.trim().to_string());
+                }
+                GroupSelector::Regex(p) => out.regexes.push(Regex::new(p).map_err(|e| {
+                    ScopeError::BadRegex { list, pattern: p.clone(), message: e.to_string() }
+                })?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when no selector is configured.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.ids.is_empty() && self.regexes.is_empty()
+    }
+
+    /// True when `group` matches any selector.
+    pub fn matches(&self, group: &SourceGroup) -> bool {
+        self.ids.contains(&group.id)
+            || self.names.contains(&name_key(group.display_name.trim()))
+            || self.regexes.iter().any(|r| r.is_match(&group.display_name))
+    }
+}
+
+/// A group that will be synced, with its (possibly flattened) in-scope member users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopedGroup {
+    /// Source object ID.
+    pub source_id: String,
+    /// Target group name (the source display name, trimmed).
+    pub name: String,
+    /// In-scope member user IDs.
+    pub members: BTreeSet<String>,
+}
+
+/// The result of scoping.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// In-scope user IDs.
+    pub users: BTreeSet<String>,
+    /// Synced groups by source ID.
+    pub groups: BTreeMap<String, ScopedGroup>,
+    /// Source IDs of in-scope groups left out because of a conflict (name collision, empty
+    /// name); their existing target groups are left untouched.
+    pub blocked_groups: BTreeSet<String>,
+    /// Group conflicts.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Member users of `root`, following nested groups transitively when `flatten`. Cycle-safe:
+/// each group is visited once.
+pub fn effective_members<'a>(
+    root: &'a SourceGroup,
+    by_id: &HashMap<&'a str, &'a SourceGroup>,
+    flatten: bool,
+) -> BTreeSet<&'a str> {
+    let mut users: BTreeSet<&str> = root.member_users.iter().map(String::as_str).collect();
+    if !flatten || root.member_groups.is_empty() {
+        return users;
+    }
+    let mut seen: HashSet<&str> = HashSet::from([root.id.as_str()]);
+    let mut stack: Vec<&str> = root.member_groups.iter().map(String::as_str).collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(g) = by_id.get(id) {
+            users.extend(g.member_users.iter().map(String::as_str));
+            stack.extend(g.member_groups.iter().map(String::as_str));
+        }
+    }
+    users
+}
+
+/// Resolves the scope. With an include list, users are the members of the included,
+/// non-excluded groups; without one, every user except members of excluded groups. Synced
+/// groups are the included (or all) groups minus the excluded ones and minus name collisions.
+pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Result<Scope, ScopeError> {
+    let include = Selectors::compile("include_groups", &settings.include_groups)?;
+    let exclude = Selectors::compile("exclude_groups", &settings.exclude_groups)?;
+    let by_id: HashMap<&str, &SourceGroup> =
+        source.groups.iter().map(|g| (g.id.as_str(), g)).collect();
+    let all_users: HashSet<&str> = source.users.iter().map(|u| u.id.as_str()).collect();
+
+    let excluded: Vec<&SourceGroup> = source.groups.iter().filter(|g| exclude.matches(g)).collect();
+    let synced: Vec<&SourceGroup> = source
+        .groups
+        .iter()
+        .filter(|g| (include.is_empty() || include.matches(g)) && !exclude.matches(g))
+        .collect();
+
+    // Effective members of each synced group, computed once.
+    let members: Vec<BTreeSet<&str>> =
+        synced.iter().map(|g| effective_members(g, &by_id, settings.flatten_nested)).collect();
+
+    let users: BTreeSet<String> = if include.is_empty() {
+        let mut out_of_scope: HashSet<&str> = HashSet::new();
+        for g in &excluded {
+            out_of_scope.extend(effective_members(g, &by_id, settings.flatten_nested));
+        }
+        source
+            .users
+            .iter()
+            .filter(|u| !out_of_scope.contains(u.id.as_str()))
+            .map(|u| u.id.clone())
+            .collect()
+    } else {
+        let mut ids: HashSet<&str> = HashSet::new();
+        for m in &members {
+            ids.extend(m.iter().copied().filter(|id| all_users.contains(id)));
+        }
+        let mut v: Vec<String> = ids.into_iter().map(str::to_string).collect();
+        v.sort_unstable();
+        v.into_iter().collect()
+    };
+
+    // Group names colliding case-insensitively: neither is synced.
+    let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, g) in synced.iter().enumerate() {
+        by_name.entry(name_key(g.display_name.trim())).or_default().push(i);
+    }
+    let mut scope = Scope { users, ..Scope::default() };
+    for (key, idxs) in by_name {
+        if key.is_empty() {
+            for &i in &idxs {
+                scope.blocked_groups.insert(synced[i].id.clone());
+                scope.conflicts.push(Conflict {
+                    kind: ConflictKind::InvalidGroupName,
+                    name: String::new(),
+                    source_ids: vec![synced[i].id.clone()],
+                    detail: "the source group has an empty display name; it is not synced".into(),
+                });
+            }
+            continue;
+        }
+        if idxs.len() > 1 {
+            let mut ids: Vec<String> = idxs.iter().map(|&i| synced[i].id.clone()).collect();
+            ids.sort();
+            let names: Vec<&str> = idxs.iter().map(|&i| synced[i].display_name.trim()).collect();
+            scope.blocked_groups.extend(ids.iter().cloned());
+            scope.conflicts.push(Conflict {
+                kind: ConflictKind::DuplicateGroupName,
+                name: synced[idxs[0]].display_name.trim().to_string(),
+                source_ids: ids,
+                detail: format!(
+                    "{} source groups have names that are equal ignoring case ({}); Atlassian \
+                     group names are case-insensitive, so neither is synced until one is renamed",
+                    idxs.len(),
+                    names.join(", ")
+                ),
+            });
+            continue;
+        }
+        let i = idxs[0];
+        let g = synced[i];
+        let in_scope: BTreeSet<String> = members[i]
+            .iter()
+            .filter(|id| scope.users.contains(**id))
+            .map(|id| id.to_string())
+            .collect();
+        scope.groups.insert(
+            g.id.clone(),
+            ScopedGroup { source_id: g.id.clone(), name: g.display_name.trim().to_string(), members: in_scope },
+        );
+    }
+    Ok(scope)
+}
