@@ -5,7 +5,15 @@
 
 pub mod check;
 pub mod config;
+pub mod desired;
+pub mod engine;
+pub mod journal;
 pub mod link;
+pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod ports;
+pub mod report;
+pub mod schedule;
+pub mod scope;
+pub mod testkit;

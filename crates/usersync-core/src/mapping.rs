@@ -73,14 +73,14 @@ pub fn validate_username(name: &str) -> Result<(), String> {
         ));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
-        return Err(format!("the mapped username {name:?} contains the control character {c:?}"));
+        return Err(format!("the mapped username {name:?} contains a control character ({c:?})"));
     }
     if name.chars().any(char::is_whitespace) {
         return Err(format!("the mapped username {name:?} contains whitespace"));
     }
     if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c)) {
         return Err(format!(
-            "the mapped username {name:?} contains '{c}', which Atlassian products reject in usernames"
+            "the mapped username {name:?} contains `{c}`, which Atlassian products reject in usernames"
         ));
     }
     Ok(())

@@ -179,8 +179,10 @@ pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Resul
             continue;
         }
         if idxs.len() > 1 {
-            let mut ids: Vec<String> = idxs.iter().map(|&i| synced[i].id.clone()).collect();
-            ids.sort();
+            // Sorted by ID so the report does not depend on the source's listing order.
+            let mut idxs = idxs;
+            idxs.sort_by(|a, b| synced[*a].id.cmp(&synced[*b].id));
+            let ids: Vec<String> = idxs.iter().map(|&i| synced[i].id.clone()).collect();
             let names: Vec<&str> = idxs.iter().map(|&i| synced[i].display_name.trim()).collect();
             scope.blocked_groups.extend(ids.iter().cloned());
             scope.conflicts.push(Conflict {

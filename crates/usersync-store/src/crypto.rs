@@ -44,10 +44,16 @@ impl MasterKey {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(text)
             .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-            .map_err(|e| StoreError::MasterKeyEnv { reason: format!("not valid base64: {e}") })?;
-        let bytes: [u8; 32] = decoded.as_slice().try_into().map_err(|_| StoreError::MasterKeyEnv {
-            reason: format!("decodes to {} bytes", decoded.len()),
-        })?;
+            .map_err(|e| StoreError::MasterKeyEnv {
+                reason: format!("not valid base64: {e}"),
+            })?;
+        let bytes: [u8; 32] =
+            decoded
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::MasterKeyEnv {
+                    reason: format!("decodes to {} bytes", decoded.len()),
+                })?;
         Ok(Self(bytes))
     }
 
@@ -59,17 +65,22 @@ impl MasterKey {
             Err(e) => {
                 return Err(StoreError::MasterKeyFile {
                     path: path.to_path_buf(),
-                    reason: format!("cannot read it: {e} — check its owner and permissions (it should be 0600, owned by the usersync user)"),
+                    reason: format!(
+                        "cannot read it: {e} — check its owner and permissions (it should be 0600, owned by the usersync user)"
+                    ),
                 });
             }
         };
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| StoreError::MasterKeyFile {
-            path: path.to_path_buf(),
-            reason: format!(
-                "holds {} bytes, expected exactly 32 — restore the original file from backup",
-                bytes.len()
-            ),
-        })?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::MasterKeyFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "holds {} bytes, expected exactly 32 — restore the original file from backup",
+                    bytes.len()
+                ),
+            })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -89,7 +100,9 @@ impl MasterKey {
     pub(crate) fn write_new_file(&self, path: &Path) -> Result<(), StoreError> {
         let err = |e: std::io::Error| StoreError::MasterKeyFile {
             path: path.to_path_buf(),
-            reason: format!("cannot create it: {e} — check the data directory's owner and permissions"),
+            reason: format!(
+                "cannot create it: {e} — check the data directory's owner and permissions"
+            ),
         };
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -124,7 +137,13 @@ pub(crate) fn seal(key: &MasterKey, connector: &str, name: &str, plaintext: &str
     let aad = aad(connector, name);
     let ct = key
         .cipher()
-        .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: &aad })
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: &aad,
+            },
+        )
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
     out.push(KEY_VERSION);
@@ -134,9 +153,16 @@ pub(crate) fn seal(key: &MasterKey, connector: &str, name: &str, plaintext: &str
 }
 
 /// Decrypts a sealed secret of the `(connector, name)` row.
-pub(crate) fn open(key: &MasterKey, connector: &str, name: &str, sealed: &[u8]) -> Result<String, StoreError> {
-    let undecryptable =
-        || StoreError::SecretUndecryptable { connector: connector.to_string(), name: name.to_string() };
+pub(crate) fn open(
+    key: &MasterKey,
+    connector: &str,
+    name: &str,
+    sealed: &[u8],
+) -> Result<String, StoreError> {
+    let undecryptable = || StoreError::SecretUndecryptable {
+        connector: connector.to_string(),
+        name: name.to_string(),
+    };
     let (&version, rest) = sealed.split_first().ok_or_else(undecryptable)?;
     if version != KEY_VERSION {
         return Err(StoreError::SecretFormat {
@@ -152,8 +178,16 @@ pub(crate) fn open(key: &MasterKey, connector: &str, name: &str, sealed: &[u8]) 
     let nonce_bytes: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| undecryptable())?;
     let nonce = Nonce::<Aes256Gcm>::from(nonce_bytes);
     let aad = aad(connector, name);
-    let pt = key.cipher().decrypt(&nonce, Payload { msg: ct, aad: &aad }).map_err(|_| undecryptable())?;
-    String::from_utf8(pt).map_err(|_| StoreError::corrupt(format!("secret {name:?} of connector {connector:?}"), "not UTF-8"))
+    let pt = key
+        .cipher()
+        .decrypt(&nonce, Payload { msg: ct, aad: &aad })
+        .map_err(|_| undecryptable())?;
+    String::from_utf8(pt).map_err(|_| {
+        StoreError::corrupt(
+            format!("secret {name:?} of connector {connector:?}"),
+            "not UTF-8",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -165,7 +199,10 @@ mod tests {
         let key = MasterKey::generate();
         let sealed = seal(&key, "c1", "client_secret", "hunter2");
         assert_eq!(sealed[0], KEY_VERSION);
-        assert_eq!(open(&key, "c1", "client_secret", &sealed).unwrap(), "hunter2");
+        assert_eq!(
+            open(&key, "c1", "client_secret", &sealed).unwrap(),
+            "hunter2"
+        );
         // Moved to another row: fails.
         assert!(matches!(
             open(&key, "c2", "client_secret", &sealed),
@@ -181,9 +218,15 @@ mod tests {
         assert!(MasterKey::from_base64(&format!("  {b64}\n")).is_ok());
         let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
         let err = MasterKey::from_base64(&short).unwrap_err().to_string();
-        assert!(err.contains("USERSYNC_MASTER_KEY is not 32 bytes of base64"), "{err}");
+        assert!(
+            err.contains("USERSYNC_MASTER_KEY is not 32 bytes of base64"),
+            "{err}"
+        );
         assert!(err.contains("16 bytes"), "{err}");
         assert!(MasterKey::from_base64("not base64!!").is_err());
-        assert_eq!(format!("{:?}", MasterKey::generate()), "MasterKey(<redacted>)");
+        assert_eq!(
+            format!("{:?}", MasterKey::generate()),
+            "MasterKey(<redacted>)"
+        );
     }
 }

@@ -85,7 +85,9 @@ pub enum StoreError {
         version: u8,
     },
     /// Something stored could not be decoded.
-    #[error("stored {what} is unreadable: {reason} — the database may have been edited by hand or written by an incompatible usersync version")]
+    #[error(
+        "stored {what} is unreadable: {reason} — the database may have been edited by hand or written by an incompatible usersync version"
+    )]
     Corrupt {
         /// What was being read.
         what: String,
@@ -148,7 +150,10 @@ impl StoreError {
 
     /// Builds an [`StoreError::Open`] from a driver error on connect.
     pub(crate) fn open(path: &Path, err: &sqlx::Error) -> StoreError {
-        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
         let reason = match code.as_deref() {
             Some("14") => format!(
                 "{err} — the file or its directory is not accessible: check the data directory's owner and permissions"
@@ -168,11 +173,17 @@ impl StoreError {
                 _ => err.to_string(),
             },
         };
-        StoreError::Open { path: path.to_path_buf(), reason }
+        StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        }
     }
 
     /// Builds a [`StoreError::Corrupt`].
     pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::Corrupt { what: what.into(), reason: reason.to_string() }
+        StoreError::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
     }
 }

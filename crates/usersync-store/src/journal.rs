@@ -1,12 +1,14 @@
 //! [`StoreJournal`]: the engine's [`ApplyJournal`] backed by the store. Each call is one short
-//! transaction that (1) loads the links the operation touches, (2) applies the link rules
-//! ([`crate::rules`]) to that slice, (3) writes back the difference and (4) records the
-//! operation's progress in `run_ops`, then commits before returning.
+//! transaction that (1) loads the links the operation touches (those under its `source_id`),
+//! (2) applies the engine's own link rules ([`usersync_core::journal::record_intent`] /
+//! [`usersync_core::journal::apply_outcome_to_links`], the ones `MemoryJournal` uses) to that
+//! slice, (3) writes back the difference and (4) records the operation's progress in
+//! `run_ops`, then commits before returning.
 
-use crate::rules;
 use crate::{OpStatus, Store, StoreError, group_link_from_row, now_ms, user_link_from_row};
 use async_trait::async_trait;
-use sqlx::{Row as _, SqliteConnection};
+use sqlx::SqliteConnection;
+use usersync_core::journal::{apply_outcome_to_links, record_intent};
 use usersync_core::link::LinkTable;
 use usersync_core::plan::{OpOutcome, Operation};
 use usersync_core::ports::{ApplyJournal, ConnectorError, ErrorKind};
@@ -23,19 +25,28 @@ pub struct StoreJournal {
 
 impl StoreJournal {
     pub(crate) fn new(store: Store, pair: String, run_id: i64, now_ms: i64) -> Self {
-        Self { store, pair, run_id, now_ms }
+        Self {
+            store,
+            pair,
+            run_id,
+            now_ms,
+        }
     }
 
     /// Records the intent of `op` (pending links) and marks it started in the run.
     pub async fn record_before(&self, op: &Operation) -> Result<(), StoreError> {
-        let mut w = self.store.write_tx("recording an operation's intent").await?;
+        let mut w = self
+            .store
+            .write_tx("recording an operation's intent")
+            .await?;
         let conn: &mut SqliteConnection = &mut w.tx;
         let before = load_slice(conn, &self.pair, op).await?;
         let mut after = before.clone();
-        rules::record_intent(&mut after, op);
+        record_intent(&mut after, op);
         write_diff(conn, &self.pair, &before, &after).await?;
-        let op_json = serde_json::to_string(op)
-            .map_err(|e| StoreError::Invalid(format!("operation {} cannot be serialised: {e}", op.seq)))?;
+        let op_json = serde_json::to_string(op).map_err(|e| {
+            StoreError::Invalid(format!("operation {} cannot be serialised: {e}", op.seq))
+        })?;
         sqlx::query(
             "INSERT INTO run_ops (run_id, seq, op, status, started_ms) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (run_id, seq) DO UPDATE SET op = excluded.op, status = excluded.status,
@@ -49,38 +60,37 @@ impl StoreJournal {
         .execute(&mut *conn)
         .await
         .map_err(run_op_err(self.run_id))?;
-        w.tx.commit().await.map_err(StoreError::db("committing an operation's intent"))?;
+        w.tx.commit()
+            .await
+            .map_err(StoreError::db("committing an operation's intent"))?;
         Ok(())
     }
 
     /// Applies the outcome of `op` to the links and records it in the run.
-    pub async fn record_after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), StoreError> {
-        let mut w = self.store.write_tx("recording an operation's outcome").await?;
+    pub async fn record_after(
+        &self,
+        op: &Operation,
+        outcome: &OpOutcome,
+    ) -> Result<(), StoreError> {
+        let mut w = self
+            .store
+            .write_tx("recording an operation's outcome")
+            .await?;
         let conn: &mut SqliteConnection = &mut w.tx;
         let seq = i64::from(op.seq);
-        let prior: Option<String> = sqlx::query("SELECT status FROM run_ops WHERE run_id = $1 AND seq = $2")
-            .bind(self.run_id)
-            .bind(seq)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(StoreError::db("recording an operation's outcome"))?
-            .map(|r| r.try_get("status"))
-            .transpose()
-            .map_err(StoreError::db("recording an operation's outcome"))?;
-        // A skipped operation whose intent was never recorded wrote nothing and changes no
-        // link; in particular it must not clear a pending name left by an earlier, killed run.
-        let touch_links = !matches!(outcome, OpOutcome::Skipped { .. })
-            || prior.as_deref() == Some(OpStatus::Started.as_str());
-        if touch_links {
-            let before = load_slice(conn, &self.pair, op).await?;
-            let mut after = before.clone();
-            rules::apply_outcome_to_links(&mut after, op, outcome, self.now_ms);
-            write_diff(conn, &self.pair, &before, &after).await?;
-        }
-        let op_json = serde_json::to_string(op)
-            .map_err(|e| StoreError::Invalid(format!("operation {} cannot be serialised: {e}", op.seq)))?;
-        let outcome_json = serde_json::to_string(outcome)
-            .map_err(|e| StoreError::Invalid(format!("outcome of operation {} cannot be serialised: {e}", op.seq)))?;
+        let before = load_slice(conn, &self.pair, op).await?;
+        let mut after = before.clone();
+        apply_outcome_to_links(&mut after, op, outcome, self.now_ms);
+        write_diff(conn, &self.pair, &before, &after).await?;
+        let op_json = serde_json::to_string(op).map_err(|e| {
+            StoreError::Invalid(format!("operation {} cannot be serialised: {e}", op.seq))
+        })?;
+        let outcome_json = serde_json::to_string(outcome).map_err(|e| {
+            StoreError::Invalid(format!(
+                "outcome of operation {} cannot be serialised: {e}",
+                op.seq
+            ))
+        })?;
         sqlx::query(
             "INSERT INTO run_ops (run_id, seq, op, status, outcome, finished_ms) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (run_id, seq) DO UPDATE SET status = excluded.status, outcome = excluded.outcome,
@@ -95,16 +105,22 @@ impl StoreJournal {
         .execute(&mut *conn)
         .await
         .map_err(run_op_err(self.run_id))?;
-        w.tx.commit().await.map_err(StoreError::db("committing an operation's outcome"))?;
+        w.tx.commit()
+            .await
+            .map_err(StoreError::db("committing an operation's outcome"))?;
         Ok(())
     }
 }
 
 fn run_op_err(run_id: i64) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
-        let fk = e.as_database_error().is_some_and(|d| d.is_foreign_key_violation());
+        let fk = e
+            .as_database_error()
+            .is_some_and(|d| d.is_foreign_key_violation());
         if fk {
-            StoreError::NotFound { what: format!("run {run_id} (start it with Store::start_run before journaling)") }
+            StoreError::NotFound {
+                what: format!("run {run_id} (start it with Store::start_run before journaling)"),
+            }
         } else {
             StoreError::db("recording an operation in its run")(e)
         }
@@ -122,43 +138,67 @@ impl ApplyJournal for StoreJournal {
     }
 
     async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError> {
-        self.record_after(op, outcome).await.map_err(to_connector_error)
+        self.record_after(op, outcome)
+            .await
+            .map_err(to_connector_error)
     }
 
     async fn links(&self) -> Result<LinkTable, ConnectorError> {
-        self.store.links(&self.pair).await.map_err(to_connector_error)
+        self.store
+            .links(&self.pair)
+            .await
+            .map_err(to_connector_error)
     }
 }
 
-/// Loads the links `op` can touch (its source ID's user and group link) as a small table.
-async fn load_slice(conn: &mut SqliteConnection, pair: &str, op: &Operation) -> Result<LinkTable, StoreError> {
-    let mut slice = LinkTable::default();
-    if let Some(id) = rules::user_source_id(op) {
-        let row = sqlx::query(
-            "SELECT source_id, username, target_key, pending_username, deactivated_at_ms, photo_tag
-             FROM user_links WHERE pair = $1 AND source_id = $2",
-        )
-        .bind(pair)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::db("reading a link"))?;
-        if let Some(r) = row {
-            let link = user_link_from_row(&r)?;
-            slice.users.insert(link.source_id.clone(), link);
-        }
+/// The source object ID an operation is about, if any: every link-changing operation carries
+/// one (`source_id`). Read from the serialised form so new operation kinds are covered
+/// without changes here.
+fn op_source_id(op: &Operation) -> Option<String> {
+    match serde_json::to_value(&op.kind) {
+        Ok(serde_json::Value::Object(map)) => map
+            .get("source_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        _ => None,
     }
-    if let Some(id) = rules::group_source_id(op) {
-        let row = sqlx::query("SELECT source_id, name, pending FROM group_links WHERE pair = $1 AND source_id = $2")
-            .bind(pair)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(StoreError::db("reading a link"))?;
-        if let Some(r) = row {
-            let link = group_link_from_row(&r)?;
-            slice.groups.insert(link.source_id.clone(), link);
-        }
+}
+
+/// Loads the links `op` can touch (the user and the group link under its source ID) as a
+/// small table. Entra object IDs are unique across users and groups.
+async fn load_slice(
+    conn: &mut SqliteConnection,
+    pair: &str,
+    op: &Operation,
+) -> Result<LinkTable, StoreError> {
+    let mut slice = LinkTable::default();
+    let Some(id) = op_source_id(op) else {
+        return Ok(slice);
+    };
+    let row = sqlx::query(
+        "SELECT source_id, username, target_key, pending_username, deactivated_at_ms, photo_tag
+         FROM user_links WHERE pair = $1 AND source_id = $2",
+    )
+    .bind(pair)
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::db("reading a link"))?;
+    if let Some(r) = row {
+        let link = user_link_from_row(&r)?;
+        slice.users.insert(link.source_id.clone(), link);
+    }
+    let row = sqlx::query(
+        "SELECT source_id, name, pending FROM group_links WHERE pair = $1 AND source_id = $2",
+    )
+    .bind(pair)
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::db("reading a link"))?;
+    if let Some(r) = row {
+        let link = group_link_from_row(&r)?;
+        slice.groups.insert(link.source_id.clone(), link);
     }
     Ok(slice)
 }
@@ -172,7 +212,11 @@ async fn write_diff(
     after: &LinkTable,
 ) -> Result<(), StoreError> {
     let ctx = "updating links";
-    for id in before.users.keys().filter(|k| !after.users.contains_key(*k)) {
+    for id in before
+        .users
+        .keys()
+        .filter(|k| !after.users.contains_key(*k))
+    {
         sqlx::query("DELETE FROM user_links WHERE pair = $1 AND source_id = $2")
             .bind(pair)
             .bind(id)
@@ -180,7 +224,11 @@ async fn write_diff(
             .await
             .map_err(StoreError::db(ctx))?;
     }
-    for (id, link) in after.users.iter().filter(|(k, v)| before.users.get(*k) != Some(*v)) {
+    for (id, link) in after
+        .users
+        .iter()
+        .filter(|(k, v)| before.users.get(*k) != Some(*v))
+    {
         sqlx::query(
             "INSERT INTO user_links (pair, source_id, username, target_key, pending_username, deactivated_at_ms, photo_tag)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -199,7 +247,11 @@ async fn write_diff(
         .await
         .map_err(StoreError::db(ctx))?;
     }
-    for id in before.groups.keys().filter(|k| !after.groups.contains_key(*k)) {
+    for id in before
+        .groups
+        .keys()
+        .filter(|k| !after.groups.contains_key(*k))
+    {
         sqlx::query("DELETE FROM group_links WHERE pair = $1 AND source_id = $2")
             .bind(pair)
             .bind(id)
@@ -207,7 +259,11 @@ async fn write_diff(
             .await
             .map_err(StoreError::db(ctx))?;
     }
-    for (id, link) in after.groups.iter().filter(|(k, v)| before.groups.get(*k) != Some(*v)) {
+    for (id, link) in after
+        .groups
+        .iter()
+        .filter(|(k, v)| before.groups.get(*k) != Some(*v))
+    {
         sqlx::query(
             "INSERT INTO group_links (pair, source_id, name, pending) VALUES ($1, $2, $3, $4)
              ON CONFLICT (pair, source_id) DO UPDATE SET name = excluded.name, pending = excluded.pending",

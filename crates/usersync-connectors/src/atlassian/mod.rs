@@ -36,7 +36,7 @@ mod crowd;
 mod jira;
 
 pub use check::test_connection;
-pub use client::{ProductError, parse_error_body};
+pub use client::{ProductError, classify, error_for, parse_error_body};
 
 use crate::http::RetryPolicy;
 use secrecy::SecretString;

@@ -1,8 +1,10 @@
 //! The planner: a pure, deterministic function from (source snapshot, target snapshot, link
 //! table, settings, target capabilities, now) to an ordered plan. No I/O.
 
+mod build;
 mod types;
 
+pub use build::plan_desired;
 pub use types::*;
 
 use crate::config::SyncSettings;
@@ -37,9 +39,47 @@ pub struct Plan {
     pub held: Option<String>,
     /// Copied from the source snapshot; when false the plan has no removals.
     pub source_complete: bool,
+    /// Product name, from the target capabilities (for reports).
+    #[serde(default)]
+    pub product: String,
+    /// Usernames of synced users that need no change (sorted).
+    #[serde(default)]
+    pub unchanged: Vec<String>,
+    /// Conflicts: users and groups not synced until someone resolves them.
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+    /// Users skipped, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<SkippedUser>,
+    /// Unmanaged target accounts that match no source user (sorted; information only).
+    #[serde(default)]
+    pub target_only: Vec<String>,
+    /// Things the admin should know (incomplete read, rename unsupported, fallbacks, …).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Figures.
+    #[serde(default)]
+    pub counts: PlanCounts,
 }
 
-/// Computes the plan. Pure and deterministic.
-pub fn plan(_input: &PlanInput<'_>) -> Plan {
-    Plan::default()
+impl Plan {
+    /// True when the plan has no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Computes the plan. Pure and deterministic. A configuration error (e.g. a scope regex that
+/// does not compile) yields an empty plan that is held, with the error as the reason.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    match crate::desired::desired_state(input.source, input.settings, input.capabilities) {
+        Ok(desired) => plan_desired(input, &desired),
+        Err(e) => Plan {
+            held: Some(format!("configuration error, nothing planned: {e}")),
+            source_complete: input.source.complete,
+            product: input.capabilities.product.clone(),
+            warnings: vec![e.to_string()],
+            ..Plan::default()
+        },
+    }
 }

@@ -83,21 +83,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     cfg.pat = Some(args.pat);
     cfg.crowd_app = (args.crowd_app_name, args.crowd_app_password);
     cfg.latency = Duration::from_millis(args.latency_ms);
-    cfg.rate_limit = args.rate_limit.as_deref().map(RateLimit::parse).transpose()?;
+    cfg.rate_limit = args
+        .rate_limit
+        .as_deref()
+        .map(RateLimit::parse)
+        .transpose()?;
     cfg.licence_seats = args.licence_seats;
     cfg.faults.maintenance = args.maintenance;
     cfg.faults.throttle_next = args.throttle_first;
     cfg.faults.retry_after_secs = args.retry_after_secs;
     if let Some(n) = args.fail_nth {
-        cfg.faults.fail_rules.push(FailRule::nth_request(n, args.fail_status));
+        cfg.faults
+            .fail_rules
+            .push(FailRule::nth_request(n, args.fail_status));
     }
     for f in &args.fail_user {
         let (name, status) = f
             .rsplit_once(':')
             .ok_or_else(|| anyhow::anyhow!("--fail-user expects NAME:STATUS"))?;
-        cfg.faults
-            .fail_users
-            .insert(name.to_lowercase(), (status.parse()?, format!("Injected failure for user {name}")));
+        cfg.faults.fail_users.insert(
+            name.to_lowercase(),
+            (status.parse()?, format!("Injected failure for user {name}")),
+        );
     }
     let product = args.product;
     let emu = AtlassianEmulator::start_on(cfg, args.bind).await?;

@@ -18,7 +18,9 @@ use serde_json::{Value, json as j};
 
 use super::directory::{NewUser, State as Dir, User, lc};
 use super::faults::user_write_fault;
-use super::{Params, Product, Shared, b, empty, enc, json, page, parse_body, require_admin, require_user, s};
+use super::{
+    Params, Product, Shared, b, empty, enc, json, page, parse_body, require_admin, require_user, s,
+};
 
 type R = Result<Response, Response>;
 
@@ -38,19 +40,34 @@ pub(crate) fn error(status: u16, message: &str) -> Response {
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/rest/api/admin/user", post(create_user).delete(delete_by_query))
-        .route("/rest/api/admin/user/{username}", put(update_user).delete(delete_user))
+        .route(
+            "/rest/api/admin/user",
+            post(create_user).delete(delete_by_query),
+        )
+        .route(
+            "/rest/api/admin/user/{username}",
+            put(update_user).delete(delete_user),
+        )
         .route("/rest/api/admin/user/{username}/disable", put(disable))
         .route("/rest/api/admin/user/{username}/enable", put(enable))
-        .route("/rest/api/admin/user/{username}/password", post(set_password))
+        .route(
+            "/rest/api/admin/user/{username}/password",
+            post(set_password),
+        )
         .route("/rest/api/admin/users/list/active", get(list_active))
         .route("/rest/api/admin/group", post(create_group))
-        .route("/rest/api/admin/group/{name}", axum::routing::delete(delete_group))
+        .route(
+            "/rest/api/admin/group/{name}",
+            axum::routing::delete(delete_group),
+        )
         .route("/rest/api/user", get(get_user))
         .route("/rest/api/user/current", get(current))
         .route("/rest/api/user/list", get(list_users))
         .route("/rest/api/user/memberof", get(member_of))
-        .route("/rest/api/user/{username}/group/{group}", put(add_member).delete(remove_member))
+        .route(
+            "/rest/api/user/{username}/group/{group}",
+            put(add_member).delete(remove_member),
+        )
         .route("/rest/api/group", get(list_groups))
         .route("/rest/api/group/{name}", get(get_group))
         .route("/rest/api/group/{name}/member", get(group_members))
@@ -88,19 +105,33 @@ fn group_json(sh: &Shared, name: &str) -> Value {
 
 /// Page `{"results","start","limit","size","totalCount","_links":{"base","context","self","next"}}`
 /// (CONF-OAS); `next` only when more results exist.
-fn paged(sh: &Shared, path: &str, extra: &str, all: Vec<Value>, q: &Params, default_limit: i64) -> Response {
+fn paged(
+    sh: &Shared,
+    path: &str,
+    extra: &str,
+    all: Vec<Value>,
+    q: &Params,
+    default_limit: i64,
+) -> Response {
     let start = q.num("start").unwrap_or(0).max(0) as usize;
     let limit = q.num("limit").unwrap_or(default_limit).clamp(1, 1000) as usize;
     let (items, last) = page(&all, start, limit);
     let base = sh.base();
-    let mut links = j!({"base": base, "context": sh.context_path, "self": format!("{base}{path}{extra}")});
+    let mut links =
+        j!({"base": base, "context": sh.context_path, "self": format!("{base}{path}{extra}")});
     if !last {
         let sep = if extra.is_empty() { "?" } else { "&" };
-        links["next"] = Value::String(format!("{path}{extra}{sep}limit={limit}&start={}", start + limit));
+        links["next"] = Value::String(format!(
+            "{path}{extra}{sep}limit={limit}&start={}",
+            start + limit
+        ));
     }
     if start > 0 {
         let sep = if extra.is_empty() { "?" } else { "&" };
-        links["prev"] = Value::String(format!("{path}{extra}{sep}limit={limit}&start={}", start.saturating_sub(limit)));
+        links["prev"] = Value::String(format!(
+            "{path}{extra}{sep}limit={limit}&start={}",
+            start.saturating_sub(limit)
+        ));
     }
     json(
         200,
@@ -126,6 +157,24 @@ fn validate_username(n: &str) -> Option<&'static str> {
     }
 }
 
+/// fullName rules (CONF-OAS createUser/updateUser): not blank, no `<` or `>`, not "anonymous".
+fn validate_full_name(n: &str) -> Option<&'static str> {
+    if n.trim().is_empty() {
+        Some("Full name is required")
+    } else if n.contains(['<', '>']) {
+        Some("Full name contains invalid characters: < >")
+    } else if n.trim().eq_ignore_ascii_case("anonymous") {
+        Some("Full name must not be 'anonymous'")
+    } else {
+        None
+    }
+}
+
+/// "The email should be a valid email address" (CONF-OAS): one `@` with text on both sides.
+fn valid_email(e: &str) -> bool {
+    matches!(e.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@') && !e.contains(char::is_whitespace))
+}
+
 /// `POST /rest/api/admin/user` UserDetailsForCreation `{"userName","fullName","email","password",
 /// "notifyViaEmail"}` -> 201 `{"userKey"}`; invalid -> 400, no licence seat left -> 402, existing
 /// user -> 409 (CONF-OAS, Confluence 8.4+). If `notifyViaEmail` is true the password must be
@@ -140,18 +189,28 @@ async fn create_user(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -
         return Err(error(400, e));
     }
     let full = s(&v, "fullName").unwrap_or_default();
-    if full.trim().is_empty() {
-        return Err(error(400, "Full name is required"));
+    if let Some(e) = validate_full_name(&full) {
+        return Err(error(400, e));
     }
     let email = s(&v, "email").unwrap_or_default();
-    if !email.contains('@') {
+    if !valid_email(&email) {
         return Err(error(400, "A valid email is required"));
     }
     let notify = b(&v, "notifyViaEmail").unwrap_or(false);
     let pw = s(&v, "password");
     match (notify, &pw) {
-        (true, Some(_)) => return Err(error(400, "Password must not be set when notifyViaEmail is true")),
-        (false, None) => return Err(error(400, "Password is required when notifyViaEmail is false")),
+        (true, Some(_)) => {
+            return Err(error(
+                400,
+                "Password must not be set when notifyViaEmail is true",
+            ));
+        }
+        (false, None) => {
+            return Err(error(
+                400,
+                "Password is required when notifyViaEmail is false",
+            ));
+        }
         _ => {}
     }
     if let Some(r) = user_write_fault(&sh, &name) {
@@ -159,14 +218,25 @@ async fn create_user(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -
     }
     let mut st = sh.lock_state();
     if st.user(&name).is_some() {
-        return Err(error(409, &format!("User with username {name} already exists")));
+        return Err(error(
+            409,
+            &format!("User with username {name} already exists"),
+        ));
     }
     if st.licence_full() {
         return Err(error(402, "Your license does not allow more users"));
     }
     let u = st.add_user(
         Product::Confluence,
-        NewUser { name, display_name: full.clone(), first_name: full, last_name: String::new(), email, password: pw, active: true },
+        NewUser {
+            name,
+            display_name: full.clone(),
+            first_name: full,
+            last_name: String::new(),
+            email,
+            password: pw,
+            active: true,
+        },
         true,
     );
     if let Some(g) = sh.default_group.clone() {
@@ -177,26 +247,40 @@ async fn create_user(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -
 }
 
 fn find<'a>(st: &'a Dir, name: &str) -> Result<&'a User, Response> {
-    st.user(name).ok_or_else(|| error(404, &format!("No user found with username {name}")))
+    st.user(name)
+        .ok_or_else(|| error(404, &format!("No user found with username {name}")))
 }
 
-/// `PUT /rest/api/admin/user/{username}` `{"fullName","email"}` -> 204 (CONF-OAS). Other fields
-/// (including a new user name) are ignored: Confluence has no REST rename.
-async fn update_user(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): Path<String>, body: Bytes) -> R {
+/// `PUT /rest/api/admin/user/{username}` `{"fullName","email"}` -> 204 (CONF-OAS `updateUser`).
+/// The spec lists only 400 for failures ("any error occurs while updating the user"), so an
+/// unknown user is 400 too. Other fields (including a new user name) are ignored: no REST rename.
+async fn update_user(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
     let Some(v) = parse_body(&body).filter(|v| v.is_object()) else {
         return Err(error(400, "Request body is required"));
     };
     if let Some(e) = s(&v, "email")
-        && !e.contains('@')
+        && !valid_email(&e)
     {
         return Err(error(400, "A valid email is required"));
+    }
+    if let Some(f) = s(&v, "fullName")
+        && let Some(e) = validate_full_name(&f)
+    {
+        return Err(error(400, e));
     }
     if let Some(r) = user_write_fault(&sh, &name) {
         return Err(r);
     }
     let mut st = sh.lock_state();
-    find(&st, &name)?;
+    if st.user(&name).is_none() {
+        return Err(error(400, &format!("No user found with username {name}")));
+    }
     if let Some(u) = st.user_mut(&name) {
         if let Some(f) = s(&v, "fullName") {
             u.display_name = f;
@@ -236,9 +320,17 @@ async fn enable(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): Path<St
 }
 
 /// `POST /rest/api/admin/user/{username}/password` `{"password"}` -> 204 (CONF-OAS).
-async fn set_password(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): Path<String>, body: Bytes) -> R {
+async fn set_password(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
-    let Some(pw) = parse_body(&body).and_then(|v| s(&v, "password")).filter(|p| !p.is_empty()) else {
+    let Some(pw) = parse_body(&body)
+        .and_then(|v| s(&v, "password"))
+        .filter(|p| !p.is_empty())
+    else {
         return Err(error(400, "Password is required"));
     };
     let mut st = sh.lock_state();
@@ -295,7 +387,8 @@ async fn get_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQ
     let u = if let Some(n) = q.val("username") {
         find(&st, n)?
     } else if let Some(k) = q.val("key") {
-        st.user_by_key(k).ok_or_else(|| error(404, &format!("No user found with key {k}")))?
+        st.user_by_key(k)
+            .ok_or_else(|| error(404, &format!("No user found with key {k}")))?
     } else {
         return Err(error(400, "username or key query parameter is required"));
     };
@@ -307,7 +400,10 @@ async fn current(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQu
     let c = require_user(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let st = sh.lock_state();
-    Ok(json(200, person(&sh, find(&st, &c.name)?, q.get("expand").unwrap_or(""))))
+    Ok(json(
+        200,
+        person(&sh, find(&st, &c.name)?, q.get("expand").unwrap_or("")),
+    ))
 }
 
 /// `GET /rest/api/user/list?start&limit` -> page of Person, including disabled and unlicensed
@@ -326,8 +422,20 @@ async fn list_active(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw):
     require_admin(&sh, &h)?;
     let q = Params::parse(raw.as_deref());
     let st = sh.lock_state();
-    let all: Vec<Value> = st.users.values().filter(|u| st.is_licensed(u)).map(|u| person(&sh, u, "")).collect();
-    Ok(paged(&sh, "/rest/api/admin/users/list/active", "", all, &q, 100))
+    let all: Vec<Value> = st
+        .users
+        .values()
+        .filter(|u| st.is_licensed(u))
+        .map(|u| person(&sh, u, ""))
+        .collect();
+    Ok(paged(
+        &sh,
+        "/rest/api/admin/users/list/active",
+        "",
+        all,
+        &q,
+        100,
+    ))
 }
 
 /// `GET /rest/api/user/memberof?username=&start&limit` -> page of groups, default limit 200
@@ -341,16 +449,26 @@ async fn member_of(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw): R
     };
     let u = match q.val("username") {
         Some(_) => find(&st, n)?,
-        None => st.user_by_key(n).ok_or_else(|| error(404, &format!("No user found with key {n}")))?,
+        None => st
+            .user_by_key(n)
+            .ok_or_else(|| error(404, &format!("No user found with key {n}")))?,
     };
-    let all: Vec<Value> = st.groups_of(u.id).iter().map(|g| group_json(&sh, &g.name)).collect();
+    let all: Vec<Value> = st
+        .groups_of(u.id)
+        .iter()
+        .map(|g| group_json(&sh, &g.name))
+        .collect();
     let extra = format!("?username={}", enc(&u.name));
     Ok(paged(&sh, "/rest/api/user/memberof", &extra, all, &q, 200))
 }
 
 /// `PUT /rest/api/user/{username}/group/{groupName}` -> 204, idempotent (CONF-OAS); missing user
 /// or group -> 404.
-async fn add_member(State(sh): State<Arc<Shared>>, h: HeaderMap, Path((user, group)): Path<(String, String)>) -> R {
+async fn add_member(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path((user, group)): Path<(String, String)>,
+) -> R {
     require_admin(&sh, &h)?;
     if let Some(r) = user_write_fault(&sh, &user) {
         return Err(r);
@@ -365,7 +483,11 @@ async fn add_member(State(sh): State<Arc<Shared>>, h: HeaderMap, Path((user, gro
 }
 
 /// `DELETE /rest/api/user/{username}/group/{groupName}` -> 204, idempotent (CONF-OAS).
-async fn remove_member(State(sh): State<Arc<Shared>>, h: HeaderMap, Path((user, group)): Path<(String, String)>) -> R {
+async fn remove_member(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path((user, group)): Path<(String, String)>,
+) -> R {
     require_admin(&sh, &h)?;
     let mut st = sh.lock_state();
     let u = find(&st, &user)?.clone();
@@ -380,7 +502,9 @@ async fn remove_member(State(sh): State<Arc<Shared>>, h: HeaderMap, Path((user, 
 /// 409 (CONF-OAS).
 async fn create_group(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -> R {
     require_admin(&sh, &h)?;
-    let name = parse_body(&body).and_then(|v| s(&v, "name")).unwrap_or_default();
+    let name = parse_body(&body)
+        .and_then(|v| s(&v, "name"))
+        .unwrap_or_default();
     if name.trim().is_empty() {
         return Err(error(400, "Group name is required"));
     }
@@ -402,7 +526,11 @@ async fn delete_group(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): P
     if st.group(&name).is_none() {
         return Err(error(404, &format!("Group {name} not found")));
     }
-    let admin_groups_left = st.groups.keys().filter(|g| st.admin_groups.contains(*g)).count();
+    let admin_groups_left = st
+        .groups
+        .keys()
+        .filter(|g| st.admin_groups.contains(*g))
+        .count();
     if st.admin_groups.contains(&lc(&name)) && admin_groups_left <= 1 {
         return Err(error(400, "Cannot delete the last administrators group"));
     }
@@ -415,7 +543,11 @@ async fn list_groups(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw):
     require_user(&sh, &h)?;
     let q = Params::parse(raw.as_deref());
     let st = sh.lock_state();
-    let all: Vec<Value> = st.groups.values().map(|g| group_json(&sh, &g.name)).collect();
+    let all: Vec<Value> = st
+        .groups
+        .values()
+        .map(|g| group_json(&sh, &g.name))
+        .collect();
     Ok(paged(&sh, "/rest/api/group", "", all, &q, 200))
 }
 
@@ -431,7 +563,12 @@ async fn get_group(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): Path
 
 /// `GET /rest/api/group/{groupName}/member?start&limit&expand` -> page of Person, default limit
 /// 200; admin only (CONF-OAS).
-async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): Path<String>, RawQuery(raw): RawQuery) -> R {
+async fn group_members(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(raw.as_deref());
     let exp = q.get("expand").unwrap_or("").to_string();
@@ -439,7 +576,11 @@ async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): 
     let Some(g) = st.group(&name) else {
         return Err(error(404, &format!("Group {name} not found")));
     };
-    let all: Vec<Value> = st.members_of(&g.name).iter().map(|u| person(&sh, u, &exp)).collect();
+    let all: Vec<Value> = st
+        .members_of(&g.name)
+        .iter()
+        .map(|u| person(&sh, u, &exp))
+        .collect();
     let path = format!("/rest/api/group/{}/member", enc(&g.name));
     Ok(paged(&sh, &path, "", all, &q, 200))
 }

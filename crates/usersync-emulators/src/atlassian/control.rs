@@ -31,11 +31,17 @@ fn handle(s: Arc<Shared>) -> DirectoryHandle {
 }
 
 async fn state(State(s): State<Arc<Shared>>) -> Response {
-    json(200, serde_json::to_value(handle(s).snapshot()).unwrap_or_default())
+    json(
+        200,
+        serde_json::to_value(handle(s).snapshot()).unwrap_or_default(),
+    )
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
-    json(200, serde_json::to_value(handle(s).stats()).unwrap_or_default())
+    json(
+        200,
+        serde_json::to_value(handle(s).stats()).unwrap_or_default(),
+    )
 }
 
 async fn reset(State(s): State<Arc<Shared>>) -> Response {

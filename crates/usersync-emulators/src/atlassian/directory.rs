@@ -7,7 +7,7 @@
 //! immutable user keys do.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -152,6 +152,9 @@ pub struct NewUser {
 pub(crate) struct State {
     /// By lower-cased name.
     pub users: BTreeMap<String, User>,
+    /// User id -> lower-cased name (index kept in step with `users`, so id lookups stay O(log n)
+    /// for large seeded directories).
+    pub by_id: BTreeMap<u64, String>,
     /// By lower-cased name.
     pub groups: BTreeMap<String, Group>,
     /// (lower-cased group name, user id).
@@ -191,7 +194,7 @@ impl State {
     }
 
     pub fn user_by_id(&self, id: u64) -> Option<&User> {
-        self.users.values().find(|u| u.id == id)
+        self.by_id.get(&id).and_then(|n| self.users.get(n))
     }
 
     pub fn user_mut(&mut self, name: &str) -> Option<&mut User> {
@@ -230,6 +233,7 @@ impl State {
             created_via_api: via_api,
         };
         self.users.insert(lc(&n.name), u.clone());
+        self.by_id.insert(id, lc(&n.name));
         u
     }
 
@@ -244,6 +248,7 @@ impl State {
 
     pub fn remove_user(&mut self, name: &str) -> Option<User> {
         let u = self.users.remove(&lc(name))?;
+        self.by_id.remove(&u.id);
         self.members.retain(|(_, id)| *id != u.id);
         self.user_permissions.remove(&u.id);
         Some(u)
@@ -261,6 +266,7 @@ impl State {
     pub fn rename_user(&mut self, old: &str, new: &str) -> Option<User> {
         let mut u = self.users.remove(&lc(old))?;
         u.name = new.to_string();
+        self.by_id.insert(u.id, lc(new));
         self.users.insert(lc(new), u.clone());
         Some(u)
     }
@@ -283,8 +289,8 @@ impl State {
         let l = lc(group);
         let mut v: Vec<User> = self
             .members
-            .iter()
-            .filter(|(g, _)| *g == l)
+            // Memberships are ordered by (group, user id): take the group's range only.
+            .range((l.clone(), 0)..=(l, u64::MAX))
             .filter_map(|(_, id)| self.user_by_id(*id).cloned())
             .collect();
         v.sort_by_key(|u| lc(&u.name));
@@ -311,7 +317,16 @@ impl State {
     }
 
     pub fn licensed_count(&self) -> usize {
-        self.users.values().filter(|u| self.is_licensed(u)).count()
+        // One pass over the memberships instead of `is_licensed` per user.
+        let mut ids: BTreeSet<u64> = self.user_permissions.keys().copied().collect();
+        for (g, id) in &self.members {
+            if self.licensed_groups.contains(g) || self.group_permissions.contains_key(g) {
+                ids.insert(*id);
+            }
+        }
+        ids.into_iter()
+            .filter(|id| self.user_by_id(*id).is_some_and(|u| u.active))
+            .count()
     }
 
     /// Whether licensing one more user would exceed the seats.
@@ -485,7 +500,11 @@ impl DirectoryHandle {
 
     /// Replaces the fault configuration.
     pub fn set_faults(&self, faults: FaultConfig) {
-        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).config = faults;
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config = faults;
     }
 
     /// The current fault configuration.
@@ -500,7 +519,12 @@ impl DirectoryHandle {
 
     /// Changes the fault configuration in place.
     pub fn update_faults(&self, f: impl FnOnce(&mut FaultConfig)) {
-        f(&mut self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).config);
+        f(&mut self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config);
     }
 
     /// Sets the added latency of every request.
@@ -530,8 +554,7 @@ impl DirectoryHandle {
     /// and the product's error body carrying `message`.
     pub fn fail_writes_for_user(&self, name: &str, status: u16, message: &str) {
         self.update_faults(|f| {
-            f.fail_users
-                .insert(lc(name), (status, message.to_string()));
+            f.fail_users.insert(lc(name), (status, message.to_string()));
         });
     }
 

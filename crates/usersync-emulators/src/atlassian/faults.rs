@@ -168,7 +168,12 @@ fn is_write(m: &Method) -> bool {
 }
 
 /// Route key without the context path.
-fn route_key(shared: &Shared, method: &Method, matched: Option<&MatchedPath>, uri_path: &str) -> String {
+fn route_key(
+    shared: &Shared,
+    method: &Method,
+    matched: Option<&MatchedPath>,
+    uri_path: &str,
+) -> String {
     let p = matched.map(|m| m.as_str()).unwrap_or(uri_path);
     let p = p.strip_prefix(shared.context_path.as_str()).unwrap_or(p);
     format!("{method} {p}")
@@ -182,7 +187,10 @@ pub(crate) async fn middleware(
     next: Next,
 ) -> Response {
     let key = route_key(&shared, req.method(), matched.as_ref(), req.uri().path());
-    let route = key.split_once(' ').map(|(_, r)| r.to_string()).unwrap_or_default();
+    let route = key
+        .split_once(' ')
+        .map(|(_, r)| r.to_string())
+        .unwrap_or_default();
     if route.starts_with("/_emulator") {
         return next.run(req).await;
     }
@@ -217,7 +225,10 @@ pub(crate) async fn middleware(
             let mut hit: Option<(u16, String)> = None;
             let rules = f.config.fail_rules.clone();
             for (i, r) in rules.iter().enumerate() {
-                let m_ok = r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(&method));
+                let m_ok = r
+                    .method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(&method));
                 let r_ok = r.route.as_deref().is_none_or(|x| x == route);
                 if m_ok && r_ok {
                     let n = f.rule_hits.entry(i).or_default();
@@ -282,7 +293,11 @@ fn set_header(h: &mut HeaderMap, name: &'static str, v: &str) {
 fn add_rl_headers(h: &mut HeaderMap, rl: RateLimit, remaining: u64, retry: u64) {
     set_header(h, "x-ratelimit-limit", &rl.capacity.to_string());
     set_header(h, "x-ratelimit-remaining", &remaining.to_string());
-    set_header(h, "x-ratelimit-interval-seconds", &rl.interval_secs.to_string());
+    set_header(
+        h,
+        "x-ratelimit-interval-seconds",
+        &rl.interval_secs.to_string(),
+    );
     set_header(h, "x-ratelimit-fillrate", &rl.fill_rate.to_string());
     set_header(h, "retry-after", &retry.to_string());
 }

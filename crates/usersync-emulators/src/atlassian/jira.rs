@@ -19,7 +19,9 @@ use serde_json::{Value, json as j};
 
 use super::directory::{Avatar, NewUser, State as Dir, User, lc};
 use super::faults::user_write_fault;
-use super::{Params, Product, Shared, b, empty, enc, json, page, parse_body, require_admin, require_user, s};
+use super::{
+    Params, Product, Shared, b, empty, enc, json, page, parse_body, require_admin, require_user, s,
+};
 
 type R = Result<Response, Response>;
 
@@ -35,17 +37,45 @@ pub(crate) fn error(status: u16, messages: &[&str], errors: &[(&str, &str)]) -> 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     let p = "/rest/api/2";
     Router::new()
-        .route(&format!("{p}/user"), get(get_user).post(create_user).put(update_user).delete(delete_user))
+        .route(
+            &format!("{p}/user"),
+            get(get_user)
+                .post(create_user)
+                .put(update_user)
+                .delete(delete_user),
+        )
         .route(&format!("{p}/user/search"), get(search_users))
         .route(&format!("{p}/user/list"), get(list_users))
-        .route(&format!("{p}/user/password"), axum::routing::put(set_password))
-        .route(&format!("{p}/user/application"), post(add_application).delete(remove_application))
-        .route(&format!("{p}/user/avatar/temporary"), post(avatar_temporary))
-        .route(&format!("{p}/user/avatar"), post(avatar_crop).put(avatar_select))
+        .route(
+            &format!("{p}/user/password"),
+            axum::routing::put(set_password),
+        )
+        .route(
+            &format!("{p}/user/application"),
+            post(add_application).delete(remove_application),
+        )
+        .route(
+            &format!("{p}/user/avatar/temporary"),
+            post(avatar_temporary),
+        )
+        .route(
+            &format!("{p}/user/avatar"),
+            post(avatar_crop).put(avatar_select),
+        )
+        .route(
+            &format!("{p}/user/avatar/{{id}}"),
+            axum::routing::delete(avatar_delete),
+        )
         .route(&format!("{p}/user/avatars"), get(avatars_list))
-        .route(&format!("{p}/group"), get(get_group).post(create_group).delete(delete_group))
+        .route(
+            &format!("{p}/group"),
+            get(get_group).post(create_group).delete(delete_group),
+        )
         .route(&format!("{p}/group/member"), get(group_members))
-        .route(&format!("{p}/group/user"), post(add_member).delete(remove_member))
+        .route(
+            &format!("{p}/group/user"),
+            post(add_member).delete(remove_member),
+        )
         .route(&format!("{p}/groups/picker"), get(groups_picker))
         .route(&format!("{p}/applicationrole"), get(roles))
         .route(&format!("{p}/applicationrole/{{key}}"), get(role))
@@ -67,16 +97,31 @@ fn user_bean(sh: &Shared, st: &Dir, u: &User, expand: &str) -> Value {
     let roles: Vec<&super::AppRole> = st
         .roles
         .iter()
-        .filter(|r| groups.iter().any(|g| r.groups.iter().any(|rg| lc(rg) == lc(&g.name))))
+        .filter(|r| {
+            groups
+                .iter()
+                .any(|g| r.groups.iter().any(|rg| lc(rg) == lc(&g.name)))
+        })
         .collect();
     let exp_groups = expand.split(',').any(|e| e.trim() == "groups");
     let exp_roles = expand.split(',').any(|e| e.trim() == "applicationRoles");
     let avatar_id = u
         .avatar
         .as_ref()
-        .and_then(|_| st.avatars.iter().rev().find(|(_, (o, _))| *o == u.id).map(|(id, _)| *id))
+        .and_then(|_| {
+            st.avatars
+                .iter()
+                .rev()
+                .find(|(_, (o, _))| *o == u.id)
+                .map(|(id, _)| *id)
+        })
         .unwrap_or(10122);
-    let av = |size: u32| format!("{base}/secure/useravatar?size={size}&ownerId={}&avatarId={avatar_id}", enc(&u.key));
+    let av = |size: u32| {
+        format!(
+            "{base}/secure/useravatar?size={size}&ownerId={}&avatarId={avatar_id}",
+            enc(&u.key)
+        )
+    };
     j!({
         "self": user_self(base, u),
         "key": u.key,
@@ -122,7 +167,11 @@ fn target<'a>(st: &'a Dir, q: &Params) -> Result<&'a User, Response> {
     } else if let Some(k) = q.val("key") {
         st.user_by_key(k).ok_or(k.to_string())
     } else {
-        return Err(error(400, &["Either the 'username' or the 'key' query parameter must be provided."], &[]));
+        return Err(error(
+            400,
+            &["Either the 'username' or the 'key' query parameter must be provided."],
+            &[],
+        ));
     };
     found.map_err(|n| error(404, &[&format!("The user named '{n}' does not exist")], &[]))
 }
@@ -133,7 +182,10 @@ async fn get_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQ
     let q = Params::parse(q.as_deref());
     let st = sh.lock_state();
     let u = target(&st, &q)?;
-    Ok(json(200, user_bean(&sh, &st, u, q.get("expand").unwrap_or(""))))
+    Ok(json(
+        200,
+        user_bean(&sh, &st, u, q.get("expand").unwrap_or("")),
+    ))
 }
 
 /// Jira's username validation: not blank, at most 255 characters, none of `<`, `>`, `&`
@@ -157,7 +209,11 @@ fn validate_username(n: &str) -> Option<&'static str> {
 async fn create_user(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -> R {
     require_admin(&sh, &h)?;
     let Some(v) = parse_body(&body) else {
-        return Err(error(400, &["Unrecognized or malformed JSON request body."], &[]));
+        return Err(error(
+            400,
+            &["Unrecognized or malformed JSON request body."],
+            &[],
+        ));
     };
     let name = s(&v, "name").unwrap_or_default();
     if let Some(e) = validate_username(&name) {
@@ -165,31 +221,61 @@ async fn create_user(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -
     }
     let email = s(&v, "emailAddress").unwrap_or_default();
     if email.trim().is_empty() {
-        return Err(error(400, &[], &[("email", "You must specify an email address.")]));
+        return Err(error(
+            400,
+            &[],
+            &[("email", "You must specify an email address.")],
+        ));
     }
     if !email.contains('@') {
-        return Err(error(400, &[], &[("email", "You must specify a valid email address.")]));
+        return Err(error(
+            400,
+            &[],
+            &[("email", "You must specify a valid email address.")],
+        ));
     }
     let display = s(&v, "displayName").unwrap_or_default();
     if display.trim().is_empty() {
-        return Err(error(400, &[], &[("displayName", "You must specify a full name.")]));
+        return Err(error(
+            400,
+            &[],
+            &[("displayName", "You must specify a full name.")],
+        ));
     }
     if let Some(r) = user_write_fault(&sh, &name) {
         return Err(r);
     }
     let mut st = sh.lock_state();
     if st.user(&name).is_some() {
-        return Err(error(400, &[], &[("username", "A user with that username already exists.")]));
+        return Err(error(
+            400,
+            &[],
+            &[("username", "A user with that username already exists.")],
+        ));
     }
     let app_keys: Vec<String> = match v.get("applicationKeys").and_then(|x| x.as_array()) {
-        Some(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-        None => st.roles.iter().filter(|r| r.selected_by_default).map(|r| r.key.clone()).collect(),
+        Some(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        None => st
+            .roles
+            .iter()
+            .filter(|r| r.selected_by_default)
+            .map(|r| r.key.clone())
+            .collect(),
     };
     let mut default_groups = Vec::new();
     for k in &app_keys {
         match st.roles.iter().find(|r| r.key == *k) {
             Some(r) => default_groups.extend(r.default_groups.clone()),
-            None => return Err(error(400, &[&format!("Application with key '{k}' does not exist.")], &[])),
+            None => {
+                return Err(error(
+                    400,
+                    &[&format!("Application with key '{k}' does not exist.")],
+                    &[],
+                ));
+            }
         }
     }
     let u = st.add_user(
@@ -220,11 +306,20 @@ async fn create_user(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -
 /// `PUT /user?username=|key=` partial UserWriteBean -> 200 (JIRA-OAS `updateUser`): `name`
 /// renames (key unchanged), `active` deactivates/reactivates (Jira 8.3+, JRASERVER-37294),
 /// `emailAddress`, `displayName`, `password`.
-async fn update_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> R {
+async fn update_user(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
     let caller = require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let Some(v) = parse_body(&body).filter(|v| v.is_object()) else {
-        return Err(error(400, &["Unrecognized or malformed JSON request body."], &[]));
+        return Err(error(
+            400,
+            &["Unrecognized or malformed JSON request body."],
+            &[],
+        ));
     };
     let mut st = sh.lock_state();
     let u = target(&st, &q)?.clone();
@@ -240,7 +335,11 @@ async fn update_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): R
             return Err(r);
         }
         if lc(n) != lc(&u.name) && st.user(n).is_some() {
-            return Err(error(400, &[], &[("username", "A user with that username already exists.")]));
+            return Err(error(
+                400,
+                &[],
+                &[("username", "A user with that username already exists.")],
+            ));
         }
     }
     let active = b(&v, "active");
@@ -250,7 +349,11 @@ async fn update_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): R
     if let Some(e) = s(&v, "emailAddress")
         && !e.contains('@')
     {
-        return Err(error(400, &[], &[("email", "You must specify a valid email address.")]));
+        return Err(error(
+            400,
+            &[],
+            &[("email", "You must specify a valid email address.")],
+        ));
     }
     if let Some(n) = &new_name {
         st.rename_user(&u.name, n);
@@ -282,7 +385,11 @@ async fn delete_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): R
     let mut st = sh.lock_state();
     let u = target(&st, &q)?.clone();
     if lc(&u.name) == lc(&caller.name) {
-        return Err(error(400, &["You cannot delete the currently logged in user."], &[]));
+        return Err(error(
+            400,
+            &["You cannot delete the currently logged in user."],
+            &[],
+        ));
     }
     if let Some(r) = user_write_fault(&sh, &u.name) {
         return Err(r);
@@ -292,12 +399,21 @@ async fn delete_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): R
 }
 
 /// `PUT /user/password?username=` `{"password"}` -> 204.
-async fn set_password(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> R {
+async fn set_password(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let pw = parse_body(&body).and_then(|v| s(&v, "password"));
     let Some(pw) = pw.filter(|p| !p.is_empty()) else {
-        return Err(error(400, &[], &[("password", "You must specify a password.")]));
+        return Err(error(
+            400,
+            &[],
+            &[("password", "You must specify a password.")],
+        ));
     };
     let mut st = sh.lock_state();
     let name = target(&st, &q)?.name.clone();
@@ -316,7 +432,11 @@ async fn search_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): 
     require_user(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let Some(term) = q.get("username") else {
-        return Err(error(400, &["The username query parameter was not provided"], &[]));
+        return Err(error(
+            400,
+            &["The username query parameter was not provided"],
+            &[],
+        ));
     };
     let term = lc(term);
     let all = matches!(term.as_str(), "." | "" | "%" | "_");
@@ -329,11 +449,18 @@ async fn search_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): 
         .users
         .values()
         .filter(|u| (u.active && inc_active) || (!u.active && inc_inactive))
-        .filter(|u| all || lc(&u.name).contains(&term) || lc(&u.display_name).contains(&term) || lc(&u.email).contains(&term))
+        .filter(|u| {
+            all || lc(&u.name).contains(&term)
+                || lc(&u.display_name).contains(&term)
+                || lc(&u.email).contains(&term)
+        })
         .collect();
     found.truncate(sh.jira_search_cap);
     let (items, _) = page(&found, start, max);
-    Ok(json(200, Value::Array(items.iter().map(|u| user_bean(&sh, &st, u, "")).collect())))
+    Ok(json(
+        200,
+        Value::Array(items.iter().map(|u| user_bean(&sh, &st, u, "")).collect()),
+    ))
 }
 
 /// `GET /user/list?cursor=&maxResults=` -> StreamPageBean (Jira DC 10.3 LTS / 11.0,
@@ -358,7 +485,10 @@ async fn list_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): Ra
     });
     if !is_last && let Some(last) = users.last() {
         out["nextCursor"] = Value::String(last.id.to_string());
-        out["nextPage"] = Value::String(format!("{base}/rest/api/2/user/list?cursor={}&maxResults={max}", last.id));
+        out["nextPage"] = Value::String(format!(
+            "{base}/rest/api/2/user/list?cursor={}&maxResults={max}",
+            last.id
+        ));
     }
     Ok(json(200, out))
 }
@@ -372,7 +502,11 @@ async fn add_application(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q
     let u = target(&st, &q)?.clone();
     let key = q.get("applicationKey").unwrap_or("");
     let Some(role) = st.roles.iter().find(|r| r.key == key).cloned() else {
-        return Err(error(400, &[&format!("Application with key '{key}' does not exist.")], &[]));
+        return Err(error(
+            400,
+            &[&format!("Application with key '{key}' does not exist.")],
+            &[],
+        ));
     };
     for g in role.default_groups {
         let gname = st.ensure_group(&g).name.clone();
@@ -383,14 +517,22 @@ async fn add_application(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q
 
 /// `DELETE /user/application?username=&applicationKey=` -> 204: removes the user from every group
 /// of the role (JIRA-OAS `removeUserFromApplication`).
-async fn remove_application(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
+async fn remove_application(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let mut st = sh.lock_state();
     let u = target(&st, &q)?.clone();
     let key = q.get("applicationKey").unwrap_or("");
     let Some(role) = st.roles.iter().find(|r| r.key == key).cloned() else {
-        return Err(error(400, &[&format!("Application with key '{key}' does not exist.")], &[]));
+        return Err(error(
+            400,
+            &[&format!("Application with key '{key}' does not exist.")],
+            &[],
+        ));
     };
     for g in role.groups {
         st.remove_member(&g, u.id);
@@ -402,7 +544,13 @@ fn role_bean(st: &Dir, r: &super::AppRole) -> Value {
     let count = st
         .users
         .values()
-        .filter(|u| u.active && st.groups_of(u.id).iter().any(|g| r.groups.iter().any(|x| lc(x) == lc(&g.name))))
+        .filter(|u| {
+            u.active
+                && st
+                    .groups_of(u.id)
+                    .iter()
+                    .any(|g| r.groups.iter().any(|x| lc(x) == lc(&g.name)))
+        })
         .count();
     let seats = r.seats.map(|s| s as i64).unwrap_or(-1);
     j!({
@@ -419,7 +567,10 @@ fn role_bean(st: &Dir, r: &super::AppRole) -> Value {
 async fn roles(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
     require_admin(&sh, &h)?;
     let st = sh.lock_state();
-    Ok(json(200, Value::Array(st.roles.iter().map(|r| role_bean(&st, r)).collect())))
+    Ok(json(
+        200,
+        Value::Array(st.roles.iter().map(|r| role_bean(&st, r)).collect()),
+    ))
 }
 
 /// `GET /applicationrole/{key}` -> ApplicationRoleBean or 404 (JIRA-OAS).
@@ -428,7 +579,13 @@ async fn role(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(key): Path<Strin
     let st = sh.lock_state();
     match st.roles.iter().find(|r| r.key == key) {
         Some(r) => Ok(json(200, role_bean(&st, r))),
-        None => Err(error(404, &[&format!("The application role with key '{key}' does not exist.")], &[])),
+        None => Err(error(
+            404,
+            &[&format!(
+                "The application role with key '{key}' does not exist."
+            )],
+            &[],
+        )),
     }
 }
 
@@ -445,19 +602,26 @@ async fn get_group(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): Raw
     let name = q.get("groupname").unwrap_or("");
     let st = sh.lock_state();
     let Some(g) = st.group(name) else {
-        return Err(error(404, &[&format!("The specified group '{name}' does not exist.")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The specified group '{name}' does not exist.")],
+            &[],
+        ));
     };
     let members = st.members_of(&g.name);
     let mut bean = group_bean(sh.base(), &g.name);
     bean["users"]["size"] = j!(members.len());
     if let Some(e) = q.get("expand").filter(|e| e.starts_with("users")) {
         // `users[a:b]` selects an inclusive index range.
-        let range = e.trim_start_matches("users").trim_matches(|c| c == '[' || c == ']');
+        let range = e
+            .trim_start_matches("users")
+            .trim_matches(|c| c == '[' || c == ']');
         let (a, bnd) = range.split_once(':').unwrap_or(("0", "49"));
         let a: usize = a.parse().unwrap_or(0);
         let bnd: usize = bnd.parse().unwrap_or(a + 49);
         let (items, _) = page(&members, a, bnd.saturating_sub(a) + 1);
-        bean["users"]["items"] = Value::Array(items.iter().map(|u| user_bean(&sh, &st, u, "")).collect());
+        bean["users"]["items"] =
+            Value::Array(items.iter().map(|u| user_bean(&sh, &st, u, "")).collect());
         bean["users"]["start-index"] = j!(a);
         bean["users"]["end-index"] = j!(a + items.len().saturating_sub(1));
     }
@@ -468,13 +632,19 @@ async fn get_group(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): Raw
 /// `createGroup`).
 async fn create_group(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -> R {
     require_admin(&sh, &h)?;
-    let name = parse_body(&body).and_then(|v| s(&v, "name")).unwrap_or_default();
+    let name = parse_body(&body)
+        .and_then(|v| s(&v, "name"))
+        .unwrap_or_default();
     if name.trim().is_empty() {
         return Err(error(400, &["You must specify a valid group name."], &[]));
     }
     let mut st = sh.lock_state();
     if st.group(&name).is_some() {
-        return Err(error(400, &["A group or user with this name already exists."], &[]));
+        return Err(error(
+            400,
+            &["A group or user with this name already exists."],
+            &[],
+        ));
     }
     st.ensure_group(&name);
     let mut r = json(201, group_bean(sh.base(), &name));
@@ -494,12 +664,20 @@ async fn delete_group(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): 
     };
     let mut st = sh.lock_state();
     if st.group(name).is_none() {
-        return Err(error(404, &[&format!("The specified group '{name}' does not exist.")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The specified group '{name}' does not exist.")],
+            &[],
+        ));
     }
     if let Some(sw) = q.val("swapGroup")
         && st.group(sw).is_none()
     {
-        return Err(error(400, &[&format!("The specified swap group '{sw}' does not exist.")], &[]));
+        return Err(error(
+            400,
+            &[&format!("The specified swap group '{sw}' does not exist.")],
+            &[],
+        ));
     }
     st.remove_group(name);
     Ok(empty(200))
@@ -516,12 +694,20 @@ async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw
     };
     let st = sh.lock_state();
     let Some(g) = st.group(name) else {
-        return Err(error(404, &[&format!("The specified group '{name}' does not exist.")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The specified group '{name}' does not exist.")],
+            &[],
+        ));
     };
     let inactive = q.flag("includeInactiveUsers", false);
     let start = q.num("startAt").unwrap_or(0).max(0) as usize;
     let max = q.num("maxResults").unwrap_or(50).clamp(1, 50) as usize;
-    let members: Vec<User> = st.members_of(&g.name).into_iter().filter(|u| inactive || u.active).collect();
+    let members: Vec<User> = st
+        .members_of(&g.name)
+        .into_iter()
+        .filter(|u| inactive || u.active)
+        .collect();
     let (items, is_last) = page(&members, start, max);
     let base = sh.base();
     let link = |s: usize| {
@@ -542,22 +728,37 @@ async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw
 
 /// `POST /group/user?groupname=G` `{"name":"U"}` -> 201 GroupBean; already a member -> 400;
 /// group or user missing -> 404 (JIRA-OAS `addUserToGroup`).
-async fn add_member(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> R {
+async fn add_member(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let Some(gname) = q.val("groupname") else {
         return Err(error(400, &["You must specify a group name."], &[]));
     };
-    let uname = parse_body(&body).and_then(|v| s(&v, "name")).unwrap_or_default();
+    let uname = parse_body(&body)
+        .and_then(|v| s(&v, "name"))
+        .unwrap_or_default();
     if uname.is_empty() {
         return Err(error(400, &["You must specify a user name."], &[]));
     }
     let mut st = sh.lock_state();
     let Some(g) = st.group(gname).cloned() else {
-        return Err(error(404, &[&format!("The specified group '{gname}' does not exist.")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The specified group '{gname}' does not exist.")],
+            &[],
+        ));
     };
     let Some(u) = st.user(&uname).cloned() else {
-        return Err(error(404, &[&format!("The user named '{uname}' does not exist")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The user named '{uname}' does not exist")],
+            &[],
+        ));
     };
     if let Some(r) = user_write_fault(&sh, &u.name) {
         return Err(r);
@@ -565,7 +766,10 @@ async fn add_member(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): Ra
     if !st.add_member(&g.name, u.id) {
         return Err(error(
             400,
-            &[&format!("Cannot add user. '{}' is already a member of '{}'", u.name, g.name)],
+            &[&format!(
+                "Cannot add user. '{}' is already a member of '{}'",
+                u.name, g.name
+            )],
             &[],
         ));
     }
@@ -578,19 +782,34 @@ async fn remove_member(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q):
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let (Some(gname), Some(uname)) = (q.val("groupname"), q.val("username")) else {
-        return Err(error(400, &["You must specify a group name and a user name."], &[]));
+        return Err(error(
+            400,
+            &["You must specify a group name and a user name."],
+            &[],
+        ));
     };
     let mut st = sh.lock_state();
     let Some(g) = st.group(gname).cloned() else {
-        return Err(error(404, &[&format!("The specified group '{gname}' does not exist.")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The specified group '{gname}' does not exist.")],
+            &[],
+        ));
     };
     let Some(u) = st.user(uname).cloned() else {
-        return Err(error(404, &[&format!("The user named '{uname}' does not exist")], &[]));
+        return Err(error(
+            404,
+            &[&format!("The user named '{uname}' does not exist")],
+            &[],
+        ));
     };
     if !st.remove_member(&g.name, u.id) {
         return Err(error(
             400,
-            &[&format!("Cannot remove user '{}' from group '{}' since user is not a member of '{}'", u.name, g.name, g.name)],
+            &[&format!(
+                "Cannot remove user '{}' from group '{}' since user is not a member of '{}'",
+                u.name, g.name, g.name
+            )],
             &[],
         ));
     }
@@ -604,7 +823,11 @@ async fn groups_picker(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q):
     require_user(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let query = lc(q.get("query").unwrap_or(""));
-    let excl: Vec<String> = q.0.iter().filter(|(k, _)| k == "exclude").map(|(_, v)| lc(v)).collect();
+    let excl: Vec<String> =
+        q.0.iter()
+            .filter(|(k, _)| k == "exclude")
+            .map(|(_, v)| lc(v))
+            .collect();
     let max = q.num("maxResults").unwrap_or(20).max(0) as usize;
     let st = sh.lock_state();
     let matched: Vec<&super::Group> = st
@@ -646,12 +869,21 @@ async fn mypermissions(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q):
     ];
     let wanted: Vec<String> = q
         .get("permissions")
-        .map(|p| p.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+        .map(|p| {
+            p.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
         .unwrap_or_else(|| known.iter().map(|k| k.0.to_string()).collect());
     let mut perms = serde_json::Map::new();
     for w in wanted {
         let Some((key, id, name)) = known.iter().find(|k| k.0 == w) else {
-            return Err(error(400, &[&format!("Could not find permission with key '{w}'")], &[]));
+            return Err(error(
+                400,
+                &[&format!("Could not find permission with key '{w}'")],
+                &[],
+            ));
         };
         let have = c.admin || *key == "USER_PICKER";
         perms.insert(
@@ -680,38 +912,63 @@ fn xsrf_ok(h: &HeaderMap) -> bool {
 }
 
 fn decode_image(bytes: &[u8]) -> Option<(u32, u32)> {
-    image::load_from_memory(bytes).ok().map(|i| (i.width(), i.height()))
+    image::load_from_memory(bytes)
+        .ok()
+        .map(|i| (i.width(), i.height()))
 }
 
 /// `POST /user/avatar/temporary?username=&filename=&size=` step 1 of the avatar upload
 /// (JIRA-OAS `storeTemporaryAvatar`; brief §2.7). Needs `X-Atlassian-Token: no-check` (else 403
 /// XSRF). Raw image body -> 201 AvatarCroppingBean JSON; `multipart/form-data` with field
 /// `avatar` -> 201 the same JSON wrapped in an HTML page (`text/html`, the iframe legacy).
-async fn avatar_temporary(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> R {
+async fn avatar_temporary(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
     if !xsrf_ok(&h) {
         return Err(error(403, &["XSRF check failed"], &[]));
     }
     let q = Params::parse(q.as_deref());
-    let ctype = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ctype = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let multipart = ctype.starts_with("multipart/form-data");
     let (bytes, img_type) = if multipart {
         match extract_multipart(&ctype, body).await {
             Some(x) => x,
-            None => return Err(error(400, &["No avatar file in the multipart request (field 'avatar')."], &[])),
+            None => {
+                return Err(error(
+                    400,
+                    &["No avatar file in the multipart request (field 'avatar')."],
+                    &[],
+                ));
+            }
         }
     } else {
         (body.to_vec(), ctype.clone())
     };
     let Some((w, hgt)) = decode_image(&bytes) else {
-        return Err(error(400, &["The uploaded file is not a valid image."], &[]));
+        return Err(error(
+            400,
+            &["The uploaded file is not a valid image."],
+            &[],
+        ));
     };
     let mut st = sh.lock_state();
     let u = target(&st, &q)?.clone();
     st.temp_avatars.insert(
         u.id,
         Avatar {
-            content_type: if img_type.is_empty() { "image/png".into() } else { img_type },
+            content_type: if img_type.is_empty() {
+                "image/png".into()
+            } else {
+                img_type
+            },
             size: bytes.len(),
             bytes,
         },
@@ -721,7 +978,12 @@ async fn avatar_temporary(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(
         "url": format!("{}/secure/temporaryavatar?cropped=true", sh.base()), "needsCropping": w != hgt});
     if multipart {
         let html = format!("<html><body><textarea>{bean}</textarea></body></html>");
-        return Ok((axum::http::StatusCode::CREATED, [(header::CONTENT_TYPE, "text/html;charset=UTF-8")], html).into_response());
+        return Ok((
+            axum::http::StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "text/html;charset=UTF-8")],
+            html,
+        )
+            .into_response());
     }
     Ok(json(201, bean))
 }
@@ -733,10 +995,15 @@ pub(crate) async fn extract_multipart(ctype: &str, body: Bytes) -> Option<(Vec<u
         .header(header::CONTENT_TYPE, ctype)
         .body(axum::body::Body::from(body))
         .ok()?;
-    let mut mp = axum::extract::Multipart::from_request(req, &()).await.ok()?;
+    let mut mp = axum::extract::Multipart::from_request(req, &())
+        .await
+        .ok()?;
     while let Ok(Some(field)) = mp.next_field().await {
         if field.name() == Some("avatar") {
-            let ct = field.content_type().unwrap_or("application/octet-stream").to_string();
+            let ct = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_string();
             let data = field.bytes().await.ok()?;
             return Some((data.to_vec(), ct));
         }
@@ -746,30 +1013,57 @@ pub(crate) async fn extract_multipart(ctype: &str, body: Bytes) -> Option<(Vec<u
 
 /// `POST /user/avatar?username=` AvatarCroppingBean -> 201 AvatarBean `{"id","owner"}` (step 2,
 /// JIRA-OAS `createAvatarFromTemporary`); no temporary avatar -> 400.
-async fn avatar_crop(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> R {
+async fn avatar_crop(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     if parse_body(&body).filter(|v| v.is_object()).is_none() {
-        return Err(error(400, &["Unrecognized or malformed JSON request body."], &[]));
+        return Err(error(
+            400,
+            &["Unrecognized or malformed JSON request body."],
+            &[],
+        ));
     }
     let mut st = sh.lock_state();
     let u = target(&st, &q)?.clone();
     let Some(av) = st.temp_avatars.remove(&u.id) else {
-        return Err(error(400, &["No temporary avatar was uploaded for this user."], &[]));
+        return Err(error(
+            400,
+            &["No temporary avatar was uploaded for this user."],
+            &[],
+        ));
     };
     st.next_avatar_id += 1;
     let id = 10500 + st.next_avatar_id;
     st.avatars.insert(id, (u.id, av));
-    Ok(json(201, j!({"id": id.to_string(), "owner": u.key, "isSystemAvatar": false, "isSelected": false})))
+    Ok(json(
+        201,
+        j!({"id": id.to_string(), "owner": u.key, "isSystemAvatar": false, "isSelected": false}),
+    ))
 }
 
 /// `PUT /user/avatar?username=` `{"id"}` -> 200 AvatarBean (step 3, JIRA-OAS `updateUserAvatar`);
 /// unknown id -> 404.
-async fn avatar_select(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> R {
+async fn avatar_select(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let id = parse_body(&body)
-        .and_then(|v| v.get("id").and_then(|x| x.as_str().map(str::to_string).or_else(|| x.as_u64().map(|n| n.to_string()))))
+        .and_then(|v| {
+            v.get("id").and_then(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .or_else(|| x.as_u64().map(|n| n.to_string()))
+            })
+        })
         .and_then(|x| x.parse::<u64>().ok());
     let Some(id) = id else {
         return Err(error(400, &["You must specify an avatar id."], &[]));
@@ -777,10 +1071,18 @@ async fn avatar_select(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q):
     let mut st = sh.lock_state();
     let u = target(&st, &q)?.clone();
     let Some((owner, av)) = st.avatars.get(&id).cloned() else {
-        return Err(error(404, &[&format!("Avatar with id '{id}' does not exist.")], &[]));
+        return Err(error(
+            404,
+            &[&format!("Avatar with id '{id}' does not exist.")],
+            &[],
+        ));
     };
     if owner != u.id {
-        return Err(error(400, &["The avatar does not belong to this user."], &[]));
+        return Err(error(
+            400,
+            &["The avatar does not belong to this user."],
+            &[],
+        ));
     }
     // Move the selected avatar to the end so `user_bean` links the newest selection.
     st.avatars.remove(&id);
@@ -788,7 +1090,46 @@ async fn avatar_select(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q):
     if let Some(m) = st.user_mut(&u.name) {
         m.avatar = Some(av);
     }
-    Ok(json(200, j!({"id": id.to_string(), "owner": u.key, "isSystemAvatar": false, "isSelected": true})))
+    Ok(json(
+        200,
+        j!({"id": id.to_string(), "owner": u.key, "isSystemAvatar": false, "isSelected": true}),
+    ))
+}
+
+/// `DELETE /user/avatar/{id}?username=` -> 204; unknown avatar -> 404 (JIRA-OAS `deleteAvatar_2`).
+/// Deleting the selected avatar falls back to the system default.
+async fn avatar_delete(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> R {
+    require_admin(&sh, &h)?;
+    let q = Params::parse(q.as_deref());
+    let mut st = sh.lock_state();
+    let u = target(&st, &q)?.clone();
+    let id: u64 = id.parse().unwrap_or(0);
+    match st.avatars.get(&id) {
+        Some((owner, _)) if *owner == u.id => {}
+        _ => {
+            return Err(error(
+                404,
+                &[&format!("Avatar with id '{id}' does not exist.")],
+                &[],
+            ));
+        }
+    }
+    st.avatars.remove(&id);
+    let remaining = st
+        .avatars
+        .values()
+        .rev()
+        .find(|(o, _)| *o == u.id)
+        .map(|(_, a)| a.clone());
+    if let Some(m) = st.user_mut(&u.name) {
+        m.avatar = remaining;
+    }
+    Ok(empty(204))
 }
 
 /// `GET /user/avatars?username=` -> `{"system":[...],"custom":[...]}` (JIRA-OAS).
@@ -803,7 +1144,10 @@ async fn avatars_list(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): 
         .filter(|(_, (o, _))| *o == u.id)
         .map(|(id, _)| j!({"id": id.to_string(), "owner": u.key, "isSystemAvatar": false}))
         .collect();
-    Ok(json(200, j!({"system": [{"id": "10122", "isSystemAvatar": true}], "custom": custom})))
+    Ok(json(
+        200,
+        j!({"system": [{"id": "10122", "isSystemAvatar": true}], "custom": custom}),
+    ))
 }
 
 /// `GET /secure/useravatar?ownerId=&avatarId=`: the image bytes (what `avatarUrls` point at).
@@ -812,7 +1156,12 @@ async fn avatar_image(State(sh): State<Arc<Shared>>, RawQuery(q): RawQuery) -> R
     let id: u64 = q.num("avatarId").unwrap_or(0).max(0) as u64;
     let st = sh.lock_state();
     match st.avatars.get(&id) {
-        Some((_, av)) => Ok((axum::http::StatusCode::OK, [(header::CONTENT_TYPE, av.content_type.clone())], av.bytes.clone()).into_response()),
+        Some((_, av)) => Ok((
+            axum::http::StatusCode::OK,
+            [(header::CONTENT_TYPE, av.content_type.clone())],
+            av.bytes.clone(),
+        )
+            .into_response()),
         None => Err(empty(404)),
     }
 }

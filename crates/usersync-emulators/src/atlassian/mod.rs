@@ -19,6 +19,10 @@
 //! # Ok(()) }
 //! ```
 
+// Handlers short-circuit with a finished `Response` as the error value (`?` on lookups and auth);
+// it is returned to axum straight away, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -87,6 +91,9 @@ pub struct AtlassianConfig {
     pub pat: Option<String>,
     /// Crowd application name and password (Crowd authenticates applications, not users).
     pub crowd_app: (String, String),
+    /// Remote addresses the Crowd application may call from (Crowd "Remote addresses"); others
+    /// get Crowd's 403 HTML page. Default: 127.0.0.1 and ::1.
+    pub crowd_allowed_addresses: Vec<std::net::IpAddr>,
     /// Initial faults, latency and rate limit.
     pub faults: FaultConfig,
     /// Added latency (copied into `faults.latency` at start when non-zero).
@@ -119,41 +126,50 @@ impl AtlassianConfig {
     /// (`jira-software-users`, `confluence-users`, `stash-users`) and an existing `admin` account
     /// in the admin group.
     pub fn new(product: Product) -> Self {
-        let (admin_groups, licensed, default_group, roles): (Vec<&str>, Vec<&str>, Option<&str>, Vec<AppRole>) =
-            match product {
-                Product::Jira => (
-                    vec!["jira-administrators"],
-                    vec!["jira-software-users"],
-                    None,
-                    vec![
-                        // Example ApplicationRoleBean in the Jira 10.3 OpenAPI.
-                        AppRole {
-                            key: "jira-software".into(),
-                            name: "Jira Software".into(),
-                            groups: vec!["jira-software-users".into(), "jira-administrators".into()],
-                            default_groups: vec!["jira-software-users".into()],
-                            selected_by_default: true,
-                            seats: None,
-                        },
-                        AppRole {
-                            key: "jira-core".into(),
-                            name: "Jira Core".into(),
-                            groups: vec!["jira-core-users".into()],
-                            default_groups: vec!["jira-core-users".into()],
-                            selected_by_default: false,
-                            seats: None,
-                        },
-                    ],
-                ),
-                Product::Confluence => (
-                    vec!["confluence-administrators"],
-                    vec!["confluence-users"],
-                    Some("confluence-users"),
-                    vec![],
-                ),
-                Product::Bitbucket => (vec!["stash-administrators"], vec!["stash-users"], Some("stash-users"), vec![]),
-                Product::Crowd => (vec!["crowd-administrators"], vec![], None, vec![]),
-            };
+        let (admin_groups, licensed, default_group, roles): (
+            Vec<&str>,
+            Vec<&str>,
+            Option<&str>,
+            Vec<AppRole>,
+        ) = match product {
+            Product::Jira => (
+                vec!["jira-administrators"],
+                vec!["jira-software-users"],
+                None,
+                vec![
+                    // Example ApplicationRoleBean in the Jira 10.3 OpenAPI.
+                    AppRole {
+                        key: "jira-software".into(),
+                        name: "Jira Software".into(),
+                        groups: vec!["jira-software-users".into(), "jira-administrators".into()],
+                        default_groups: vec!["jira-software-users".into()],
+                        selected_by_default: true,
+                        seats: None,
+                    },
+                    AppRole {
+                        key: "jira-core".into(),
+                        name: "Jira Core".into(),
+                        groups: vec!["jira-core-users".into()],
+                        default_groups: vec!["jira-core-users".into()],
+                        selected_by_default: false,
+                        seats: None,
+                    },
+                ],
+            ),
+            Product::Confluence => (
+                vec!["confluence-administrators"],
+                vec!["confluence-users"],
+                Some("confluence-users"),
+                vec![],
+            ),
+            Product::Bitbucket => (
+                vec!["stash-administrators"],
+                vec!["stash-users"],
+                Some("stash-users"),
+                vec![],
+            ),
+            Product::Crowd => (vec!["crowd-administrators"], vec![], None, vec![]),
+        };
         let mut admin_seed_groups: Vec<&str> = admin_groups.clone();
         admin_seed_groups.extend(licensed.iter().copied());
         let admin = SeedUser {
@@ -176,10 +192,18 @@ impl AtlassianConfig {
             admin_password: "admin".into(),
             pat: Some("emulator-pat".into()),
             crowd_app: ("usersync".into(), "usersync".into()),
+            crowd_allowed_addresses: vec![
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ],
             faults: FaultConfig::default(),
             latency: Duration::ZERO,
             rate_limit: None,
-            seed: if product == Product::Crowd { vec![] } else { vec![admin] },
+            seed: if product == Product::Crowd {
+                vec![]
+            } else {
+                vec![admin]
+            },
             seed_groups,
             admin_groups: admin_groups.iter().map(|s| s.to_string()).collect(),
             licensed_groups: licensed.iter().map(|s| s.to_string()).collect(),
@@ -211,6 +235,7 @@ pub(crate) struct Shared {
     pub admin_password: String,
     pub pat: Option<String>,
     pub crowd_app: (String, String),
+    pub crowd_allowed: Mutex<Vec<std::net::IpAddr>>,
     pub default_group: Option<String>,
     pub jira_search_cap: usize,
     pub base_url: OnceLock<String>,
@@ -245,7 +270,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_string(), p.to_string()))
@@ -254,7 +281,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
 }
 
 /// Resolves the caller from Basic (admin or any active directory user with its password) or a
@@ -262,7 +291,10 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<Caller> {
     if shared.product == Product::Crowd {
         let (u, p) = basic_credentials(headers)?;
-        return (u == shared.crowd_app.0 && p == shared.crowd_app.1).then_some(Caller { name: u, admin: true });
+        return (u == shared.crowd_app.0 && p == shared.crowd_app.1).then_some(Caller {
+            name: u,
+            admin: true,
+        });
     }
     if let Some(t) = bearer(headers) {
         return (shared.pat.as_deref() == Some(t.as_str())).then(|| Caller {
@@ -302,10 +334,14 @@ pub(crate) fn require_admin(shared: &Shared, headers: &HeaderMap) -> Result<Call
     Err(match shared.product {
         Product::Bitbucket => bitbucket::error(
             401,
-            &format!("You are not permitted to access this resource"),
+            "You are not permitted to access this resource",
             "com.atlassian.bitbucket.AuthorisationException",
         ),
-        Product::Jira => jira::error(403, &["You do not have the permission to perform this operation."], &[]),
+        Product::Jira => jira::error(
+            403,
+            &["You do not have the permission to perform this operation."],
+            &[],
+        ),
         p => product_error(p, 403, "User is not permitted to perform this operation"),
     })
 }
@@ -324,7 +360,11 @@ fn unauthorized(product: Product) -> Response {
             "Authentication failed. Please check your credentials and try again.",
             "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException",
         ),
-        Product::Jira => jira::error(401, &["You are not authenticated. Authentication required to perform this operation."], &[]),
+        Product::Jira => jira::error(
+            401,
+            &["You are not authenticated. Authentication required to perform this operation."],
+            &[],
+        ),
         Product::Confluence => product_error(product, 401, "This resource requires authentication"),
     };
     let realm = match product {
@@ -343,7 +383,9 @@ pub(crate) fn product_error(product: Product, status: u16, message: &str) -> Res
     match product {
         Product::Jira => jira::error(status, &[message], &[]),
         Product::Confluence => confluence::error(status, message),
-        Product::Bitbucket => bitbucket::error(status, message, "com.atlassian.bitbucket.ServiceException"),
+        Product::Bitbucket => {
+            bitbucket::error(status, message, "com.atlassian.bitbucket.ServiceException")
+        }
         Product::Crowd => {
             let reason = match status {
                 401 => "INVALID_USER_AUTHENTICATION",
@@ -467,7 +509,8 @@ fn rewrite(product: Product, ctx: &str, mut req: Request) -> Request {
         }
     }
     if let Some(a) = accept {
-        req.headers_mut().insert(header::ACCEPT, HeaderValue::from_static(a));
+        req.headers_mut()
+            .insert(header::ACCEPT, HeaderValue::from_static(a));
     }
     req
 }
@@ -487,7 +530,10 @@ impl AtlassianEmulator {
     }
 
     /// Starts the emulator on a given address.
-    pub async fn start_on(config: AtlassianConfig, bind: SocketAddr) -> anyhow::Result<AtlassianEmulator> {
+    pub async fn start_on(
+        config: AtlassianConfig,
+        bind: SocketAddr,
+    ) -> anyhow::Result<AtlassianEmulator> {
         let ctx = normalize_ctx(&config.context_path);
         let mut faults = config.faults.clone();
         if !config.latency.is_zero() {
@@ -525,6 +571,7 @@ impl AtlassianEmulator {
             admin_password: config.admin_password.clone(),
             pat: config.pat.clone(),
             crowd_app: config.crowd_app.clone(),
+            crowd_allowed: Mutex::new(config.crowd_allowed_addresses.clone()),
             default_group: config.default_group.clone(),
             jira_search_cap: config.jira_search_cap,
             base_url: OnceLock::new(),
@@ -535,7 +582,9 @@ impl AtlassianEmulator {
             }),
             stats: Mutex::new(RequestStats::default()),
         });
-        let handle = DirectoryHandle { shared: shared.clone() };
+        let handle = DirectoryHandle {
+            shared: shared.clone(),
+        };
         for g in &config.seed_groups {
             handle.seed_group(g);
         }
@@ -560,11 +609,17 @@ impl AtlassianEmulator {
             Product::Jira => jira::routes(),
             Product::Confluence => confluence::routes(),
             Product::Bitbucket => bitbucket::routes(),
-            Product::Crowd => crowd::routes(),
+            Product::Crowd => crowd::routes().layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                crowd::negotiate,
+            )),
         };
         let api = api
             .merge(control::routes())
-            .route_layer(axum::middleware::from_fn_with_state(shared.clone(), faults::middleware));
+            .route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                faults::middleware,
+            ));
         let router: Router<Arc<Shared>> = if ctx.is_empty() {
             api.fallback(faults::not_found)
         } else {
@@ -573,10 +628,14 @@ impl AtlassianEmulator {
         let router = router.with_state(shared.clone());
         let product = config.product;
         let ctx2 = ctx.clone();
-        let app = tower::ServiceExt::map_request(router, move |req: Request| rewrite(product, &ctx2, req));
+        let app = tower::ServiceExt::map_request(router, move |req: Request| {
+            rewrite(product, &ctx2, req)
+        });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let svc = axum::ServiceExt::<Request>::into_make_service(app);
+            // Connect info lets Crowd check the caller's address against the allow-list.
+            let svc =
+                axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
             let _ = axum::serve(listener, svc)
                 .with_graceful_shutdown(async move {
                     let _ = rx.await;
@@ -644,7 +703,11 @@ impl Drop for AtlassianEmulator {
 impl DirectoryHandle {
     /// A copy of the request counters.
     pub fn stats(&self) -> RequestStats {
-        self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Zeroes the request counters.
@@ -655,6 +718,15 @@ impl DirectoryHandle {
     /// The emulated product.
     pub fn product(&self) -> Product {
         self.shared.product
+    }
+
+    /// Replaces the Crowd application's allowed remote addresses.
+    pub fn set_crowd_allowed_addresses(&self, addrs: Vec<std::net::IpAddr>) {
+        *self
+            .shared
+            .crowd_allowed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = addrs;
     }
 }
 
@@ -672,11 +744,21 @@ fn normalize_ctx(c: &str) -> String {
 /// Start/limit paging over a slice: returns the page and whether it is the last.
 pub(crate) fn page<T: Clone>(all: &[T], start: usize, limit: usize) -> (Vec<T>, bool) {
     let end = start.saturating_add(limit).min(all.len());
-    let items = if start >= all.len() { Vec::new() } else { all[start..end].to_vec() };
+    let items = if start >= all.len() {
+        Vec::new()
+    } else {
+        all[start..end].to_vec()
+    };
     (items, end >= all.len())
 }
 
 /// Percent-encodes a value for a query string or path segment in self links.
 pub(crate) fn enc(v: &str) -> String {
-    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    // RFC 3986 unreserved characters stay as they are.
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, SET).to_string()
 }

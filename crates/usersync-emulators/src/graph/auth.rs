@@ -159,7 +159,12 @@ fn der_time(tag: u8, c: &[u8]) -> Option<i64> {
         0,
     )
     .ok()?;
-    Some(dt.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp().as_second())
+    Some(
+        dt.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp()
+            .as_second(),
+    )
 }
 
 fn strip_int(b: &[u8]) -> Vec<u8> {
@@ -205,8 +210,12 @@ pub fn parse_cert_pem(pem: &str) -> anyhow::Result<CertInfo> {
     let not_after = der_time(t2, na).ok_or_else(bad)?;
     let (_, _alg, r) = der(spki).ok_or_else(bad)?;
     let (tag, bits, _) = der(r).ok_or_else(bad)?;
-    anyhow::ensure!(tag == 0x03 && !bits.is_empty(), "certificate key is not a bit string");
-    let (n, e) = rsa_pub(&bits[1..]).ok_or_else(|| anyhow::anyhow!("certificate key is not RSA"))?;
+    anyhow::ensure!(
+        tag == 0x03 && !bits.is_empty(),
+        "certificate key is not a bit string"
+    );
+    let (n, e) =
+        rsa_pub(&bits[1..]).ok_or_else(|| anyhow::anyhow!("certificate key is not RSA"))?;
     // CN: OID 2.5.4.3 = 06 03 55 04 03, followed by a string value.
     let cn_oid = [0x06, 0x03, 0x55, 0x04, 0x03];
     let subject_cn = subject
@@ -295,9 +304,10 @@ pub struct Claims {
 impl Claims {
     /// Whether any of `needed` is among the token's roles.
     pub fn has_any(&self, needed: &[&str]) -> bool {
-        self.roles
-            .as_ref()
-            .is_some_and(|r| r.iter().any(|x| needed.iter().any(|n| n.eq_ignore_ascii_case(x))))
+        self.roles.as_ref().is_some_and(|r| {
+            r.iter()
+                .any(|x| needed.iter().any(|n| n.eq_ignore_ascii_case(x)))
+        })
     }
 }
 
@@ -308,7 +318,13 @@ impl Claims {
 /// Entra error body: `{error, error_description, error_codes, timestamp, trace_id,
 /// correlation_id, error_uri}`.
 /// <https://learn.microsoft.com/entra/identity-platform/reference-error-codes>
-pub fn aad_error(status: u16, error: &str, code: u32, message: &str, correlation: &str) -> Response {
+pub fn aad_error(
+    status: u16,
+    error: &str,
+    code: u32,
+    message: &str,
+    correlation: &str,
+) -> Box<Response> {
     let now = jiff::Timestamp::now();
     let ts = now.strftime("%Y-%m-%d %H:%M:%SZ").to_string();
     let trace = uuid::Uuid::new_v4().to_string();
@@ -324,21 +340,30 @@ pub fn aad_error(status: u16, error: &str, code: u32, message: &str, correlation
         "correlation_id": correlation,
         "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
     });
-    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), axum::Json(body)).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store, no-cache"));
-    r
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        axum::Json(body),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store, no-cache"),
+    );
+    // Boxed: responses are large and travel in `Err` variants.
+    Box::new(r)
 }
 
 /// Is `t` a DNS name or GUID (else AADSTS900023)?
 fn tenant_syntax_ok(t: &str) -> bool {
     uuid::Uuid::parse_str(t).is_ok()
         || (t.contains('.')
-            && t.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
+            && t.split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
         || t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Resolves the `{tenant}` path segment to the tenant id, or an AADSTS error.
-fn resolve_tenant(sh: &Shared, t: &str, corr: &str) -> Result<String, Response> {
+fn resolve_tenant(sh: &Shared, t: &str, corr: &str) -> Result<String, Box<Response>> {
     if t.eq_ignore_ascii_case(&sh.tenant_id) || t.eq_ignore_ascii_case(&sh.domain) {
         return Ok(sh.tenant_id.clone());
     }
@@ -358,7 +383,9 @@ fn resolve_tenant(sh: &Shared, t: &str, corr: &str) -> Result<String, Response> 
             400,
             "invalid_request",
             900023,
-            &format!("Specified tenant identifier '{t}' is neither a valid DNS name, nor a valid external domain."),
+            &format!(
+                "Specified tenant identifier '{t}' is neither a valid DNS name, nor a valid external domain."
+            ),
             corr,
         ));
     }
@@ -366,7 +393,9 @@ fn resolve_tenant(sh: &Shared, t: &str, corr: &str) -> Result<String, Response> 
         400,
         "invalid_tenant",
         90002,
-        &format!("Tenant '{t}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."),
+        &format!(
+            "Tenant '{t}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+        ),
         corr,
     ))
 }
@@ -387,11 +416,12 @@ pub(crate) async fn openid_configuration(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    sh.count_request();
     sh.count("openid");
     let corr = uuid::Uuid::new_v4().to_string();
     let tid = match resolve_tenant(&sh, &tenant, &corr) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let b = base_url(&sh, &headers);
     axum::Json(json!({
@@ -424,7 +454,10 @@ pub(crate) async fn openid_configuration(
 
 /// `GET /common/discovery/instance` (MSAL instance discovery), pointing at our own tenant
 /// discovery endpoint.
-pub(crate) async fn instance_discovery(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(crate) async fn instance_discovery(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
     let b = base_url(&sh, &headers);
     let host = b.split("://").nth(1).unwrap_or("127.0.0.1").to_string();
     axum::Json(json!({
@@ -452,10 +485,11 @@ struct AssertionClaims {
     iss: Option<String>,
     #[serde(default)]
     sub: Option<String>,
+    // Numeric dates may be fractional (MSAL Python sends floats).
     #[serde(default)]
-    exp: Option<i64>,
+    exp: Option<f64>,
     #[serde(default)]
-    nbf: Option<i64>,
+    nbf: Option<f64>,
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token` (client credentials).
@@ -466,6 +500,7 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    sh.count_request();
     sh.count("token");
     let latency = sh.settings.read().map(|s| s.latency).unwrap_or_default();
     if !latency.is_zero() {
@@ -478,11 +513,11 @@ pub(crate) async fn token(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     match token_inner(&sh, &tenant, &headers, &body, &corr) {
         Ok(r) => r,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
-fn missing(name: &str, corr: &str) -> Response {
+fn missing(name: &str, corr: &str) -> Box<Response> {
     // AADSTS900144 https://learn.microsoft.com/entra/identity-platform/reference-error-codes
     aad_error(
         400,
@@ -493,11 +528,19 @@ fn missing(name: &str, corr: &str) -> Response {
     )
 }
 
-fn token_inner(sh: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8], corr: &str) -> Result<Response, Response> {
+fn token_inner(
+    sh: &Shared,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    corr: &str,
+) -> Result<Response, Box<Response>> {
     let tid = resolve_tenant(sh, tenant, corr)?;
     let form: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(body).into_owned().collect();
-    let grant = form.get("grant_type").ok_or_else(|| missing("grant_type", corr))?;
+    let grant = form
+        .get("grant_type")
+        .ok_or_else(|| missing("grant_type", corr))?;
     if grant != "client_credentials" {
         return Err(aad_error(
             400,
@@ -542,7 +585,10 @@ fn token_inner(sh: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8], corr
             400,
             "unauthorized_client",
             700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", sh.domain),
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                sh.domain
+            ),
             corr,
         ));
     };
@@ -559,16 +605,24 @@ fn token_inner(sh: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8], corr
         .cloned()
         .or_else(|| basic.as_ref().map(|b| b.1.clone()))
     {
-        let matching: Vec<&Secret> = app.reg.secrets.iter().filter(|s| s.value == secret).collect();
+        let matching: Vec<&Secret> = app
+            .reg
+            .secrets
+            .iter()
+            .filter(|s| s.value == secret)
+            .collect();
         if !matching.iter().any(|s| s.end > now) {
-            let all_expired = !app.reg.secrets.is_empty() && app.reg.secrets.iter().all(|s| s.end <= now);
+            let all_expired =
+                !app.reg.secrets.is_empty() && app.reg.secrets.iter().all(|s| s.end <= now);
             if !matching.is_empty() || all_expired {
                 // AADSTS7000222 https://learn.microsoft.com/entra/identity-platform/reference-error-codes
                 return Err(aad_error(
                     401,
                     "invalid_client",
                     7000222,
-                    &format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."),
+                    &format!(
+                        "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+                    ),
                     corr,
                 ));
             }
@@ -577,7 +631,9 @@ fn token_inner(sh: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8], corr
                 401,
                 "invalid_client",
                 7000215,
-                &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+                &format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
                 corr,
             ));
         }
@@ -591,10 +647,15 @@ fn token_inner(sh: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8], corr
             corr,
         ));
     }
-    let lifetime = sh.settings.read().map(|s| s.token_lifetime_secs).unwrap_or(3599) as i64;
+    let lifetime = sh
+        .settings
+        .read()
+        .map(|s| s.token_lifetime_secs)
+        .unwrap_or(3599) as i64;
     // No `roles` claim without admin consent; the token request still succeeds.
     // https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
-    let roles = (app.reg.admin_consent && !app.reg.granted_roles.is_empty()).then(|| app.reg.granted_roles.clone());
+    let roles = (app.reg.admin_consent && !app.reg.granted_roles.is_empty())
+        .then(|| app.reg.granted_roles.clone());
     let claims = Claims {
         aud: GRAPH_AUDIENCE.into(),
         iss: format!("https://sts.windows.net/{tid}/"),
@@ -626,14 +687,17 @@ fn token_inner(sh: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8], corr
     }))
     .into_response();
     let hs = r.headers_mut();
-    hs.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store, no-cache"));
+    hs.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store, no-cache"),
+    );
     hs.insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
     hs.insert(header::EXPIRES, header::HeaderValue::from_static("-1"));
     Ok(r)
 }
 
 /// Client credentials need exactly one `{resource}/.default` scope for Graph.
-fn check_scope(scope: &str, corr: &str) -> Result<(), Response> {
+fn check_scope(scope: &str, corr: &str) -> Result<(), Box<Response>> {
     let scopes: Vec<&str> = scope
         .split_whitespace()
         .filter(|s| !["openid", "profile", "offline_access"].contains(s))
@@ -653,7 +717,9 @@ fn check_scope(scope: &str, corr: &str) -> Result<(), Response> {
             400,
             "invalid_scope",
             1002012,
-            &format!("The provided value for scope {bad} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            &format!(
+                "The provided value for scope {bad} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
             corr,
         ));
     }
@@ -670,12 +736,21 @@ fn check_scope(scope: &str, corr: &str) -> Result<(), Response> {
         400,
         "invalid_scope",
         70011,
-        &format!("The provided value for the input parameter 'scope' isn't valid. The scope {scope} isn't valid."),
+        &format!(
+            "The provided value for the input parameter 'scope' isn't valid. The scope {scope} isn't valid."
+        ),
         corr,
     ))
 }
 
-fn verify_assertion(app: &AppState, jwt: &str, tenant_seg: &str, tid: &str, now: i64, corr: &str) -> Result<(), Response> {
+fn verify_assertion(
+    app: &AppState,
+    jwt: &str,
+    tenant_seg: &str,
+    tid: &str,
+    now: i64,
+    corr: &str,
+) -> Result<(), Box<Response>> {
     // https://learn.microsoft.com/entra/identity-platform/certificate-credentials
     let malformed = |why: &str| {
         aad_error(
@@ -690,8 +765,14 @@ fn verify_assertion(app: &AppState, jwt: &str, tenant_seg: &str, tid: &str, now:
     if !matches!(hdr.alg, Algorithm::RS256 | Algorithm::PS256) {
         return Err(malformed("Unsupported signing algorithm."));
     }
+    // Thumbprints are base64url; clients differ on padding (MSAL Python sends `=`).
+    let norm = |t: &str| t.trim_end_matches('=').replace('+', "-").replace('/', "_");
+    let (s256, s1) = (
+        hdr.x5t_s256.as_deref().map(norm),
+        hdr.x5t.as_deref().map(norm),
+    );
     let cert = app.certs.iter().find(|c| {
-        hdr.x5t_s256.as_deref() == Some(c.x5t_s256.as_str()) || hdr.x5t.as_deref() == Some(c.x5t.as_str())
+        s256.as_deref() == Some(c.x5t_s256.as_str()) || s1.as_deref() == Some(c.x5t.as_str())
     });
     let Some(cert) = cert else {
         let thumb = hdr.x5t_s256.clone().or(hdr.x5t.clone()).unwrap_or_default();
@@ -699,7 +780,10 @@ fn verify_assertion(app: &AppState, jwt: &str, tenant_seg: &str, tid: &str, now:
             401,
             "invalid_client",
             700027,
-            &format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]", app.reg.client_id),
+            &format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]",
+                app.reg.client_id
+            ),
             corr,
         ));
     };
@@ -729,7 +813,10 @@ fn verify_assertion(app: &AppState, jwt: &str, tenant_seg: &str, tid: &str, now:
     let c = data.claims;
     let auds: Vec<String> = match &c.aud {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         _ => vec![],
     };
     // aud = the token endpoint of this tenant (any host: the emulator may sit behind any port).
@@ -737,23 +824,36 @@ fn verify_assertion(app: &AppState, jwt: &str, tenant_seg: &str, tid: &str, now:
         let a = a.to_ascii_lowercase();
         [tid, tenant_seg].iter().any(|t| {
             let t = t.to_ascii_lowercase();
-            a.ends_with(&format!("/{t}/oauth2/v2.0/token")) || a.ends_with(&format!("/{t}/oauth2/token"))
+            a.ends_with(&format!("/{t}/oauth2/v2.0/token"))
+                || a.ends_with(&format!("/{t}/oauth2/token"))
         })
     });
     if !aud_ok {
-        return Err(malformed("The audience claim doesn't match the token endpoint."));
+        return Err(malformed(
+            "The audience claim doesn't match the token endpoint.",
+        ));
     }
     let cid = &app.reg.client_id;
-    if !c.iss.as_deref().is_some_and(|i| i.eq_ignore_ascii_case(cid)) || !c.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(cid)) {
+    if !c
+        .iss
+        .as_deref()
+        .is_some_and(|i| i.eq_ignore_ascii_case(cid))
+        || !c
+            .sub
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(cid))
+    {
         return Err(malformed("The iss and sub claims must be the client id."));
     }
-    let exp = c.exp.unwrap_or(0);
-    if exp <= now || c.nbf.unwrap_or(0) > now + 300 {
+    let exp = c.exp.unwrap_or(0.0) as i64;
+    if exp <= now || c.nbf.unwrap_or(0.0) as i64 > now + 300 {
         return Err(aad_error(
             401,
             "invalid_client",
             700024,
-            &format!("Client assertion is not within its valid time range. Current time: {now}, expiry time of assertion {exp}."),
+            &format!(
+                "Client assertion is not within its valid time range. Current time: {now}, expiry time of assertion {exp}."
+            ),
             corr,
         ));
     }
@@ -784,12 +884,18 @@ pub(crate) fn check_bearer(sh: &Shared, headers: &HeaderMap) -> Result<Claims, G
     if token.is_empty() {
         return Err(unauth("Access token is empty."));
     }
-    let cached = sh.token_cache.lock().ok().and_then(|c| c.get(token).cloned());
+    let cached = sh
+        .token_cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(token).cloned());
     let claims = match cached {
         Some(c) => c,
         None => {
             if token.split('.').count() != 3 {
-                return Err(unauth("CompactToken parsing failed with error code: 80049217"));
+                return Err(unauth(
+                    "CompactToken parsing failed with error code: 80049217",
+                ));
             }
             let mut v = Validation::new(Algorithm::RS256);
             v.validate_exp = false;

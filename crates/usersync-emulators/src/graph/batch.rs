@@ -36,31 +36,51 @@ struct Item {
 pub(crate) fn handle(ctx: &Ctx<'_>, body: &[u8]) -> (GraphResponse, u64) {
     let parsed: BatchReq = match serde_json::from_slice(body) {
         Ok(b) => b,
-        Err(_) => return (ctx.err(GraphError::bad_request("Invalid batch payload format.")), 0),
+        Err(_) => {
+            return (
+                ctx.err(GraphError::bad_request("Invalid batch payload format.")),
+                0,
+            );
+        }
     };
     if parsed.requests.len() > 20 {
         // Limit of 20 requests per batch.
         return (
-            ctx.err(GraphError::bad_request("Number of batch request steps exceeds the maximum of 20.")),
+            ctx.err(GraphError::bad_request(
+                "Number of batch request steps exceeds the maximum of 20.",
+            )),
             0,
         );
     }
     if parsed.requests.is_empty() {
-        return (ctx.err(GraphError::bad_request("Invalid batch payload format.")), 0);
+        return (
+            ctx.err(GraphError::bad_request("Invalid batch payload format.")),
+            0,
+        );
     }
     let mut seen = std::collections::HashSet::new();
     for it in &parsed.requests {
         if !seen.insert(it.id.to_ascii_lowercase()) {
             return (
-                ctx.err(GraphError::bad_request(format!("Batch request contains duplicate request id '{}'.", it.id))),
+                ctx.err(GraphError::bad_request(format!(
+                    "Batch request contains duplicate request id '{}'.",
+                    it.id
+                ))),
                 0,
             );
         }
     }
     for it in &parsed.requests {
-        if let Some(d) = it.depends_on.iter().find(|d| !seen.contains(&d.to_ascii_lowercase())) {
+        if let Some(d) = it
+            .depends_on
+            .iter()
+            .find(|d| !seen.contains(&d.to_ascii_lowercase()))
+        {
             return (
-                ctx.err(GraphError::bad_request(format!("Request '{}' depends on unknown request '{d}'.", it.id))),
+                ctx.err(GraphError::bad_request(format!(
+                    "Request '{}' depends on unknown request '{d}'.",
+                    it.id
+                ))),
                 0,
             );
         }
@@ -70,23 +90,36 @@ pub(crate) fn handle(ctx: &Ctx<'_>, body: &[u8]) -> (GraphResponse, u64) {
     let mut max_delay = 0;
     for it in &parsed.requests {
         ctx.sh.count("batch.item");
-        let failed_dep = it
-            .depends_on
-            .iter()
-            .any(|d| status_of.get(&d.to_ascii_lowercase()).is_none_or(|s| !(200..300).contains(s)));
+        let failed_dep = it.depends_on.iter().any(|d| {
+            status_of
+                .get(&d.to_ascii_lowercase())
+                .is_none_or(|s| !(200..300).contains(s))
+        });
         let resp = if failed_dep {
-            ctx.err(GraphError::new(424, "FailedDependency", "A dependent request failed."))
+            ctx.err(GraphError::new(
+                424,
+                "FailedDependency",
+                "A dependent request failed.",
+            ))
         } else {
             let url = it.url.trim();
             let url = url.strip_prefix("/v1.0").unwrap_or(url);
-            let rel = if url.starts_with('/') { url.to_string() } else { format!("/{url}") };
+            let rel = if url.starts_with('/') {
+                url.to_string()
+            } else {
+                format!("/{url}")
+            };
             if rel.contains("://") {
-                ctx.err(GraphError::bad_request("Batch request URLs must be relative."))
+                ctx.err(GraphError::bad_request(
+                    "Batch request URLs must be relative.",
+                ))
             } else {
                 let (path, query) = rel.split_once('?').unwrap_or((rel.as_str(), ""));
                 let mut h = HeaderMap::new();
                 for (k, v) in &it.headers {
-                    if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+                    if let (Ok(k), Ok(v)) =
+                        (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+                    {
                         h.insert(k, v);
                     }
                 }
@@ -98,7 +131,10 @@ pub(crate) fn handle(ctx: &Ctx<'_>, body: &[u8]) -> (GraphResponse, u64) {
         status_of.insert(it.id.to_ascii_lowercase(), resp.status);
         responses.push(item_json(&it.id, resp));
     }
-    (GraphResponse::json(200, json!({"responses": responses})), max_delay)
+    (
+        GraphResponse::json(200, json!({"responses": responses})),
+        max_delay,
+    )
 }
 
 fn item_json(id: &str, r: GraphResponse) -> Value {

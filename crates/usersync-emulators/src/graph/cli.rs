@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    AppRegistration, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SECRET_KEY_ID, DEFAULT_TENANT_DOMAIN,
-    DEFAULT_TENANT_ID, DirectorySeed, FaultConfig, GraphConfig, GraphEmulator, Secret, TenantSize, ThrottleBudget,
+    AppRegistration, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_SECRET_KEY_ID,
+    DEFAULT_TENANT_DOMAIN, DEFAULT_TENANT_ID, DirectorySeed, FaultConfig, GraphConfig,
+    GraphEmulator, Secret, TenantSize, ThrottleBudget,
 };
 
 /// Command-line options of the Graph emulator.
@@ -53,7 +54,10 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_CLIENT_SECRET)]
     pub client_secret: String,
     /// Granted application permissions (comma-separated).
-    #[arg(long, default_value = "Directory.Read.All,User.Read.All,Application.Read.All")]
+    #[arg(
+        long,
+        default_value = "Directory.Read.All,User.Read.All,Application.Read.All"
+    )]
     pub roles: String,
     /// Simulate missing admin consent (tokens without `roles`).
     #[arg(long)]
@@ -108,7 +112,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             seed: args.seed,
         }
     } else {
-        DirectorySeed::Generated { size: args.size.parse::<TenantSize>()?, seed: args.seed }
+        DirectorySeed::Generated {
+            size: args.size.parse::<TenantSize>()?,
+            seed: args.seed,
+        }
     };
     let certificates = args
         .cert
@@ -125,12 +132,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             display_name: Some("default".into()),
         }],
         certificates,
-        granted_roles: args.roles.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        granted_roles: args
+            .roles
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         admin_consent: !args.no_consent,
     };
     let ca_out = if args.tls {
         Some(args.ca_out.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("usersync-graph-emulator-ca-{}.pem", std::process::id()))
+            std::env::temp_dir().join(format!(
+                "usersync-graph-emulator-ca-{}.pem",
+                std::process::id()
+            ))
         }))
     } else {
         None
@@ -146,7 +161,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             unavailable_rate: args.unavailable_rate,
             gateway_timeout_rate: args.gateway_timeout_rate,
             retry_after_secs: args.retry_after,
-            budget: args.budget_units.map(|u| ThrottleBudget { resource_units: u, window_secs: args.budget_window }),
+            budget: args.budget_units.map(|u| ThrottleBudget {
+                resource_units: u,
+                window_secs: args.budget_window,
+            }),
             ..FaultConfig::default()
         },
         latency: Duration::from_millis(args.latency_ms),

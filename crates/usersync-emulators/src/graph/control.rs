@@ -22,6 +22,7 @@
 //! | `POST /_emulator/apps` | register an [`AppRegistration`] |
 //! | `POST /_emulator/apps/{clientId}/secrets` | add a [`Secret`] |
 //! | `DELETE /_emulator/apps/{clientId}/secrets/{keyId}` | remove a secret |
+//! | `POST /_emulator/apps/{clientId}/certificates` `{"pem":"…"}` | register a certificate |
 //! | `POST /_emulator/apps/{clientId}/secrets/expire` | expire all secrets now |
 //! | `PUT /_emulator/apps/{clientId}/roles` `{"roles":[…],"adminConsent":true}` | grants/consent |
 //! | `POST /_emulator/delta/invalidate` | later delta/skip tokens get 410 Gone (sync reset) |
@@ -62,17 +63,22 @@ impl TenantHandle {
         TenantHandle { sh }
     }
 
-    fn with_dir<R>(&self, f: impl FnOnce(&mut Directory, i64) -> anyhow::Result<R>) -> anyhow::Result<R> {
+    fn with_dir<R>(
+        &self,
+        f: impl FnOnce(&mut Directory, i64) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
         let now = self.sh.now();
         let mut d = self.sh.dir.write().map_err(lock_err)?;
         f(&mut d, now)
     }
 
     fn user_idx(d: &Directory, key: &str) -> anyhow::Result<u32> {
-        d.find_user(key).ok_or_else(|| anyhow::anyhow!("user '{key}' not found"))
+        d.find_user(key)
+            .ok_or_else(|| anyhow::anyhow!("user '{key}' not found"))
     }
     fn group_idx(d: &Directory, key: &str) -> anyhow::Result<u32> {
-        d.find_group(key).ok_or_else(|| anyhow::anyhow!("group '{key}' not found"))
+        d.find_group(key)
+            .ok_or_else(|| anyhow::anyhow!("group '{key}' not found"))
     }
 
     /// Tenant id.
@@ -103,7 +109,13 @@ impl TenantHandle {
 
     /// Sets `accountEnabled` of a user.
     pub fn set_account_enabled(&self, key: &str, enabled: bool) -> anyhow::Result<()> {
-        self.update_user(key, UserFields { account_enabled: Some(enabled), ..Default::default() })
+        self.update_user(
+            key,
+            UserFields {
+                account_enabled: Some(enabled),
+                ..Default::default()
+            },
+        )
     }
 
     /// Deletes a user: soft (restorable; delta `@removed.reason = "changed"`) or permanent
@@ -127,7 +139,13 @@ impl TenantHandle {
     /// Gives (`true`) or removes (`false`) a user's photo (changes `@odata.mediaEtag`; not
     /// visible to delta, like Graph).
     pub fn set_photo(&self, key: &str, has_photo: bool) -> anyhow::Result<()> {
-        self.update_user(key, UserFields { has_photo: Some(has_photo), ..Default::default() })
+        self.update_user(
+            key,
+            UserFields {
+                has_photo: Some(has_photo),
+                ..Default::default()
+            },
+        )
     }
 
     /// Creates a group (with optional initial `members`); returns its id.
@@ -135,7 +153,9 @@ impl TenantHandle {
         self.with_dir(|d, now| {
             let g = d.create_group(&f, now)?;
             for key in f.members.iter().flatten() {
-                let m = d.resolve_member(key).ok_or_else(|| anyhow::anyhow!("member '{key}' not found"))?;
+                let m = d
+                    .resolve_member(key)
+                    .ok_or_else(|| anyhow::anyhow!("member '{key}' not found"))?;
                 d.add_member(g, m)?;
             }
             Ok(d.groups[g as usize].id.to_string())
@@ -172,7 +192,9 @@ impl TenantHandle {
     pub fn add_member(&self, group: &str, member: &str) -> anyhow::Result<bool> {
         self.with_dir(|d, _| {
             let g = Self::group_idx(d, group)?;
-            let m = d.resolve_member(member).ok_or_else(|| anyhow::anyhow!("member '{member}' not found"))?;
+            let m = d
+                .resolve_member(member)
+                .ok_or_else(|| anyhow::anyhow!("member '{member}' not found"))?;
             d.add_member(g, m)
         })
     }
@@ -181,7 +203,9 @@ impl TenantHandle {
     pub fn remove_member(&self, group: &str, member: &str) -> anyhow::Result<bool> {
         self.with_dir(|d, _| {
             let g = Self::group_idx(d, group)?;
-            let m = d.resolve_member(member).ok_or_else(|| anyhow::anyhow!("member '{member}' not found"))?;
+            let m = d
+                .resolve_member(member)
+                .ok_or_else(|| anyhow::anyhow!("member '{member}' not found"))?;
             Ok(d.remove_member(g, m))
         })
     }
@@ -219,13 +243,15 @@ impl TenantHandle {
     /// UPN of a user.
     pub fn user_upn(&self, key: &str) -> Option<String> {
         let d = self.sh.dir.read().ok()?;
-        d.find_user(key).map(|i| d.users[i as usize].upn.to_string())
+        d.find_user(key)
+            .map(|i| d.users[i as usize].upn.to_string())
     }
 
     /// Whether a user has a photo.
     pub fn user_has_photo(&self, key: &str) -> Option<bool> {
         let d = self.sh.dir.read().ok()?;
-        d.find_user(key).map(|i| d.users[i as usize].photo.is_some())
+        d.find_user(key)
+            .map(|i| d.users[i as usize].photo.is_some())
     }
 
     /// Direct active member ids of a group.
@@ -267,7 +293,11 @@ impl TenantHandle {
 
     /// SHA-256 digest of the directory (same seed + size → same fingerprint).
     pub fn fingerprint(&self) -> String {
-        self.sh.dir.read().map(|d| d.fingerprint()).unwrap_or_default()
+        self.sh
+            .dir
+            .read()
+            .map(|d| d.fingerprint())
+            .unwrap_or_default()
     }
 
     /// Current change sequence number.
@@ -275,7 +305,11 @@ impl TenantHandle {
         self.sh.dir.read().map(|d| d.seq).unwrap_or(0)
     }
 
-    fn with_app<R>(&self, client_id: &str, f: impl FnOnce(&mut AppState) -> anyhow::Result<R>) -> anyhow::Result<R> {
+    fn with_app<R>(
+        &self,
+        client_id: &str,
+        f: impl FnOnce(&mut AppState) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
         let mut apps = self.sh.apps.write().map_err(lock_err)?;
         let a = apps
             .iter_mut()
@@ -311,7 +345,9 @@ impl TenantHandle {
     /// Removes a client secret by `keyId`.
     pub fn remove_secret(&self, client_id: &str, key_id: &str) -> anyhow::Result<()> {
         self.with_app(client_id, |a| {
-            a.reg.secrets.retain(|s| !s.key_id.eq_ignore_ascii_case(key_id));
+            a.reg
+                .secrets
+                .retain(|s| !s.key_id.eq_ignore_ascii_case(key_id));
             Ok(())
         })
     }
@@ -423,7 +459,11 @@ impl TenantHandle {
 
     /// Current fault configuration.
     pub fn faults(&self) -> FaultConfig {
-        self.sh.faults.lock().map(|f| f.cfg.clone()).unwrap_or_default()
+        self.sh
+            .faults
+            .lock()
+            .map(|f| f.cfg.clone())
+            .unwrap_or_default()
     }
 
     /// Clears all faults.
@@ -433,7 +473,9 @@ impl TenantHandle {
 
     /// Snapshot of the request counters.
     pub fn stats(&self) -> RequestStats {
-        RequestStats { counts: self.sh.stats.lock().map(|s| s.clone()).unwrap_or_default() }
+        RequestStats {
+            counts: self.sh.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+        }
     }
 
     /// Zeroes the request counters.
@@ -457,7 +499,11 @@ fn h(sh: &Arc<Shared>) -> TenantHandle {
 fn res<T: serde::Serialize>(r: anyhow::Result<T>) -> Response {
     match r {
         Ok(v) => axum::Json(json!({"ok": true, "result": v})).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({"ok": false, "error": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"ok": false, "error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -471,6 +517,11 @@ struct DelQ {
 struct LimitQ {
     #[serde(default)]
     limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PemBody {
+    pem: String,
 }
 
 #[derive(Deserialize)]
@@ -540,6 +591,9 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/apps", post(|State(sh): St, axum::Json(a): axum::Json<AppRegistration>| async move { res(h(&sh).add_app(a)) }))
         .route("/apps/{cid}/secrets", post(|State(sh): St, Path(cid): Path<String>, axum::Json(s): axum::Json<Secret>| async move {
             res(h(&sh).add_secret(&cid, s))
+        }))
+        .route("/apps/{cid}/certificates", post(|State(sh): St, Path(cid): Path<String>, axum::Json(b): axum::Json<PemBody>| async move {
+            res(h(&sh).add_certificate(&cid, &b.pem))
         }))
         .route("/apps/{cid}/secrets/expire", post(|State(sh): St, Path(cid): Path<String>| async move { res(h(&sh).expire_secrets(&cid)) }))
         .route("/apps/{cid}/secrets/{kid}", delete(|State(sh): St, Path((cid, kid)): Path<(String, String)>| async move {

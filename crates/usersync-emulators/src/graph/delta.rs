@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use super::model::{Directory, Life, MemberRef, decode_ref};
-use super::odata::{GResult, GraphError, GraphResponse, Query, context, decode_token, enc, encode_token};
+use super::odata::{
+    GResult, GraphError, GraphResponse, Query, context, decode_token, enc, encode_token,
+};
 use super::routes::{GROUP_PROPS, USER_DEFAULT, USER_PROPS, group_json, resolve_select, user_json};
 
 /// Paging state of one delta round (inside `$skiptoken`).
@@ -51,7 +53,11 @@ struct DeltaToken {
 }
 
 fn bad_token() -> GraphError {
-    GraphError::new(400, "Request_BadRequest", "Specified delta token is invalid.")
+    GraphError::new(
+        400,
+        "Request_BadRequest",
+        "Specified delta token is invalid.",
+    )
 }
 
 /// `$deltatoken` older than the TTL (7 days for directory objects): 400 `syncStateNotFound`.
@@ -68,7 +74,12 @@ fn expired() -> GraphError {
 /// Synchronization reset: 410 Gone with a `Location` header holding the initial query with an
 /// empty `$deltaToken`. <https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset>;
 /// code/message from <https://learn.microsoft.com/graph/errors> (`resyncRequired`).
-fn reset(ctx: &Ctx<'_>, path: &str, sel: &Option<Vec<String>>, ids: &Option<Vec<String>>) -> GraphError {
+fn reset(
+    ctx: &Ctx<'_>,
+    path: &str,
+    sel: &Option<Vec<String>>,
+    ids: &Option<Vec<String>>,
+) -> GraphError {
     let mut parts = Vec::new();
     if let Some(s) = sel {
         parts.push(format!("$select={}", enc(&s.join(","))));
@@ -83,13 +94,22 @@ fn reset(ctx: &Ctx<'_>, path: &str, sel: &Option<Vec<String>>, ids: &Option<Vec<
         "resyncRequired",
         "The delta token is no longer valid, and the app must reset the sync state.",
     );
-    e.headers.push(("Location".into(), format!("{}{}?{}", ctx.graph_base, path, parts.join("&"))));
+    e.headers.push((
+        "Location".into(),
+        format!("{}{}?{}", ctx.graph_base, path, parts.join("&")),
+    ));
     e
 }
 
 /// Reads the query into a round (initial, from a delta token, or from a skip token).
 /// Returns `Ok(None)` for `$deltatoken=latest` (handled by the caller).
-fn start_round(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, kind: &str) -> GResult<Option<Round>> {
+fn start_round(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    q: &Query,
+    path: &str,
+    kind: &str,
+) -> GResult<Option<Round>> {
     let (epoch, ttl) = ctx
         .sh
         .settings
@@ -99,7 +119,13 @@ fn start_round(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, kind: &str
     if let Some(st) = &q.skiptoken {
         let r: Round = decode_token(st)
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| GraphError::new(400, "Request_BadRequest", "Specified skip token is invalid."))?;
+            .ok_or_else(|| {
+                GraphError::new(
+                    400,
+                    "Request_BadRequest",
+                    "Specified skip token is invalid.",
+                )
+            })?;
         if r.k != kind {
             return Err(bad_token());
         }
@@ -123,19 +149,40 @@ fn start_round(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, kind: &str
             if ctx.sh.now() - tok.t > ttl as i64 {
                 return Err(expired());
             }
-            Ok(Some(Round { k: kind.into(), since: tok.s, upto: dir.seq, pos: 0, mo: 0, sel: tok.sel, ids: tok.ids, e: epoch }))
+            Ok(Some(Round {
+                k: kind.into(),
+                since: tok.s,
+                upto: dir.seq,
+                pos: 0,
+                mo: 0,
+                sel: tok.sel,
+                ids: tok.ids,
+                e: epoch,
+            }))
         }
         // Initial round (also an empty `$deltatoken=` as sent in a 410 Location).
         _ => {
             let (sel, ids) = initial_options(q, kind)?;
-            Ok(Some(Round { k: kind.into(), since: 0, upto: dir.seq, pos: 0, mo: 0, sel, ids, e: epoch }))
+            Ok(Some(Round {
+                k: kind.into(),
+                since: 0,
+                upto: dir.seq,
+                pos: 0,
+                mo: 0,
+                sel,
+                ids,
+                e: epoch,
+            }))
         }
     }
 }
 
 /// `$select` and the only supported `$filter` (`id eq '…'` OR-ed, ≤ 50 ids).
 /// <https://learn.microsoft.com/graph/delta-query-overview> (optional query parameters).
-fn initial_options(q: &Query, kind: &str) -> GResult<(Option<Vec<String>>, Option<Vec<String>>)> {
+/// (`$select`, `$filter` ids) of a round.
+type Options = (Option<Vec<String>>, Option<Vec<String>>);
+
+fn initial_options(q: &Query, kind: &str) -> GResult<Options> {
     let mut sel = q.select.clone();
     if kind == "g"
         && let Some(e) = &q.expand
@@ -169,7 +216,13 @@ fn id_filter(dir: &Directory, kind: &str, ids: &Option<Vec<String>>) -> Option<V
     let mut v: Vec<usize> = ids
         .iter()
         .filter_map(|s| uuid::Uuid::parse_str(s).ok())
-        .filter_map(|id| if kind == "u" { dir.user_by_id.get(&id) } else { dir.group_by_id.get(&id) })
+        .filter_map(|id| {
+            if kind == "u" {
+                dir.user_by_id.get(&id)
+            } else {
+                dir.group_by_id.get(&id)
+            }
+        })
         .map(|&i| i as usize)
         .collect();
     v.sort_unstable();
@@ -180,7 +233,11 @@ fn id_filter(dir: &Directory, kind: &str, ids: &Option<Vec<String>>) -> Option<V
 fn removed(id: String, life: Life) -> Value {
     // Soft delete → "changed" (restorable), hard delete → "deleted".
     // https://learn.microsoft.com/graph/delta-query-users
-    let reason = if life == Life::SoftDeleted { "changed" } else { "deleted" };
+    let reason = if life == Life::SoftDeleted {
+        "changed"
+    } else {
+        "deleted"
+    };
     json!({"id": id, "@removed": {"reason": reason}})
 }
 
@@ -195,39 +252,81 @@ fn finish(
 ) -> GraphResponse {
     let mut body = Map::new();
     let sel = if first_page { r.sel.as_deref() } else { None };
-    body.insert("@odata.context".into(), json!(context(&ctx.graph_base, set, sel)));
+    body.insert(
+        "@odata.context".into(),
+        json!(context(&ctx.graph_base, set, sel)),
+    );
     match next {
         Some(n) => {
             let t = encode_token(&serde_json::to_value(n).unwrap_or_default());
-            body.insert("@odata.nextLink".into(), json!(format!("{}{}?$skiptoken={}", ctx.graph_base, path, t)));
+            body.insert(
+                "@odata.nextLink".into(),
+                json!(format!("{}{}?$skiptoken={}", ctx.graph_base, path, t)),
+            );
         }
         None => {
-            let t = DeltaToken { k: r.k.clone(), s: r.upto, sel: r.sel.clone(), ids: r.ids.clone(), t: ctx.sh.now(), e: r.e };
+            let t = DeltaToken {
+                k: r.k.clone(),
+                s: r.upto,
+                sel: r.sel.clone(),
+                ids: r.ids.clone(),
+                t: ctx.sh.now(),
+                e: r.e,
+            };
             let t = encode_token(&serde_json::to_value(t).unwrap_or_default());
-            body.insert("@odata.deltaLink".into(), json!(format!("{}{}?$deltatoken={}", ctx.graph_base, path, t)));
+            body.insert(
+                "@odata.deltaLink".into(),
+                json!(format!("{}{}?$deltatoken={}", ctx.graph_base, path, t)),
+            );
         }
     }
     body.insert("value".into(), Value::Array(value));
     GraphResponse::json(200, Value::Object(body))
 }
 
-fn latest(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, set: &str, kind: &str) -> GResult<GraphResponse> {
+fn latest(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    q: &Query,
+    path: &str,
+    set: &str,
+    kind: &str,
+) -> GResult<GraphResponse> {
     // "$deltatoken=latest" → a deltaLink and no resource data (Entra resources only).
     // https://learn.microsoft.com/graph/delta-query-overview
     let (sel, ids) = initial_options(q, kind)?;
     let epoch = ctx.sh.settings.read().map(|s| s.delta_epoch).unwrap_or(0);
-    let r = Round { k: kind.into(), since: dir.seq, upto: dir.seq, pos: 0, mo: 0, sel, ids, e: epoch };
+    let r = Round {
+        k: kind.into(),
+        since: dir.seq,
+        upto: dir.seq,
+        pos: 0,
+        mo: 0,
+        sel,
+        ids,
+        e: epoch,
+    };
     Ok(finish(ctx, path, set, &r, true, Vec::new(), None))
 }
 
 /// `GET /users/delta`.
-pub(crate) fn users(ctx: &Ctx<'_>, dir: &Directory, q: &Query, _path: &str) -> GResult<GraphResponse> {
+pub(crate) fn users(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    q: &Query,
+    _path: &str,
+) -> GResult<GraphResponse> {
     let path = "/users/delta";
     let Some(r) = start_round(ctx, dir, q, path, "u")? else {
         return latest(ctx, dir, q, path, "users", "u");
     };
     let sel = resolve_select(r.sel.as_deref(), USER_PROPS, USER_DEFAULT, "user", true)?;
-    let page = ctx.sh.settings.read().map(|s| s.delta_page_size).unwrap_or(100);
+    let page = ctx
+        .sh
+        .settings
+        .read()
+        .map(|s| s.delta_page_size)
+        .unwrap_or(100);
     let first = q.skiptoken.is_none();
     let cand = id_filter(dir, "u", &r.ids);
     let n = cand.as_ref().map_or(dir.users.len(), Vec::len);
@@ -269,7 +368,11 @@ fn member_changes(dir: &Directory, g: usize, since: u64, upto: u64) -> Vec<(Memb
 
 fn member_entry(dir: &Directory, m: MemberRef, added: bool) -> Value {
     let (is_group, _) = decode_ref(m);
-    let ty = if is_group { "#microsoft.graph.group" } else { "#microsoft.graph.user" };
+    let ty = if is_group {
+        "#microsoft.graph.group"
+    } else {
+        "#microsoft.graph.user"
+    };
     if added {
         json!({"@odata.type": ty, "id": dir.ref_id(m).to_string()})
     } else {
@@ -281,17 +384,27 @@ fn member_entry(dir: &Directory, m: MemberRef, added: bool) -> Value {
 /// `GET /groups/delta` with `members@delta`; large member lists are split over pages (the
 /// same group appears again with the next slice).
 /// <https://learn.microsoft.com/graph/delta-query-groups>
-pub(crate) fn groups(ctx: &Ctx<'_>, dir: &Directory, q: &Query, _path: &str) -> GResult<GraphResponse> {
+pub(crate) fn groups(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    q: &Query,
+    _path: &str,
+) -> GResult<GraphResponse> {
     let path = "/groups/delta";
     let Some(r) = start_round(ctx, dir, q, path, "g")? else {
         return latest(ctx, dir, q, path, "groups", "g");
     };
     // `members@delta` is returned by default or when `members` is selected.
-    let with_members = r.sel.as_ref().is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case("members")));
-    let prop_sel: Option<Vec<String>> = r
+    let with_members = r
         .sel
         .as_ref()
-        .map(|s| s.iter().filter(|x| !x.eq_ignore_ascii_case("members")).cloned().collect());
+        .is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case("members")));
+    let prop_sel: Option<Vec<String>> = r.sel.as_ref().map(|s| {
+        s.iter()
+            .filter(|x| !x.eq_ignore_ascii_case("members"))
+            .cloned()
+            .collect()
+    });
     let sel = resolve_select(prop_sel.as_deref(), GROUP_PROPS, GROUP_PROPS, "group", true)?;
     let (page, mpp) = ctx
         .sh
@@ -314,7 +427,11 @@ pub(crate) fn groups(ctx: &Ctx<'_>, dir: &Directory, q: &Query, _path: &str) -> 
         let changes: Vec<(MemberRef, bool)> = if !with_members || g.life != Life::Active {
             Vec::new()
         } else if initial {
-            g.members.iter().filter(|&&m| dir.ref_active(m)).map(|&m| (m, true)).collect()
+            g.members
+                .iter()
+                .filter(|&&m| dir.ref_active(m))
+                .map(|&m| (m, true))
+                .collect()
         } else {
             member_changes(dir, i, r.since, r.upto)
         };
@@ -335,17 +452,26 @@ pub(crate) fn groups(ctx: &Ctx<'_>, dir: &Directory, q: &Query, _path: &str) -> 
             continue;
         }
         let mut obj = group_json(g, &sel, dir);
-        let remaining = changes.len().saturating_sub(mo);
+        // A forged skip token must not index out of range.
+        mo = mo.min(changes.len());
+        let remaining = changes.len() - mo;
         let take = remaining.min(members_budget);
         if with_members && !changes.is_empty() {
-            let slice: Vec<Value> = changes[mo..mo + take].iter().map(|&(m, a)| member_entry(dir, m, a)).collect();
+            let slice: Vec<Value> = changes[mo..mo + take]
+                .iter()
+                .map(|&(m, a)| member_entry(dir, m, a))
+                .collect();
             obj.insert("members@delta".into(), Value::Array(slice));
         }
         value.push(Value::Object(obj));
         members_budget -= take;
         if take < remaining {
             // Split: continue this group's members on the next page.
-            next = Some(Round { pos, mo: mo + take, ..r.clone() });
+            next = Some(Round {
+                pos,
+                mo: mo + take,
+                ..r.clone()
+            });
             break;
         }
         pos += 1;
@@ -355,7 +481,11 @@ pub(crate) fn groups(ctx: &Ctx<'_>, dir: &Directory, q: &Query, _path: &str) -> 
         }
     }
     if next.is_none() && pos < n {
-        next = Some(Round { pos, mo: 0, ..r.clone() });
+        next = Some(Round {
+            pos,
+            mo: 0,
+            ..r.clone()
+        });
     }
     Ok(finish(ctx, path, "groups", &r, first, value, next))
 }

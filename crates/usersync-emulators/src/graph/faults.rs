@@ -111,7 +111,11 @@ pub struct Decision {
 
 impl FaultState {
     pub fn new(cfg: FaultConfig) -> Self {
-        let bucket = cfg.budget.as_ref().map(|b| b.resource_units as f64).unwrap_or(0.0);
+        let bucket = cfg
+            .budget
+            .as_ref()
+            .map(|b| b.resource_units as f64)
+            .unwrap_or(0.0);
         FaultState {
             rng: Rng::new(cfg.seed),
             url_hits: vec![0; cfg.fail_urls.len()],
@@ -135,21 +139,35 @@ impl FaultState {
             // 429 body: https://learn.microsoft.com/graph/throttling#sample-response
             429 => GraphError::new(429, "TooManyRequests", "Please retry again later."),
             // https://learn.microsoft.com/graph/errors (503 may carry Retry-After)
-            503 => GraphError::new(503, "serviceNotAvailable", "The service is temporarily unavailable for maintenance or is overloaded. You may repeat the request after a delay, the length of which may be specified in a Retry-After header."),
-            504 => GraphError::new(504, "gatewayTimeout", "The server, while acting as a proxy, didn't receive a timely response from the upstream server it needed to access in attempting to complete the request."),
-            500 => GraphError::new(500, "generalException", "An unspecified error has occurred."),
+            503 => GraphError::new(
+                503,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable for maintenance or is overloaded. You may repeat the request after a delay, the length of which may be specified in a Retry-After header.",
+            ),
+            504 => GraphError::new(
+                504,
+                "gatewayTimeout",
+                "The server, while acting as a proxy, didn't receive a timely response from the upstream server it needed to access in attempting to complete the request.",
+            ),
+            500 => GraphError::new(
+                500,
+                "generalException",
+                "An unspecified error has occurred.",
+            ),
             502 => GraphError::new(502, "badGateway", "Bad gateway."),
             s => GraphError::new(s, "generalException", "Injected fault."),
         };
         if status == 429 || status == 503 {
-            e.headers.push(("Retry-After".into(), self.retry_after(wait)));
+            e.headers
+                .push(("Retry-After".into(), self.retry_after(wait)));
         }
         if status == 429 {
             e.headers.push((
                 "x-ms-throttle-scope".into(),
                 format!("Tenant_Application/ReadWrite/{app}/{tenant}"),
             ));
-            e.headers.push(("x-ms-throttle-information".into(), info.into()));
+            e.headers
+                .push(("x-ms-throttle-information".into(), info.into()));
         }
         e
     }
@@ -166,7 +184,12 @@ impl FaultState {
             d.delay_ms = self.cfg.slow_ms;
         }
         let ra = self.cfg.retry_after_secs;
-        if let Some(f) = self.cfg.fail_requests.iter().find(|f| f.request == self.request_no) {
+        if let Some(f) = self
+            .cfg
+            .fail_requests
+            .iter()
+            .find(|f| f.request == self.request_no)
+        {
             d.error = Some(self.fault(f.status, app, tenant, "CPULimitExceeded", ra));
             return d;
         }
@@ -181,7 +204,8 @@ impl FaultState {
             let cap = b.resource_units as f64;
             let rate = cap / b.window_secs.max(0.001);
             let now = Instant::now();
-            self.bucket = (self.bucket + now.duration_since(self.last_refill).as_secs_f64() * rate).min(cap);
+            self.bucket =
+                (self.bucket + now.duration_since(self.last_refill).as_secs_f64() * rate).min(cap);
             self.last_refill = now;
             if self.bucket < cost as f64 {
                 let wait = (cost as f64 - self.bucket) / rate;
@@ -214,8 +238,9 @@ impl FaultState {
 /// Snapshot of request counters, keyed by endpoint: `token`, `openid`, `users`, `users.get`,
 /// `users.count`, `users.delta`, `groups`, `groups.get`, `groups.count`, `groups.delta`,
 /// `members`, `transitiveMembers`, `memberOf`, `photo`, `photo.value`, `batch`, `batch.item`,
-/// `applications`, `organization`, `unknown`, plus `throttled` (429s sent) and `faults`
-/// (other injected errors).
+/// `applications`, `organization`, `unauthorized`, `unknown`, plus `throttled` (429s sent),
+/// `faults` (other injected errors) and `requests` (all HTTP requests, see [`RequestStats::total`]).
+/// `$batch` items are counted under their endpoint key as well as `batch.item`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestStats {
     pub counts: BTreeMap<String, u64>,
@@ -226,15 +251,9 @@ impl RequestStats {
     pub fn get(&self, key: &str) -> u64 {
         self.counts.get(key).copied().unwrap_or(0)
     }
-    /// Total HTTP requests served (token + Graph top-level requests). `$batch` items are
-    /// counted under their endpoint key and `batch.item` but not in the total.
+    /// Total HTTP requests served (token, discovery and Graph top-level requests; a
+    /// `$batch` counts once). Same as the `requests` key.
     pub fn total(&self) -> u64 {
-        self.counts
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "batch.item" | "throttled" | "faults"))
-            .map(|(_, v)| v)
-            .sum::<u64>()
-            // Batch items are also counted under their endpoint key; don't count them twice.
-            .saturating_sub(self.get("batch.item"))
+        self.get("requests")
     }
 }

@@ -76,25 +76,126 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger",
-    "Radia", "Donald", "Katherine", "John", "Hedy", "Tim", "Sophie", "Niklaus", "Joan", "Bjarne",
-    "Anita", "Guido", "Karen", "James", "Shafi", "Leslie", "Mary", "Robin", "Adele", "Ivan",
-    "Lynn", "Whitfield", "Carol", "Vint", "Elena", "Yukihiro", "Priya", "Mateo", "Aisha", "Lars",
-    "Chen", "Fatima", "Oluwaseun", "Ingrid", "Diego", "Mei", "Kwame", "Zofia", "Rahul", "Noor",
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Donald",
+    "Katherine",
+    "John",
+    "Hedy",
+    "Tim",
+    "Sophie",
+    "Niklaus",
+    "Joan",
+    "Bjarne",
+    "Anita",
+    "Guido",
+    "Karen",
+    "James",
+    "Shafi",
+    "Leslie",
+    "Mary",
+    "Robin",
+    "Adele",
+    "Ivan",
+    "Lynn",
+    "Whitfield",
+    "Carol",
+    "Vint",
+    "Elena",
+    "Yukihiro",
+    "Priya",
+    "Mateo",
+    "Aisha",
+    "Lars",
+    "Chen",
+    "Fatima",
+    "Oluwaseun",
+    "Ingrid",
+    "Diego",
+    "Mei",
+    "Kwame",
+    "Zofia",
+    "Rahul",
+    "Noor",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson",
-    "Allen", "Dijkstra", "Perlman", "Knuth", "Johnson", "McCarthy", "Lamarr", "Berners-Lee",
-    "Wilson", "Wirth", "Clarke", "Stroustrup", "Borg", "van Rossum", "Jones", "Gosling",
-    "Goldwasser", "Lamport", "Kenneth", "Milner", "Goldberg", "Sutherland", "Conway", "Diffie",
-    "Shaw", "Cerf", "Petrova", "Matsumoto", "Sharma", "Garcia", "Okafor", "Nilsson", "Wei",
-    "Haddad", "Adeyemi", "Larsen", "Fernandez", "Tanaka", "Mensah", "Nowak", "Gupta", "Rahman",
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Knuth",
+    "Johnson",
+    "McCarthy",
+    "Lamarr",
+    "Berners-Lee",
+    "Wilson",
+    "Wirth",
+    "Clarke",
+    "Stroustrup",
+    "Borg",
+    "van Rossum",
+    "Jones",
+    "Gosling",
+    "Goldwasser",
+    "Lamport",
+    "Kenneth",
+    "Milner",
+    "Goldberg",
+    "Sutherland",
+    "Conway",
+    "Diffie",
+    "Shaw",
+    "Cerf",
+    "Petrova",
+    "Matsumoto",
+    "Sharma",
+    "Garcia",
+    "Okafor",
+    "Nilsson",
+    "Wei",
+    "Haddad",
+    "Adeyemi",
+    "Larsen",
+    "Fernandez",
+    "Tanaka",
+    "Mensah",
+    "Nowak",
+    "Gupta",
+    "Rahman",
 ];
 const DEPTS: &[&str] = &[
-    "Engineering", "Sales", "Marketing", "Finance", "Legal", "Support", "Operations", "Research",
-    "HR", "Design", "Security", "Data",
+    "Engineering",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "Legal",
+    "Support",
+    "Operations",
+    "Research",
+    "HR",
+    "Design",
+    "Security",
+    "Data",
 ];
-const KINDS: &[&str] = &["Team", "Project", "Admins", "Readers", "Guild", "Leads", "All"];
+const KINDS: &[&str] = &[
+    "Team", "Project", "Admins", "Readers", "Guild", "Leads", "All",
+];
 
 /// Generates a directory. `created` is the fixed creation timestamp used for all objects so
 /// output does not depend on the wall clock.
@@ -162,8 +263,13 @@ pub fn generate(users: u32, groups: u32, memberships: u32, seed: u64, domain: &s
         let group = Group {
             id: rng.uuid(),
             description: Some(format!("{kind} group of {dept}").into()),
-            mail_nickname: format!("{}{}{}", dept.to_ascii_lowercase(), kind.to_ascii_lowercase(), g)
-                .into(),
+            mail_nickname: format!(
+                "{}{}{}",
+                dept.to_ascii_lowercase(),
+                kind.to_ascii_lowercase(),
+                g
+            )
+            .into(),
             display_name: name.into(),
             mail_enabled: unified,
             security_enabled: !unified,
@@ -182,7 +288,9 @@ pub fn generate(users: u32, groups: u32, memberships: u32, seed: u64, domain: &s
             let u = rng.unit();
             let g = ((u * u) * groups as f64) as usize;
             let m = rng.below(users as u64) as u32;
-            dir.groups[g.min(groups as usize - 1)].members.push(user_ref(m));
+            dir.groups[g.min(groups as usize - 1)]
+                .members
+                .push(user_ref(m));
         }
         // Nesting: a chain of up to 8 levels (deep nesting), plus ~5% of groups with a child
         // group of higher index (a DAG, so no cycles).
@@ -216,7 +324,11 @@ pub fn photos() -> &'static [Vec<u8>] {
     PHOTOS.get_or_init(|| {
         (0..PHOTO_COUNT)
             .map(|i| {
-                let base = [(i * 37 % 256) as u8, (i * 91 % 256) as u8, (i * 53 % 256) as u8];
+                let base = [
+                    (i * 37 % 256) as u8,
+                    (i * 91 % 256) as u8,
+                    (i * 53 % 256) as u8,
+                ];
                 let img = image::RgbImage::from_fn(PHOTO_SIZE, PHOTO_SIZE, |x, y| {
                     image::Rgb([
                         base[0].wrapping_add(x as u8),

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -214,6 +214,10 @@ impl Shared {
             *s.entry(key.to_string()).or_insert(0) += 1;
         }
     }
+    /// Counts one HTTP request (for [`RequestStats::total`]).
+    pub fn count_request(&self) {
+        self.count("requests");
+    }
 }
 
 /// A running emulator.
@@ -283,7 +287,9 @@ impl GraphEmulator {
             token_cache: Mutex::new(HashMap::new()),
         });
         let app = router(shared.clone());
-        let bind = config.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let bind = config
+            .bind
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -322,7 +328,11 @@ impl GraphEmulator {
     }
 
     fn scheme(&self) -> &'static str {
-        if self.ca_pem.is_some() { "https" } else { "http" }
+        if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Login (authority host) base URL, e.g. `http://127.0.0.1:PORT`; the token endpoint is
@@ -336,7 +346,11 @@ impl GraphEmulator {
     }
     /// Token endpoint URL for the configured tenant.
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.login_url(), self.shared.tenant_id)
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.login_url(),
+            self.shared.tenant_id
+        )
     }
     /// Listening address.
     pub fn addr(&self) -> SocketAddr {
@@ -405,7 +419,9 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// `innerError.date` format.
     pub fn date(&self) -> String {
-        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S").to_string()
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string()
     }
     pub fn err(&self, e: odata::GraphError) -> GraphResponse {
         e.into_response(&self.request_id, &self.client_request_id, &self.date())
@@ -414,8 +430,11 @@ impl Ctx<'_> {
 
 /// Entry point for every `/v1.0/…` request.
 async fn graph_entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
+    sh.count_request();
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_request_id = parts
         .headers
@@ -427,13 +446,20 @@ async fn graph_entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let path = parts.uri.path().strip_prefix("/v1.0").unwrap_or("").to_string();
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix("/v1.0")
+        .unwrap_or("")
+        .to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let graph_base = format!("{}/v1.0", auth::base_url(&sh, &parts.headers));
     let (resp, delay) = match auth::check_bearer(&sh, &parts.headers) {
         Err(e) => {
             sh.count("unauthorized");
-            let date = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S").to_string();
+            let date = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%S")
+                .to_string();
             (e.into_response(&request_id, &client_request_id, &date), 0)
         }
         Ok(claims) => {

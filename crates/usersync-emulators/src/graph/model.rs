@@ -279,16 +279,15 @@ impl Directory {
         let display = f
             .display_name
             .clone()
-            .or_else(|| {
-                match (&f.given_name, &f.surname) {
-                    (Some(g), Some(s)) => Some(format!("{g} {s}")),
-                    _ => None,
-                }
+            .or_else(|| match (&f.given_name, &f.surname) {
+                (Some(g), Some(s)) => Some(format!("{g} {s}")),
+                _ => None,
             })
             .unwrap_or_else(|| format!("User {}", &id.to_string()[..8]));
-        let upn = f.user_principal_name.clone().unwrap_or_else(|| {
-            format!("user{}@{}", &id.simple().to_string()[..12], self.domain)
-        });
+        let upn = f
+            .user_principal_name
+            .clone()
+            .unwrap_or_else(|| format!("user{}@{}", &id.simple().to_string()[..12], self.domain));
         let seq = self.next_seq();
         self.push_user(User {
             id,
@@ -303,7 +302,10 @@ impl Directory {
             guest,
             job_title: f.job_title.clone().map(Into::into),
             department: f.department.clone().map(Into::into),
-            photo: f.has_photo.unwrap_or(false).then_some((id.as_u128() % 8) as u16),
+            photo: f
+                .has_photo
+                .unwrap_or(false)
+                .then_some((id.as_u128() % 8) as u16),
             photo_version: 1,
             created: now,
             seq,
@@ -568,7 +570,11 @@ impl Directory {
             h.update(u.id.as_bytes());
             h.update(u.upn.as_bytes());
             h.update(u.display_name.as_bytes());
-            h.update([u.account_enabled as u8, u.guest as u8, u.photo.is_some() as u8]);
+            h.update([
+                u.account_enabled as u8,
+                u.guest as u8,
+                u.photo.is_some() as u8,
+            ]);
         }
         for g in &self.groups {
             h.update(g.id.as_bytes());

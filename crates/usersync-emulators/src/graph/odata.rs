@@ -6,8 +6,7 @@ use serde_json::{Map, Value, json};
 
 /// Content type Graph sends on JSON responses.
 /// <https://learn.microsoft.com/graph/json-batching> (response item headers).
-pub const JSON_CT: &str =
-    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+pub const JSON_CT: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
 /// Body of a Graph response.
 #[derive(Debug, Clone)]
@@ -90,7 +89,12 @@ impl GraphError {
     }
 
     /// Renders the error body for the given request ids.
-    pub fn into_response(self, request_id: &str, client_request_id: &str, date: &str) -> GraphResponse {
+    pub fn into_response(
+        self,
+        request_id: &str,
+        client_request_id: &str,
+        date: &str,
+    ) -> GraphResponse {
         let body = json!({"error": {
             "code": self.code,
             "message": self.message,
@@ -182,7 +186,9 @@ impl Query {
                 Ok(_) => Err(GraphError::new(
                     400,
                     "Request_BadRequest",
-                    format!("Invalid page size specified: '{t}'. Must be between 1 and {max} inclusive."),
+                    format!(
+                        "Invalid page size specified: '{t}'. Must be between 1 and {max} inclusive."
+                    ),
                 )),
                 Err(_) => Err(GraphError::bad_request(format!(
                     "Invalid value '{t}' for $top query option found. The $top query option requires a non-negative integer value."
@@ -211,7 +217,12 @@ pub fn enc(s: &str) -> String {
 }
 
 /// Builds `{graph_base}{path}?{carried options}&$skiptoken={token}`.
-pub fn next_link(graph_base: &str, path: &str, carry: &[(String, String)], skiptoken: &str) -> String {
+pub fn next_link(
+    graph_base: &str,
+    path: &str,
+    carry: &[(String, String)],
+    skiptoken: &str,
+) -> String {
     let mut parts: Vec<String> = carry
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -239,7 +250,9 @@ pub fn decode_token(s: &str) -> Option<Value> {
 /// <https://learn.microsoft.com/graph/delta-query-users>
 pub fn context(graph_base: &str, entity_set: &str, select: Option<&[String]>) -> String {
     match select {
-        Some(sel) if !sel.is_empty() => format!("{graph_base}/$metadata#{entity_set}({})", sel.join(",")),
+        Some(sel) if !sel.is_empty() => {
+            format!("{graph_base}/$metadata#{entity_set}({})", sel.join(","))
+        }
         _ => format!("{graph_base}/$metadata#{entity_set}"),
     }
 }
@@ -274,7 +287,11 @@ enum Tok {
 }
 
 fn tokenize(s: &str) -> GResult<Vec<Tok>> {
-    let err = |pos: usize| GraphError::bad_request(format!("Invalid filter clause: Syntax error at position {pos} in '{s}'."));
+    let err = |pos: usize| {
+        GraphError::bad_request(format!(
+            "Invalid filter clause: Syntax error at position {pos} in '{s}'."
+        ))
+    };
     let b: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
@@ -411,7 +428,8 @@ impl P<'_> {
         }
         let name = self.ident()?;
         let lname = name.to_ascii_lowercase();
-        if (lname == "startswith" || lname == "endswith") && self.t.get(self.i) == Some(&Tok::Open) {
+        if (lname == "startswith" || lname == "endswith") && self.t.get(self.i) == Some(&Tok::Open)
+        {
             self.i += 1;
             let prop = self.ident()?;
             self.expect(Tok::Comma)?;
@@ -426,7 +444,10 @@ impl P<'_> {
                 Filter::EndsWith(prop, v)
             });
         }
-        if let Some(prop) = lname.strip_suffix("/any").map(|_| name[..name.len() - 4].to_string()) {
+        if let Some(prop) = lname
+            .strip_suffix("/any")
+            .map(|_| name[..name.len() - 4].to_string())
+        {
             self.expect(Tok::Open)?;
             let var = self.ident()?;
             self.expect(Tok::Colon)?;
@@ -498,11 +519,12 @@ impl Filter {
     /// If the filter is only `id eq '…'` / `id in (…)` OR-ed together, the ids.
     pub fn id_set(&self) -> Option<Vec<String>> {
         match self {
-            Filter::Eq(p, Value::String(v)) if p.eq_ignore_ascii_case("id") => Some(vec![v.clone()]),
-            Filter::In(p, vs) if p.eq_ignore_ascii_case("id") => vs
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect(),
+            Filter::Eq(p, Value::String(v)) if p.eq_ignore_ascii_case("id") => {
+                Some(vec![v.clone()])
+            }
+            Filter::In(p, vs) if p.eq_ignore_ascii_case("id") => {
+                vs.iter().map(|v| v.as_str().map(str::to_string)).collect()
+            }
             Filter::Or(a, b) => {
                 let mut x = a.id_set()?;
                 x.extend(b.id_set()?);
@@ -555,14 +577,21 @@ fn val_eq(a: &Value, b: &Value) -> bool {
 
 /// Keeps only `select`ed keys (plus `id` and `@odata.*` annotations) of an object, in the
 /// requested order. Unknown names → `Err(name)`.
-pub fn project(full: &Map<String, Value>, select: &[String], known: &[&str]) -> Result<Map<String, Value>, String> {
+pub fn project(
+    full: &Map<String, Value>,
+    select: &[String],
+    known: &[&str],
+) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for s in select {
         let canon = known
             .iter()
             .find(|k| k.eq_ignore_ascii_case(s))
             .ok_or_else(|| s.clone())?;
-        out.insert(canon.to_string(), full.get(*canon).cloned().unwrap_or(Value::Null));
+        out.insert(
+            canon.to_string(),
+            full.get(*canon).cloned().unwrap_or(Value::Null),
+        );
     }
     for (k, v) in full {
         if k == "id" || k.starts_with("@odata") {
@@ -587,7 +616,11 @@ mod tests {
     fn parses_sync_filters() {
         let f = Filter::parse("id in ('a','b') or id eq 'c'", false).unwrap();
         assert_eq!(f.id_set().unwrap(), vec!["a", "b", "c"]);
-        let f = Filter::parse("startswith(displayName,'Ad''a') and accountEnabled eq true", false).unwrap();
+        let f = Filter::parse(
+            "startswith(displayName,'Ad''a') and accountEnabled eq true",
+            false,
+        )
+        .unwrap();
         let ok = f
             .eval(&|p| match p {
                 "displayName" => Some(json!("ad'a L")),

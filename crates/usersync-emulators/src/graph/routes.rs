@@ -30,8 +30,10 @@ pub const PERM_GROUPS: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
-/// <https://learn.microsoft.com/graph/api/group-delta> (GroupMember.Read.All is not listed).
+/// <https://learn.microsoft.com/graph/api/group-delta> (application: GroupMember.Read.All least
+/// privileged; Directory.Read.All, Directory.ReadWrite.All, Group.Read.All, Group.ReadWrite.All).
 pub const PERM_GROUP_DELTA: &[&str] = &[
+    "GroupMember.Read.All",
     "Group.Read.All",
     "Group.ReadWrite.All",
     "Directory.Read.All",
@@ -60,13 +62,14 @@ pub const PERM_PHOTO: &[&str] = &[
     "User.Read.All",
     "User.ReadWrite.All",
 ];
-/// <https://learn.microsoft.com/graph/api/application-list>
+/// <https://learn.microsoft.com/graph/api/application-list> (application permissions:
+/// Application.Read.All; Application.ReadWrite.OwnedBy, Application.ReadWrite.All,
+/// Directory.Read.All).
 pub const PERM_APPS: &[&str] = &[
     "Application.Read.All",
     "Application.ReadWrite.All",
     "Application.ReadWrite.OwnedBy",
     "Directory.Read.All",
-    "Directory.ReadWrite.All",
 ];
 /// <https://learn.microsoft.com/graph/api/organization-list>
 pub const PERM_ORG: &[&str] = &[
@@ -88,14 +91,25 @@ pub enum Route {
     UsersCount,
     UsersDelta,
     User(String),
-    UserPhoto { user: String, size: Option<String>, value: bool },
+    UserPhoto {
+        user: String,
+        size: Option<String>,
+        value: bool,
+    },
     UserPhotos(String),
-    UserMemberOf { user: String, transitive: bool },
+    UserMemberOf {
+        user: String,
+        transitive: bool,
+    },
     Groups,
     GroupsCount,
     GroupsDelta,
     Group(String),
-    Members { group: String, transitive: bool, cast: Option<&'static str> },
+    Members {
+        group: String,
+        transitive: bool,
+        cast: Option<&'static str>,
+    },
     Applications,
     Application(String),
     Organization,
@@ -115,7 +129,10 @@ fn segment_error(seg: &str) -> GraphError {
 }
 
 fn is_delta(s: &str) -> bool {
-    matches!(s, "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()")
+    matches!(
+        s,
+        "delta" | "delta()" | "microsoft.graph.delta" | "microsoft.graph.delta()"
+    )
 }
 
 fn cast(s: &str) -> Option<Option<&'static str>> {
@@ -133,7 +150,11 @@ impl Route {
             .trim_matches('/')
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().to_string())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .to_string()
+            })
             .collect();
         let s: Vec<&str> = segs.iter().map(String::as_str).collect();
         let r = match s.as_slice() {
@@ -141,28 +162,55 @@ impl Route {
             ["users", "$count"] => Route::UsersCount,
             ["users", d] if is_delta(d) => Route::UsersDelta,
             ["users", id] => Route::User(id.to_string()),
-            ["users", id, "photo"] => Route::UserPhoto { user: id.to_string(), size: None, value: false },
-            ["users", id, "photo", "$value"] => Route::UserPhoto { user: id.to_string(), size: None, value: true },
+            ["users", id, "photo"] => Route::UserPhoto {
+                user: id.to_string(),
+                size: None,
+                value: false,
+            },
+            ["users", id, "photo", "$value"] => Route::UserPhoto {
+                user: id.to_string(),
+                size: None,
+                value: true,
+            },
             ["users", id, "photos"] => Route::UserPhotos(id.to_string()),
-            ["users", id, "photos" | "photo", size] => {
-                Route::UserPhoto { user: id.to_string(), size: Some(size.to_string()), value: false }
-            }
-            ["users", id, "photos" | "photo", size, "$value"] => {
-                Route::UserPhoto { user: id.to_string(), size: Some(size.to_string()), value: true }
-            }
-            ["users", id, "memberOf"] => Route::UserMemberOf { user: id.to_string(), transitive: false },
-            ["users", id, "transitiveMemberOf"] => Route::UserMemberOf { user: id.to_string(), transitive: true },
+            ["users", id, "photos" | "photo", size] => Route::UserPhoto {
+                user: id.to_string(),
+                size: Some(size.to_string()),
+                value: false,
+            },
+            ["users", id, "photos" | "photo", size, "$value"] => Route::UserPhoto {
+                user: id.to_string(),
+                size: Some(size.to_string()),
+                value: true,
+            },
+            ["users", id, "memberOf"] => Route::UserMemberOf {
+                user: id.to_string(),
+                transitive: false,
+            },
+            ["users", id, "transitiveMemberOf"] => Route::UserMemberOf {
+                user: id.to_string(),
+                transitive: true,
+            },
             ["groups"] => Route::Groups,
             ["groups", "$count"] => Route::GroupsCount,
             ["groups", d] if is_delta(d) => Route::GroupsDelta,
             ["groups", id] => Route::Group(id.to_string()),
-            ["groups", id, rel @ ("members" | "transitiveMembers"), rest @ ..] => {
+            [
+                "groups",
+                id,
+                rel @ ("members" | "transitiveMembers"),
+                rest @ ..,
+            ] => {
                 let c = match rest {
                     [] => None,
                     [c] => cast(c).ok_or_else(|| segment_error(c))?,
                     [_, x, ..] => return Err(segment_error(x)),
                 };
-                Route::Members { group: id.to_string(), transitive: *rel == "transitiveMembers", cast: c }
+                Route::Members {
+                    group: id.to_string(),
+                    transitive: *rel == "transitiveMembers",
+                    cast: c,
+                }
             }
             ["applications"] => Route::Applications,
             ["applications", id] => Route::Application(id.to_string()),
@@ -190,8 +238,12 @@ impl Route {
             Route::GroupsCount => "groups.count",
             Route::GroupsDelta => "groups.delta",
             Route::Group(_) => "groups.get",
-            Route::Members { transitive: false, .. } => "members",
-            Route::Members { transitive: true, .. } => "transitiveMembers",
+            Route::Members {
+                transitive: false, ..
+            } => "members",
+            Route::Members {
+                transitive: true, ..
+            } => "transitiveMembers",
             Route::Applications | Route::Application(_) => "applications",
             Route::Organization => "organization",
         }
@@ -203,8 +255,12 @@ impl Route {
     pub fn cost(&self, q: &Query) -> u32 {
         let base: i32 = match self {
             Route::Users => 2,
-            Route::Members { transitive: false, .. } => 3,
-            Route::Members { transitive: true, .. } => 5,
+            Route::Members {
+                transitive: false, ..
+            } => 3,
+            Route::Members {
+                transitive: true, ..
+            } => 5,
             Route::UserMemberOf { .. } => 2,
             Route::Applications => 2,
             _ => 1,
@@ -216,7 +272,11 @@ impl Route {
         if q.expand.is_some() {
             c += 1;
         }
-        if q.top.as_deref().and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| t < 20) {
+        if q.top
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|t| t < 20)
+        {
             c -= 1;
         }
         c.max(1) as u32
@@ -225,7 +285,13 @@ impl Route {
 
 /// Routes and runs one Graph GET (top-level or `$batch` item). Returns the response and an
 /// injected delay in milliseconds.
-pub(crate) fn exec(ctx: &Ctx<'_>, method: &str, path: &str, query: &str, headers: &HeaderMap) -> (GraphResponse, u64) {
+pub(crate) fn exec(
+    ctx: &Ctx<'_>,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> (GraphResponse, u64) {
     let route = match Route::parse(path) {
         Ok(r) => r,
         Err(e) => {
@@ -242,30 +308,51 @@ pub(crate) fn exec(ctx: &Ctx<'_>, method: &str, path: &str, query: &str, headers
         Err(e) => return (ctx.err(e), 0),
     };
     let cost = route.cost(&q);
-    let decoded = percent_encoding::percent_decode_str(query).decode_utf8_lossy().to_string();
+    let decoded = percent_encoding::percent_decode_str(query)
+        .decode_utf8_lossy()
+        .to_string();
     let url = format!("{path}?{query} {path}?{decoded}");
     let decision = match ctx.sh.faults.lock() {
         Ok(mut f) => f.decide(&url, cost, &ctx.claims.appid, &ctx.sh.tenant_id),
-        Err(_) => return (ctx.err(GraphError::new(500, "generalException", "fault state poisoned")), 0),
+        Err(_) => {
+            return (
+                ctx.err(GraphError::new(
+                    500,
+                    "generalException",
+                    "fault state poisoned",
+                )),
+                0,
+            );
+        }
     };
     if let Some(e) = decision.error {
-        ctx.sh.count(if e.status == 429 { "throttled" } else { "faults" });
+        ctx.sh.count(if e.status == 429 {
+            "throttled"
+        } else {
+            "faults"
+        });
         return (ctx.err(e), decision.delay_ms);
     }
     let mut resp = match handle(ctx, &route, &q, path, headers) {
         Ok(r) => r,
         Err(e) => ctx.err(e),
     };
-    resp.headers.push(("x-ms-resource-unit".into(), cost.to_string()));
+    resp.headers
+        .push(("x-ms-resource-unit".into(), cost.to_string()));
     if let Some(p) = decision.limit_pct {
-        resp.headers.push(("x-ms-throttle-limit-percentage".into(), format!("{p:.1}")));
+        resp.headers
+            .push(("x-ms-throttle-limit-percentage".into(), format!("{p:.1}")));
     }
     (resp, decision.delay_ms)
 }
 
 fn need(ctx: &Ctx<'_>, perms: &[&str]) -> GResult<()> {
     // 403 Authorization_RequestDenied when roles lack every accepted permission.
-    if ctx.claims.has_any(perms) { Ok(()) } else { Err(GraphError::forbidden()) }
+    if ctx.claims.has_any(perms) {
+        Ok(())
+    } else {
+        Err(GraphError::forbidden())
+    }
 }
 
 /// `ConsistencyLevel: eventual` present?
@@ -276,7 +363,13 @@ pub fn eventual(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
 }
 
-fn handle(ctx: &Ctx<'_>, route: &Route, q: &Query, path: &str, headers: &HeaderMap) -> GResult<GraphResponse> {
+fn handle(
+    ctx: &Ctx<'_>,
+    route: &Route,
+    q: &Query,
+    path: &str,
+    headers: &HeaderMap,
+) -> GResult<GraphResponse> {
     let dir = ctx
         .sh
         .dir
@@ -293,8 +386,19 @@ fn handle(ctx: &Ctx<'_>, route: &Route, q: &Query, path: &str, headers: &HeaderM
             list(ctx, dir, q, path, headers, Kind::Group)
         }
         Route::UsersCount | Route::GroupsCount => {
-            let kind = if matches!(route, Route::UsersCount) { Kind::User } else { Kind::Group };
-            need(ctx, if kind == Kind::User { PERM_USERS } else { PERM_GROUPS })?;
+            let kind = if matches!(route, Route::UsersCount) {
+                Kind::User
+            } else {
+                Kind::Group
+            };
+            need(
+                ctx,
+                if kind == Kind::User {
+                    PERM_USERS
+                } else {
+                    PERM_GROUPS
+                },
+            )?;
             raw_count(dir, q, headers, kind)
         }
         Route::UsersDelta => {
@@ -307,7 +411,9 @@ fn handle(ctx: &Ctx<'_>, route: &Route, q: &Query, path: &str, headers: &HeaderM
         }
         Route::User(key) => {
             need(ctx, PERM_USERS)?;
-            let i = dir.active_user(key).ok_or_else(|| GraphError::not_found(key))?;
+            let i = dir
+                .active_user(key)
+                .ok_or_else(|| GraphError::not_found(key))?;
             let sel = resolve_select(q.select.as_deref(), USER_PROPS, USER_DEFAULT, "user", false)?;
             let mut m = user_json(&dir.users[i as usize], &sel, dir);
             m.insert(
@@ -322,10 +428,21 @@ fn handle(ctx: &Ctx<'_>, route: &Route, q: &Query, path: &str, headers: &HeaderM
         }
         Route::Group(key) => {
             need(ctx, PERM_GROUPS)?;
-            let i = dir.active_group(key).ok_or_else(|| GraphError::not_found(key))?;
-            let sel = resolve_select(q.select.as_deref(), GROUP_PROPS, GROUP_PROPS, "group", false)?;
+            let i = dir
+                .active_group(key)
+                .ok_or_else(|| GraphError::not_found(key))?;
+            let sel = resolve_select(
+                q.select.as_deref(),
+                GROUP_PROPS,
+                GROUP_PROPS,
+                "group",
+                false,
+            )?;
             let mut m = group_json(&dir.groups[i as usize], &sel, dir);
-            if q.expand.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("members")) {
+            if q.expand
+                .as_deref()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("members"))
+            {
                 // $expand returns at most 20 related objects, no nextLink.
                 // https://learn.microsoft.com/graph/known-issues#query-parameters
                 let usel = resolve_select(None, USER_PROPS, USER_DEFAULT, "user", false)?;
@@ -352,14 +469,22 @@ fn handle(ctx: &Ctx<'_>, route: &Route, q: &Query, path: &str, headers: &HeaderM
             );
             Ok(GraphResponse::json(200, Value::Object(m)))
         }
-        Route::Members { group, transitive, cast } => {
+        Route::Members {
+            group,
+            transitive,
+            cast,
+        } => {
             need(ctx, PERM_MEMBERS)?;
-            let g = dir.active_group(group).ok_or_else(|| GraphError::not_found(group))?;
+            let g = dir
+                .active_group(group)
+                .ok_or_else(|| GraphError::not_found(group))?;
             members(ctx, dir, q, path, g, *transitive, *cast)
         }
         Route::UserMemberOf { user, transitive } => {
             need(ctx, PERM_MEMBER_OF)?;
-            let u = dir.active_user(user).ok_or_else(|| GraphError::not_found(user))?;
+            let u = dir
+                .active_user(user)
+                .ok_or_else(|| GraphError::not_found(user))?;
             member_of(ctx, dir, q, path, u, *transitive)
         }
         Route::UserPhoto { user, size, value } => {
@@ -368,9 +493,15 @@ fn handle(ctx: &Ctx<'_>, route: &Route, q: &Query, path: &str, headers: &HeaderM
         }
         Route::UserPhotos(user) => {
             need(ctx, PERM_PHOTO)?;
-            let i = dir.active_user(user).ok_or_else(|| GraphError::not_found(user))?;
+            let i = dir
+                .active_user(user)
+                .ok_or_else(|| GraphError::not_found(user))?;
             let u = &dir.users[i as usize];
-            let value: Vec<Value> = u.photo.map(|_| Value::Object(photo_meta(ctx, u, false))).into_iter().collect();
+            let value: Vec<Value> = u
+                .photo
+                .map(|_| Value::Object(photo_meta(ctx, u, false)))
+                .into_iter()
+                .collect();
             Ok(GraphResponse::json(
                 200,
                 json!({"@odata.context": format!("{}/$metadata#users('{}')/photos", ctx.graph_base, u.id), "value": value}),
@@ -424,39 +555,116 @@ fn sel_suffix(sel: Option<&[String]>) -> String {
 /// Known user properties (subset of the v1.0 schema).
 /// <https://learn.microsoft.com/graph/api/resources/user>
 pub const USER_PROPS: &[&str] = &[
-    "id", "accountEnabled", "businessPhones", "city", "companyName", "country", "createdDateTime",
-    "creationType", "deletedDateTime", "department", "displayName", "employeeHireDate", "employeeId",
-    "employeeType", "externalUserState", "givenName", "identities", "jobTitle", "mail", "mailNickname",
-    "mobilePhone", "officeLocation", "onPremisesDistinguishedName", "onPremisesDomainName",
-    "onPremisesExtensionAttributes", "onPremisesImmutableId", "onPremisesLastSyncDateTime",
-    "onPremisesSamAccountName", "onPremisesSecurityIdentifier", "onPremisesSyncEnabled",
-    "onPremisesUserPrincipalName", "otherMails", "postalCode", "preferredLanguage", "proxyAddresses",
-    "securityIdentifier", "state", "streetAddress", "surname", "usageLocation", "userPrincipalName",
+    "id",
+    "accountEnabled",
+    "businessPhones",
+    "city",
+    "companyName",
+    "country",
+    "createdDateTime",
+    "creationType",
+    "deletedDateTime",
+    "department",
+    "displayName",
+    "employeeHireDate",
+    "employeeId",
+    "employeeType",
+    "externalUserState",
+    "givenName",
+    "identities",
+    "jobTitle",
+    "mail",
+    "mailNickname",
+    "mobilePhone",
+    "officeLocation",
+    "onPremisesDistinguishedName",
+    "onPremisesDomainName",
+    "onPremisesExtensionAttributes",
+    "onPremisesImmutableId",
+    "onPremisesLastSyncDateTime",
+    "onPremisesSamAccountName",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+    "onPremisesUserPrincipalName",
+    "otherMails",
+    "postalCode",
+    "preferredLanguage",
+    "proxyAddresses",
+    "securityIdentifier",
+    "state",
+    "streetAddress",
+    "surname",
+    "usageLocation",
+    "userPrincipalName",
     "userType",
 ];
 /// Returned without `$select`. <https://learn.microsoft.com/graph/api/user-list>
 pub const USER_DEFAULT: &[&str] = &[
-    "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
-    "preferredLanguage", "surname", "userPrincipalName", "id",
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
 ];
 /// Not listable: `$select` of these on a collection → 501.
 /// <https://learn.microsoft.com/graph/api/user-list> ("Properties that can't be returned
 /// within a user collection").
 pub const USER_NOT_LISTABLE: &[&str] = &[
-    "aboutMe", "birthday", "hireDate", "interests", "mySite", "pastProjects", "preferredName",
-    "responsibilities", "schools", "skills", "mailboxSettings",
+    "aboutMe",
+    "birthday",
+    "hireDate",
+    "interests",
+    "mySite",
+    "pastProjects",
+    "preferredName",
+    "responsibilities",
+    "schools",
+    "skills",
+    "mailboxSettings",
 ];
 /// Known group properties; all are in the default set.
 /// <https://learn.microsoft.com/graph/api/group-list> (response example).
 pub const GROUP_PROPS: &[&str] = &[
-    "id", "deletedDateTime", "classification", "createdDateTime", "creationOptions", "description",
-    "displayName", "expirationDateTime", "groupTypes", "isAssignableToRole", "mail", "mailEnabled",
-    "mailNickname", "membershipRule", "membershipRuleProcessingState", "onPremisesDomainName",
-    "onPremisesLastSyncDateTime", "onPremisesNetBiosName", "onPremisesSamAccountName",
-    "onPremisesSecurityIdentifier", "onPremisesSyncEnabled", "preferredDataLocation",
-    "preferredLanguage", "proxyAddresses", "renewedDateTime", "resourceBehaviorOptions",
-    "resourceProvisioningOptions", "securityEnabled", "securityIdentifier", "theme", "uniqueName",
-    "visibility", "onPremisesProvisioningErrors", "serviceProvisioningErrors",
+    "id",
+    "deletedDateTime",
+    "classification",
+    "createdDateTime",
+    "creationOptions",
+    "description",
+    "displayName",
+    "expirationDateTime",
+    "groupTypes",
+    "isAssignableToRole",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "onPremisesDomainName",
+    "onPremisesLastSyncDateTime",
+    "onPremisesNetBiosName",
+    "onPremisesSamAccountName",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+    "preferredDataLocation",
+    "preferredLanguage",
+    "proxyAddresses",
+    "renewedDateTime",
+    "resourceBehaviorOptions",
+    "resourceProvisioningOptions",
+    "securityEnabled",
+    "securityIdentifier",
+    "theme",
+    "uniqueName",
+    "visibility",
+    "onPremisesProvisioningErrors",
+    "serviceProvisioningErrors",
 ];
 
 /// Resolves `$select` against known names (canonical casing). `collection` enables the 501 for
@@ -468,7 +676,9 @@ pub fn resolve_select(
     ty: &str,
     collection: bool,
 ) -> GResult<Vec<&'static str>> {
-    let Some(sel) = sel else { return Ok(default.to_vec()) };
+    let Some(sel) = sel else {
+        return Ok(default.to_vec());
+    };
     let mut out = Vec::new();
     for s in sel {
         if s == "*" {
@@ -477,10 +687,17 @@ pub fn resolve_select(
         }
         if let Some(k) = known.iter().find(|k| k.eq_ignore_ascii_case(s)) {
             out.push(*k);
-        } else if collection && ty == "user" && USER_NOT_LISTABLE.iter().any(|k| k.eq_ignore_ascii_case(s)) {
+        } else if collection
+            && ty == "user"
+            && USER_NOT_LISTABLE.iter().any(|k| k.eq_ignore_ascii_case(s))
+        {
             // https://learn.microsoft.com/graph/delta-query-overview (properties stored outside
             // the main data store → 501).
-            return Err(GraphError::new(501, "NotImplemented", "This operation target is not yet supported."));
+            return Err(GraphError::new(
+                501,
+                "NotImplemented",
+                "This operation target is not yet supported.",
+            ));
         } else {
             return Err(unknown_property(s, ty));
         }
@@ -492,7 +709,8 @@ pub fn resolve_select(
 }
 
 fn s(v: &Option<Box<str>>) -> Value {
-    v.as_deref().map_or(Value::Null, |x| Value::String(x.to_string()))
+    v.as_deref()
+        .map_or(Value::Null, |x| Value::String(x.to_string()))
 }
 
 fn iso(t: i64) -> Value {
@@ -514,11 +732,26 @@ pub fn user_prop(u: &User, name: &str, dir: &Directory) -> Option<Value> {
         "id" => Value::String(u.id.to_string()),
         "accountEnabled" => Value::Bool(u.account_enabled),
         "businessPhones" | "otherMails" => json!([]),
-        "city" | "companyName" | "country" | "creationType" | "employeeHireDate" | "employeeType"
-        | "mobilePhone" | "officeLocation" | "onPremisesDistinguishedName" | "onPremisesDomainName"
-        | "onPremisesImmutableId" | "onPremisesLastSyncDateTime" | "onPremisesSecurityIdentifier"
-        | "onPremisesSyncEnabled" | "onPremisesUserPrincipalName" | "postalCode" | "state"
-        | "streetAddress" | "usageLocation" | "deletedDateTime" => Value::Null,
+        "city"
+        | "companyName"
+        | "country"
+        | "creationType"
+        | "employeeHireDate"
+        | "employeeType"
+        | "mobilePhone"
+        | "officeLocation"
+        | "onPremisesDistinguishedName"
+        | "onPremisesDomainName"
+        | "onPremisesImmutableId"
+        | "onPremisesLastSyncDateTime"
+        | "onPremisesSecurityIdentifier"
+        | "onPremisesSyncEnabled"
+        | "onPremisesUserPrincipalName"
+        | "postalCode"
+        | "state"
+        | "streetAddress"
+        | "usageLocation"
+        | "deletedDateTime" => Value::Null,
         "preferredLanguage" => json!("en-US"),
         "createdDateTime" => iso(u.created),
         "department" => s(&u.department),
@@ -532,7 +765,9 @@ pub fn user_prop(u: &User, name: &str, dir: &Directory) -> Option<Value> {
             }
         }
         "givenName" => s(&u.given_name),
-        "identities" => json!([{"signInType": "userPrincipalName", "issuer": dir.domain, "issuerAssignedId": u.upn.to_string()}]),
+        "identities" => {
+            json!([{"signInType": "userPrincipalName", "issuer": dir.domain, "issuerAssignedId": u.upn.to_string()}])
+        }
         "jobTitle" => s(&u.job_title),
         "mail" => s(&u.mail),
         "mailNickname" => Value::String(u.upn.split('@').next().unwrap_or("").to_string()),
@@ -561,14 +796,28 @@ pub fn group_prop(g: &Group, name: &str, dir: &Directory) -> Option<Value> {
     let mail = g.mail(&dir.domain);
     Some(match name {
         "id" => Value::String(g.id.to_string()),
-        "classification" | "deletedDateTime" | "expirationDateTime" | "isAssignableToRole"
-        | "membershipRule" | "membershipRuleProcessingState" | "onPremisesDomainName"
-        | "onPremisesLastSyncDateTime" | "onPremisesNetBiosName" | "onPremisesSamAccountName"
-        | "onPremisesSecurityIdentifier" | "onPremisesSyncEnabled" | "preferredDataLocation"
-        | "preferredLanguage" | "theme" | "uniqueName" => Value::Null,
+        "classification"
+        | "deletedDateTime"
+        | "expirationDateTime"
+        | "isAssignableToRole"
+        | "membershipRule"
+        | "membershipRuleProcessingState"
+        | "onPremisesDomainName"
+        | "onPremisesLastSyncDateTime"
+        | "onPremisesNetBiosName"
+        | "onPremisesSamAccountName"
+        | "onPremisesSecurityIdentifier"
+        | "onPremisesSyncEnabled"
+        | "preferredDataLocation"
+        | "preferredLanguage"
+        | "theme"
+        | "uniqueName" => Value::Null,
         "createdDateTime" | "renewedDateTime" => iso(g.created),
-        "creationOptions" | "resourceBehaviorOptions" | "resourceProvisioningOptions"
-        | "onPremisesProvisioningErrors" | "serviceProvisioningErrors" => json!([]),
+        "creationOptions"
+        | "resourceBehaviorOptions"
+        | "resourceProvisioningOptions"
+        | "onPremisesProvisioningErrors"
+        | "serviceProvisioningErrors" => json!([]),
         "description" => s(&g.description),
         "displayName" => Value::String(g.display_name.to_string()),
         "groupTypes" => {
@@ -633,7 +882,8 @@ pub fn member_json(dir: &Directory, r: MemberRef, sel: &[&str]) -> Value {
         m.insert("@odata.type".into(), json!("#microsoft.graph.user"));
         m
     };
-    m.entry("id").or_insert_with(|| Value::String(dir.ref_id(r).to_string()));
+    m.entry("id")
+        .or_insert_with(|| Value::String(dir.ref_id(r).to_string()));
     Value::Object(m)
 }
 
@@ -649,7 +899,11 @@ fn prop_of(dir: &Directory, kind: Kind, i: usize, name: &str) -> Option<Value> {
         Kind::Group => (GROUP_PROPS, 1),
     };
     let canon = known.iter().find(|k| k.eq_ignore_ascii_case(name))?;
-    if ty == 0 { user_prop(&dir.users[i], canon, dir) } else { group_prop(&dir.groups[i], canon, dir) }
+    if ty == 0 {
+        user_prop(&dir.users[i], canon, dir)
+    } else {
+        group_prop(&dir.groups[i], canon, dir)
+    }
 }
 
 fn active(dir: &Directory, kind: Kind, i: usize) -> bool {
@@ -666,10 +920,15 @@ fn search_match(dir: &Directory, kind: Kind, i: usize, search: &str) -> GResult<
     for clause in search.split(" OR ") {
         let c = clause.trim().trim_matches('"');
         let (p, t) = c.split_once(':').ok_or_else(|| {
-            GraphError::bad_request("Syntax error: character '\"' is not valid at position 0 in '$search'.")
+            GraphError::bad_request(
+                "Syntax error: character '\"' is not valid at position 0 in '$search'.",
+            )
         })?;
-        let v = prop_of(dir, kind, i, p.trim()).ok_or_else(|| unknown_property(p, "directoryObject"))?;
-        any |= v.as_str().is_some_and(|x| x.to_lowercase().contains(&t.trim().to_lowercase()));
+        let v = prop_of(dir, kind, i, p.trim())
+            .ok_or_else(|| unknown_property(p, "directoryObject"))?;
+        any |= v
+            .as_str()
+            .is_some_and(|x| x.to_lowercase().contains(&t.trim().to_lowercase()));
     }
     Ok(any)
 }
@@ -690,8 +949,15 @@ impl Matcher<'_> {
                 "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'",
             ));
         }
-        let filter = q.filter.as_deref().map(|f| Filter::parse(f, adv)).transpose()?;
-        Ok(Matcher { filter, search: q.search.as_deref() })
+        let filter = q
+            .filter
+            .as_deref()
+            .map(|f| Filter::parse(f, adv))
+            .transpose()?;
+        Ok(Matcher {
+            filter,
+            search: q.search.as_deref(),
+        })
     }
     fn matches(&self, dir: &Directory, kind: Kind, i: usize) -> GResult<bool> {
         if !active(dir, kind, i) {
@@ -729,7 +995,14 @@ impl Matcher<'_> {
 /// `$orderby=displayName`, `$skiptoken` paging.
 /// <https://learn.microsoft.com/graph/api/user-list>, <https://learn.microsoft.com/graph/api/group-list>,
 /// <https://learn.microsoft.com/graph/paging>
-fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderMap, kind: Kind) -> GResult<GraphResponse> {
+fn list(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    q: &Query,
+    path: &str,
+    headers: &HeaderMap,
+    kind: Kind,
+) -> GResult<GraphResponse> {
     let (known, default, ty, set) = match kind {
         Kind::User => (USER_PROPS, USER_DEFAULT, "user", "users"),
         Kind::Group => (GROUP_PROPS, GROUP_PROPS, "group", "groups"),
@@ -738,10 +1011,16 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
     let size = q.page_size(DEFAULT_PAGE, MAX_PAGE)?;
     if q.count && !eventual(headers) {
         // https://learn.microsoft.com/graph/aad-advanced-queries ($count needs ConsistencyLevel)
-        return Err(GraphError::new(400, "Request_BadRequest", "$count is not currently supported."));
+        return Err(GraphError::new(
+            400,
+            "Request_BadRequest",
+            "$count is not currently supported.",
+        ));
     }
     if q.expand.is_some() && kind == Kind::User {
-        return Err(GraphError::bad_request("Parsing OData Select and Expand failed: Could not find a navigation property for $expand on type 'microsoft.graph.user'."));
+        return Err(GraphError::bad_request(
+            "Parsing OData Select and Expand failed: Could not find a navigation property for $expand on type 'microsoft.graph.user'.",
+        ));
     }
     let m = Matcher::new(q, headers)?;
     let n = match kind {
@@ -752,8 +1031,13 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
         None => 0,
         Some(t) => decode_token(t)
             .and_then(|v| v.get("p").and_then(Value::as_u64))
-            .ok_or_else(|| GraphError::new(400, "Request_BadRequest", "Specified skip token is invalid."))?
-            as usize,
+            .ok_or_else(|| {
+                GraphError::new(
+                    400,
+                    "Request_BadRequest",
+                    "Specified skip token is invalid.",
+                )
+            })? as usize,
     };
     // Either a sorted/explicit candidate list (paged by offset) or a scan of all objects
     // (paged by object index).
@@ -762,7 +1046,10 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
             Some((p, d)) => (p.trim(), d.trim().eq_ignore_ascii_case("desc")),
             None => (ob.trim(), false),
         };
-        if !["displayName", "userPrincipalName"].iter().any(|x| x.eq_ignore_ascii_case(prop)) {
+        if !["displayName", "userPrincipalName"]
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(prop))
+        {
             return Err(GraphError::unsupported_query());
         }
         let mut all: Vec<usize> = match m.candidates(dir, kind) {
@@ -775,7 +1062,11 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
                 keep.push(i);
             }
         }
-        let key = |i: &usize| prop_of(dir, kind, *i, prop).and_then(|v| v.as_str().map(str::to_lowercase)).unwrap_or_default();
+        let key = |i: &usize| {
+            prop_of(dir, kind, *i, prop)
+                .and_then(|v| v.as_str().map(str::to_lowercase))
+                .unwrap_or_default()
+        };
         keep.sort_by_cached_key(key);
         if desc {
             keep.reverse();
@@ -842,7 +1133,10 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
         })
         .collect();
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(context(&ctx.graph_base, set, q.select.as_deref())));
+    body.insert(
+        "@odata.context".into(),
+        json!(context(&ctx.graph_base, set, q.select.as_deref())),
+    );
     if let Some(c) = total {
         // @odata.count only on the first page. https://learn.microsoft.com/graph/paging
         body.insert("@odata.count".into(), json!(c));
@@ -850,7 +1144,12 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
     if let Some(p) = next {
         body.insert(
             "@odata.nextLink".into(),
-            json!(next_link(&ctx.graph_base, path, &q.carry, &encode_token(&json!({"p": p})))),
+            json!(next_link(
+                &ctx.graph_base,
+                path,
+                &q.carry,
+                &encode_token(&json!({"p": p}))
+            )),
         );
     }
     body.insert("value".into(), Value::Array(value));
@@ -859,7 +1158,12 @@ fn list(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, headers: &HeaderM
 
 /// `GET /users/$count` (text/plain), needs `ConsistencyLevel: eventual`.
 /// <https://learn.microsoft.com/graph/api/user-list> (example "Get only a count of users").
-fn raw_count(dir: &Directory, q: &Query, headers: &HeaderMap, kind: Kind) -> GResult<GraphResponse> {
+fn raw_count(
+    dir: &Directory,
+    q: &Query,
+    headers: &HeaderMap,
+    kind: Kind,
+) -> GResult<GraphResponse> {
     if !eventual(headers) {
         return Err(GraphError::new(
             400,
@@ -867,7 +1171,10 @@ fn raw_count(dir: &Directory, q: &Query, headers: &HeaderMap, kind: Kind) -> GRe
             "Raw count (/$count) is not supported because the 'ConsistencyLevel:eventual' header is missing. Refer to https://aka.ms/graph-docs/advanced-queries for more information",
         ));
     }
-    let qq = Query { count: true, ..q.clone() };
+    let qq = Query {
+        count: true,
+        ..q.clone()
+    };
     let m = Matcher::new(&qq, headers)?;
     let n = match kind {
         Kind::User => dir.users.len(),
@@ -879,7 +1186,11 @@ fn raw_count(dir: &Directory, q: &Query, headers: &HeaderMap, kind: Kind) -> GRe
             c += 1;
         }
     }
-    Ok(GraphResponse { status: 200, headers: vec![], body: Body::Text(c.to_string()) })
+    Ok(GraphResponse {
+        status: 200,
+        headers: vec![],
+        body: Body::Text(c.to_string()),
+    })
 }
 
 /// `/groups/{id}/members` and `/transitiveMembers` (+ OData cast), paged by offset.
@@ -897,7 +1208,12 @@ fn members(
     let all: Vec<MemberRef> = if transitive {
         dir.transitive_members(g)
     } else {
-        dir.groups[g as usize].members.iter().copied().filter(|&r| dir.ref_active(r)).collect()
+        dir.groups[g as usize]
+            .members
+            .iter()
+            .copied()
+            .filter(|&r| dir.ref_active(r))
+            .collect()
     };
     let list: Vec<MemberRef> = all
         .into_iter()
@@ -931,13 +1247,22 @@ fn directory_objects(
         }
         (Some(s), _) => resolve_select(Some(s), &union, &union, "directoryObject", true)?,
     };
-    let filter = q.filter.as_deref().map(|f| Filter::parse(f, false)).transpose()?;
+    let filter = q
+        .filter
+        .as_deref()
+        .map(|f| Filter::parse(f, false))
+        .transpose()?;
     let start = match &q.skiptoken {
         None => 0,
         Some(t) => decode_token(t)
             .and_then(|v| v.get("p").and_then(Value::as_u64))
-            .ok_or_else(|| GraphError::new(400, "Request_BadRequest", "Specified skip token is invalid."))?
-            as usize,
+            .ok_or_else(|| {
+                GraphError::new(
+                    400,
+                    "Request_BadRequest",
+                    "Specified skip token is invalid.",
+                )
+            })? as usize,
     };
     let mut out = Vec::new();
     let mut pos = start;
@@ -959,11 +1284,19 @@ fn directory_objects(
         None => "directoryObjects",
     };
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(context(&ctx.graph_base, set, q.select.as_deref())));
+    body.insert(
+        "@odata.context".into(),
+        json!(context(&ctx.graph_base, set, q.select.as_deref())),
+    );
     if pos < list.len() {
         body.insert(
             "@odata.nextLink".into(),
-            json!(next_link(&ctx.graph_base, path, &q.carry, &encode_token(&json!({"p": pos})))),
+            json!(next_link(
+                &ctx.graph_base,
+                path,
+                &q.carry,
+                &encode_token(&json!({"p": pos}))
+            )),
         );
     }
     body.insert("value".into(), Value::Array(out));
@@ -972,14 +1305,24 @@ fn directory_objects(
 
 /// `/users/{id}/memberOf` and `/transitiveMemberOf` (groups only; no directory roles here).
 /// <https://learn.microsoft.com/graph/api/user-list-memberof>
-fn member_of(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, u: u32, transitive: bool) -> GResult<GraphResponse> {
+fn member_of(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    q: &Query,
+    path: &str,
+    u: u32,
+    transitive: bool,
+) -> GResult<GraphResponse> {
     let mut found: Vec<MemberRef> = Vec::new();
     let mut frontier = vec![user_ref(u)];
     while !frontier.is_empty() {
         let mut next = Vec::new();
         for (gi, g) in dir.groups.iter().enumerate() {
             let r = group_ref(gi as u32);
-            if g.life == Life::Active && !found.contains(&r) && g.members.iter().any(|m| frontier.contains(m)) {
+            if g.life == Life::Active
+                && !found.contains(&r)
+                && g.members.iter().any(|m| frontier.contains(m))
+            {
                 found.push(r);
                 next.push(r);
             }
@@ -997,7 +1340,8 @@ fn member_of(ctx: &Ctx<'_>, dir: &Directory, q: &Query, path: &str, u: u32, tran
 // ---------------------------------------------------------------------------------------
 
 fn photo_etag(u: &User) -> String {
-    let h = (u.id.as_u128() as u64) ^ ((u.photo_version as u64) << 32) ^ u.photo.unwrap_or(0) as u64;
+    let h =
+        (u.id.as_u128() as u64) ^ ((u.photo_version as u64) << 32) ^ u.photo.unwrap_or(0) as u64;
     format!("\"{:08X}\"", (h ^ (h >> 32)) as u32)
 }
 
@@ -1006,7 +1350,10 @@ fn photo_meta(ctx: &Ctx<'_>, u: &User, entity: bool) -> Map<String, Value> {
     if entity {
         m.insert(
             "@odata.context".into(),
-            json!(format!("{}/$metadata#users('{}')/photo/$entity", ctx.graph_base, u.id)),
+            json!(format!(
+                "{}/$metadata#users('{}')/photo/$entity",
+                ctx.graph_base, u.id
+            )),
         );
     }
     m.insert("@odata.mediaContentType".into(), json!("image/jpeg"));
@@ -1020,8 +1367,16 @@ fn photo_meta(ctx: &Ctx<'_>, u: &User, entity: bool) -> Map<String, Value> {
 /// `/users/{id}/photo[/$value]`, `/users/{id}/photos/{size}[/$value]`.
 /// <https://learn.microsoft.com/graph/api/profilephoto-get> ("If no photo exists, the
 /// operation returns 404 Not Found").
-fn photo(ctx: &Ctx<'_>, dir: &Directory, user: &str, size: Option<&str>, value: bool) -> GResult<GraphResponse> {
-    let i = dir.active_user(user).ok_or_else(|| GraphError::not_found(user))?;
+fn photo(
+    ctx: &Ctx<'_>,
+    dir: &Directory,
+    user: &str,
+    size: Option<&str>,
+    value: bool,
+) -> GResult<GraphResponse> {
+    let i = dir
+        .active_user(user)
+        .ok_or_else(|| GraphError::not_found(user))?;
     let u = &dir.users[i as usize];
     let no_photo = || {
         GraphError::new(
@@ -1030,7 +1385,9 @@ fn photo(ctx: &Ctx<'_>, dir: &Directory, user: &str, size: Option<&str>, value: 
             "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown.",
         )
     };
-    let Some(idx) = u.photo else { return Err(no_photo()) };
+    let Some(idx) = u.photo else {
+        return Err(no_photo());
+    };
     if let Some(sz) = size
         && sz != format!("{PHOTO_SIZE}x{PHOTO_SIZE}")
     {
@@ -1038,9 +1395,16 @@ fn photo(ctx: &Ctx<'_>, dir: &Directory, user: &str, size: Option<&str>, value: 
     }
     if value {
         let bytes = photos()[idx as usize % photos().len()].clone();
-        Ok(GraphResponse { status: 200, headers: vec![("ETag".into(), photo_etag(u))], body: Body::Bytes(bytes, "image/jpeg") })
+        Ok(GraphResponse {
+            status: 200,
+            headers: vec![("ETag".into(), photo_etag(u))],
+            body: Body::Bytes(bytes, "image/jpeg"),
+        })
     } else {
-        Ok(GraphResponse::json(200, Value::Object(photo_meta(ctx, u, true))))
+        Ok(GraphResponse::json(
+            200,
+            Value::Object(photo_meta(ctx, u, true)),
+        ))
     }
 }
 
@@ -1100,12 +1464,21 @@ pub fn application_json(a: &super::auth::AppState, domain: &str) -> Map<String, 
 }
 
 fn hex_bytes(h: &str) -> Vec<u8> {
-    (0..h.len() / 2).filter_map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()).collect()
+    (0..h.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
 const APP_PROPS: &[&str] = &[
-    "id", "appId", "displayName", "createdDateTime", "deletedDateTime", "publisherDomain",
-    "signInAudience", "passwordCredentials", "keyCredentials",
+    "id",
+    "appId",
+    "displayName",
+    "createdDateTime",
+    "deletedDateTime",
+    "publisherDomain",
+    "signInAudience",
+    "passwordCredentials",
+    "keyCredentials",
 ];
 
 /// `GET /applications[?$filter=appId eq '…']`, `GET /applications/{object-id}`.
@@ -1124,7 +1497,9 @@ fn applications(ctx: &Ctx<'_>, q: &Query, one: Option<&str>) -> GResult<GraphRes
     let render = |a: &super::auth::AppState| -> GResult<Value> {
         let full = application_json(a, &ctx.sh.domain);
         Ok(Value::Object(match &sel {
-            Some(s) => project(&full, s, APP_PROPS).map_err(|n| unknown_property(&n, "application"))?,
+            Some(s) => {
+                project(&full, s, APP_PROPS).map_err(|n| unknown_property(&n, "application"))?
+            }
             None => full,
         }))
     };
@@ -1135,11 +1510,18 @@ fn applications(ctx: &Ctx<'_>, q: &Query, one: Option<&str>) -> GResult<GraphRes
             .ok_or_else(|| GraphError::not_found(id))?;
         let mut v = render(a)?;
         if let Some(o) = v.as_object_mut() {
-            o.insert("@odata.context".into(), json!(format!("{}/$metadata#applications/$entity", ctx.graph_base)));
+            o.insert(
+                "@odata.context".into(),
+                json!(format!("{}/$metadata#applications/$entity", ctx.graph_base)),
+            );
         }
         return Ok(GraphResponse::json(200, v));
     }
-    let filter = q.filter.as_deref().map(|f| Filter::parse(f, false)).transpose()?;
+    let filter = q
+        .filter
+        .as_deref()
+        .map(|f| Filter::parse(f, false))
+        .transpose()?;
     let size = q.page_size(DEFAULT_PAGE, MAX_PAGE)?;
     let mut out = Vec::new();
     for a in apps.iter() {

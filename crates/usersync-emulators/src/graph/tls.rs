@@ -26,8 +26,13 @@ pub fn generate() -> anyhow::Result<TlsMaterial> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "usersync emulator test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name
+        .push(DnType::CommonName, "usersync emulator test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
@@ -38,17 +43,25 @@ pub fn generate() -> anyhow::Result<TlsMaterial> {
         SanType::DnsName("localhost".try_into()?),
         SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
     ];
-    sp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    sp.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     sp.use_authority_key_identifier_extension = true;
     let cert = sp.signed_by(&key, &issuer)?;
-    Ok(TlsMaterial { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 impl TlsMaterial {
     /// rustls server config (aws-lc-rs provider, HTTP/1.1 ALPN).
     pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let certs = rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let certs =
+            rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
         let key = rustls_pemfile::private_key(&mut self.key_pem.as_bytes())?
             .ok_or_else(|| anyhow::anyhow!("no private key"))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -66,14 +79,24 @@ impl TlsMaterial {
 pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        // Release the port when the server stops.
+        self.task.abort();
+    }
 }
 
 impl TlsListener {
     pub fn new(listener: TcpListener, cfg: Arc<rustls::ServerConfig>) -> Self {
-        let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(cfg);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, addr)) = listener.accept().await else {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -85,14 +108,18 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let hs = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
+                    let hs = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    )
+                    .await;
                     if let Ok(Ok(tls)) = hs {
                         let _ = tx.send((tls, addr)).await;
                     }
                 });
             }
         });
-        TlsListener { rx, local }
+        TlsListener { rx, local, task }
     }
 }
 

@@ -3,14 +3,22 @@
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use usersync_emulators::graph::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator};
+use usersync_emulators::graph::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator,
+};
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
 
 /// POSTs a client-secret token request; returns (status, body).
-pub async fn token_request(emu: &GraphEmulator, tenant: &str, client_id: &str, secret: &str, scope: &str) -> (u16, Value) {
+pub async fn token_request(
+    emu: &GraphEmulator,
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+    scope: &str,
+) -> (u16, Value) {
     let r = client()
         .post(format!("{}/{}/oauth2/v2.0/token", emu.login_url(), tenant))
         .form(&[
@@ -37,7 +45,10 @@ pub async fn token(emu: &GraphEmulator) -> String {
     )
     .await;
     assert_eq!(st, 200, "{v}");
-    v["access_token"].as_str().expect("access_token").to_string()
+    v["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
 }
 
 /// GET with a bearer token; returns (status, headers, JSON body or Null).

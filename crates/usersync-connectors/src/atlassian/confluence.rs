@@ -1,0 +1,326 @@
+//! Confluence Data Center target: the user management REST API (`/rest/api/admin/...`,
+//! `/rest/api/user/...`, `/rest/api/group/...`), complete since Confluence DC 8.4
+//! (CONFSERVER-87290/87291/87292).
+//!
+//! Sources: the official Confluence DC 10.0.3 OpenAPI
+//! (`dac-static.atlassian.com/server/confluence/10.0.3.swagger.v3.json`) and the REST reference
+//! at `developer.atlassian.com/server/confluence/rest/`; brief `atlassian-rest.md` §3.
+//!
+//! - Lists are pages `{"results","start","limit","size","_links":{"next"}}`; paging stops when
+//!   `_links.next` is absent.
+//! - Usernames must be lower-case (UserDetailsForCreation rules), hence
+//!   `lowercase_usernames_only`.
+//! - There is no REST rename: a changed username keeps the old login name.
+//! - Disable / enable are idempotent `PUT`s (204); a disabled user does not count toward the
+//!   licence. Create answers 402 when no licence seat is left.
+//! - Delete is asynchronous: 202 with a long task, which is polled.
+//! - Avatars: only an undocumented internal user-profile endpoint exists, so not supported.
+
+use super::client::{Client, json_body, random_password, run_all, seg, unexpected, unsupported};
+use super::{AtlassianTargetConfig, Product};
+use crate::http::Idempotency;
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use usersync_core::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
+use usersync_core::plan::{AccountSpec, Field, FieldChange};
+use usersync_core::ports::{ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory};
+
+const API: &str = "/rest/api";
+const PAGE: usize = 200;
+
+pub(crate) struct ConfluenceTarget {
+    c: Client,
+    delete_wait: Duration,
+}
+
+/// Reads a Confluence `Person` leniently: the OpenAPI lists only `displayName`, `type` and
+/// `profilePicture`; real `KnownUser` JSON adds `username`, `userKey`, and with expansions the
+/// e-mail and status.
+pub(crate) fn person(v: &Value) -> Option<TargetAccount> {
+    let username = v.get("username").or_else(|| v.get("name")).and_then(|u| u.as_str())?.to_string();
+    let email = ["/email", "/details/personal/email", "/details/email"]
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(|e| e.as_str()))
+        .unwrap_or_default()
+        .to_string();
+    let active = match v.get("status") {
+        Some(Value::String(s)) => status_active(s),
+        Some(Value::Object(o)) => o.get("value").and_then(|s| s.as_str()).is_none_or(status_active),
+        _ => v.get("active").and_then(|a| a.as_bool()).unwrap_or(true),
+    };
+    Some(TargetAccount {
+        display_name: v.get("displayName").and_then(|d| d.as_str()).unwrap_or(&username).to_string(),
+        key: v.get("userKey").and_then(|k| k.as_str()).map(str::to_string),
+        username,
+        email,
+        active,
+        groups: BTreeSet::new(),
+    })
+}
+
+fn status_active(s: &str) -> bool {
+    let s = s.to_ascii_lowercase();
+    !(s.contains("deactivated") || s.contains("disabled") || s.contains("inactive"))
+}
+
+impl ConfluenceTarget {
+    pub(crate) fn new(c: Client, cfg: &AtlassianTargetConfig) -> Self {
+        Self { c, delete_wait: cfg.confluence_delete_wait }
+    }
+
+    /// Pages a Confluence list endpoint; returns every `results` item.
+    async fn paged(&self, what: &str, path: &str, extra: &[(&str, &str)]) -> Result<Vec<Value>, ConnectorError> {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let start = out.len();
+            let page: Value = self
+                .c
+                .get_json(what, || {
+                    self.c
+                        .req(Method::GET, &format!("{API}{path}"))
+                        .query(extra)
+                        .query(&[("start", start.to_string()), ("limit", PAGE.to_string())])
+                })
+                .await?;
+            let results = page
+                .get("results")
+                .and_then(|r| r.as_array())
+                .ok_or_else(|| unexpected(what, "no `results` array"))?
+                .clone();
+            let n = results.len();
+            out.extend(results);
+            let has_next = match page.get("_links") {
+                Some(links) => links.get("next").is_some(),
+                // Without links, a short page is the last (the server may cap `limit`).
+                None => n >= PAGE,
+            };
+            if !has_next || n == 0 {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn wait_long_task(&self, username: &str, task: &Value) -> Result<(), ConnectorError> {
+        let what = format!("delete Confluence user {username}");
+        let Some(id) = task.get("id").map(|i| match i {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }) else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.delete_wait;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let status: Value = self
+                .c
+                .get_json(&what, || self.c.req(Method::GET, &format!("{API}/longtask/{}", seg(&id))))
+                .await?;
+            let pct = status.get("percentageComplete").and_then(|p| p.as_u64()).unwrap_or(0);
+            let finished = status.get("finished").and_then(|f| f.as_bool()).unwrap_or(pct >= 100);
+            if finished {
+                if status.get("successful").and_then(|s| s.as_bool()) == Some(false) {
+                    let msgs: Vec<String> = status
+                        .get("messages")
+                        .and_then(|m| m.as_array())
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|x| x.get("translation").or_else(|| x.get("key")).and_then(|t| t.as_str()))
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    return Err(ConnectorError::new(
+                        ErrorKind::Other,
+                        format!("{what}: Confluence's delete task {id} failed: {}", msgs.join("; ")),
+                    ));
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(task = %id, user = username, "Confluence delete task still running; it completes on the server");
+                return Ok(());
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+    async fn add_one(&self, group: &str, u: &str) -> Result<(), ConnectorError> {
+        self.c
+            .call(&format!("add {u} to Confluence group {group}"), Idempotency::Idempotent, &[200, 201, 204], || {
+                self.c.req(Method::PUT, &format!("{API}/user/{}/group/{}", seg(u), seg(group)))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl TargetDirectory for ConfluenceTarget {
+    fn capabilities(&self) -> TargetCapabilities {
+        TargetCapabilities {
+            product: Product::Confluence.display_name().into(),
+            deactivate: true,
+            rename: false,
+            delete_user: true,
+            avatars: false,
+            batch_membership: false,
+            lowercase_usernames_only: true,
+            max_concurrency: self.c.max_concurrency,
+        }
+    }
+
+    async fn read(&self) -> Result<TargetSnapshot, ConnectorError> {
+        // /user/list includes disabled and unlicensed users (Confluence 8.4+).
+        let users = self.paged("list Confluence users", "/user/list", &[("expand", "status,details.personal")]).await?;
+        let groups: Vec<String> = self
+            .paged("list Confluence groups", "/group", &[])
+            .await?
+            .iter()
+            .filter_map(|g| g.get("name").and_then(|n| n.as_str()).map(str::to_string))
+            .collect();
+        let mut accounts: Vec<TargetAccount> = Vec::with_capacity(users.len());
+        let mut by_key: HashMap<String, usize> = HashMap::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        for u in &users {
+            let Some(a) = person(u) else { continue };
+            if let Some(k) = &a.key {
+                by_key.insert(k.clone(), accounts.len());
+            }
+            by_name.insert(name_key(&a.username), accounts.len());
+            accounts.push(a);
+        }
+        let members: Vec<(String, Result<Vec<Value>, ConnectorError>)> = futures::stream::iter(groups.iter().cloned())
+            .map(|g| async move {
+                let what = format!("list members of Confluence group {g}");
+                let r = self.paged(&what, &format!("/group/{}/member", seg(&g)), &[]).await;
+                (g, r)
+            })
+            .buffer_unordered(self.c.max_concurrency)
+            .collect()
+            .await;
+        for (group, result) in members {
+            for m in result? {
+                let Some(p) = person(&m) else { continue };
+                let idx = p.key.as_ref().and_then(|k| by_key.get(k)).or_else(|| by_name.get(&name_key(&p.username)));
+                if let Some(&i) = idx {
+                    accounts[i].groups.insert(group.clone());
+                }
+            }
+        }
+        Ok(TargetSnapshot { accounts, groups: groups.into_iter().map(|name| TargetGroup { name }).collect() })
+    }
+
+    async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {
+        let what = format!("create Confluence user {}", spec.username);
+        // notifyViaEmail=false requires a password (UserDetailsForCreation); random, never kept.
+        let password = random_password();
+        let body = json!({
+            "userName": spec.username,
+            "fullName": spec.display_name,
+            "email": spec.email,
+            "password": password.expose_secret(),
+            "notifyViaEmail": false,
+        });
+        let resp = self
+            .c
+            .call(&what, Idempotency::NonIdempotent, &[200, 201], || {
+                self.c.req(Method::POST, &format!("{API}/admin/user")).json(&body)
+            })
+            .await?;
+        let v: Value = json_body(resp, &what).await.unwrap_or_default();
+        Ok(Created { key: v.get("userKey").and_then(|k| k.as_str()).map(str::to_string) })
+    }
+
+    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+        let mut body = serde_json::Map::new();
+        for c in changes {
+            match c.field {
+                Field::DisplayName => body.insert("fullName".into(), json!(c.after)),
+                Field::Email => body.insert("email".into(), json!(c.after)),
+            };
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        let body = Value::Object(body);
+        self.c
+            .call(&format!("update Confluence user {username}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::PUT, &format!("{API}/admin/user/{}", seg(username))).json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn rename_user(&self, _from: &str, _to: &str) -> Result<(), ConnectorError> {
+        Err(unsupported(Product::Confluence, "rename users"))
+    }
+
+    async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
+        let (verb, action) = if active { ("reactivate", "enable") } else { ("deactivate", "disable") };
+        self.c
+            .call(&format!("{verb} Confluence user {username}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::PUT, &format!("{API}/admin/user/{}/{action}", seg(username)))
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
+        // Path-parameter form; the `?name=` form answers 405 on DC 10.x.
+        let what = format!("delete Confluence user {username}");
+        let resp = self
+            .c
+            .call(&what, Idempotency::Idempotent, &[200, 202, 204], || {
+                self.c.req(Method::DELETE, &format!("{API}/admin/user/{}", seg(username)))
+            })
+            .await?;
+        if resp.status().as_u16() == 202 {
+            let task: Value = json_body(resp, &what).await.unwrap_or_default();
+            self.wait_long_task(username, &task).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_group(&self, name: &str) -> Result<(), ConnectorError> {
+        let body = json!({ "name": name });
+        self.c
+            .call(&format!("create Confluence group {name}"), Idempotency::NonIdempotent, &[200, 201, 204], || {
+                self.c.req(Method::POST, &format!("{API}/admin/group")).json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<(), ConnectorError> {
+        self.c
+            .call(&format!("delete Confluence group {name}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::DELETE, &format!("{API}/admin/group/{}", seg(name)))
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError> {
+        // PUT /user/{u}/group/{g} is idempotent (204 when already a member).
+        let futs = usernames.iter().map(|u| self.add_one(group, u).boxed()).collect();
+        run_all(futs, self.c.max_concurrency, &format!("add members to Confluence group {group}")).await
+    }
+
+    async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError> {
+        self.c
+            .call(&format!("remove {username} from Confluence group {group}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::DELETE, &format!("{API}/user/{}/group/{}", seg(username), seg(group)))
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn set_avatar(&self, _username: &str, _photo: &Photo) -> Result<(), ConnectorError> {
+        Err(unsupported(Product::Confluence, "set avatars (only an undocumented internal endpoint exists)"))
+    }
+}

@@ -1,0 +1,335 @@
+//! Crowd Data Center target: the usermanagement REST API (`/rest/usermanagement/1`), which
+//! authenticates the *application* (name and password as HTTP Basic, plus the application's
+//! remote-address allow-list). Crowd is how Bamboo and any other Atlassian product that uses a
+//! Crowd directory is fed; Jira's "user server" exposes the same API.
+//!
+//! Sources: Crowd REST resources (`developer.atlassian.com/server/crowd/crowd-rest-resources/`,
+//! `docs.atlassian.com/atlassian-crowd/latest/REST`), Crowd 6 Swagger docs
+//! (`developer.atlassian.com/server/crowd/rest/v603`); brief `atlassian-rest.md` §1.
+//!
+//! - Lists are `{"expand":…,"users"|"groups":[…]}` paged with `start-index`/`max-results` and no
+//!   total: a page shorter than `max-results` is the last.
+//! - `PUT /user` replaces the whole user (204), so updates and (de)activation read the user
+//!   first and send every field back.
+//! - Rename is `POST /user/rename {"new-name"}` (Crowd 2.8.4+).
+//! - No avatar upload exists in usermanagement, and no batch writes (CWD-2378).
+
+use super::Product;
+use super::client::{Client, json_body, random_password, run_all, split_name, unsupported};
+use crate::http::Idempotency;
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use usersync_core::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
+use usersync_core::plan::{AccountSpec, Field, FieldChange};
+use usersync_core::ports::{ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory};
+
+const API: &str = "/rest/usermanagement/1";
+const PAGE: usize = 1000;
+
+pub(crate) struct CrowdTarget {
+    c: Client,
+}
+
+/// Crowd `UserEntity` (JSON).
+#[derive(Debug, Deserialize)]
+struct UserEntity {
+    name: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(rename = "display-name", default)]
+    display_name: Option<String>,
+    #[serde(rename = "first-name", default)]
+    first_name: Option<String>,
+    #[serde(rename = "last-name", default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+struct Users {
+    #[serde(default)]
+    users: Vec<UserEntity>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NamedGroup {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Groups {
+    #[serde(default)]
+    groups: Vec<NamedGroup>,
+}
+
+impl CrowdTarget {
+    pub(crate) fn new(c: Client) -> Self {
+        Self { c }
+    }
+
+    /// Pages a list endpoint until a short page.
+    async fn paged<T, F>(&self, what: &str, path: &str, query: &[(&str, &str)], items: F) -> Result<Vec<T>, ConnectorError>
+    where
+        F: Fn(serde_json::Value) -> Result<Vec<T>, serde_json::Error>,
+    {
+        let mut out = Vec::new();
+        loop {
+            let start = out.len();
+            let v: serde_json::Value = self
+                .c
+                .get_json(what, || {
+                    self.c
+                        .req(Method::GET, &format!("{API}{path}"))
+                        .query(query)
+                        .query(&[("start-index", start.to_string()), ("max-results", PAGE.to_string())])
+                })
+                .await?;
+            let page = items(v).map_err(|e| super::client::unexpected(what, e))?;
+            let n = page.len();
+            out.extend(page);
+            if n < PAGE {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn get_user(&self, username: &str) -> Result<serde_json::Value, ConnectorError> {
+        self.c
+            .get_json(&format!("read Crowd user {username}"), || {
+                self.c.req(Method::GET, &format!("{API}/user")).query(&[("username", username)])
+            })
+            .await
+    }
+
+    /// `PUT /user?username=U` with the full representation (Crowd replaces the user).
+    async fn put_user(&self, username: &str, what: &str, current: serde_json::Value, patch: serde_json::Value) -> Result<(), ConnectorError> {
+        let mut body = serde_json::Map::new();
+        // Resend the documented writable fields; `name` must equal the resource's name
+        // (compared case-insensitively), so send the stored spelling.
+        for k in ["name", "first-name", "last-name", "display-name", "email", "active"] {
+            if let Some(v) = current.get(k) {
+                body.insert(k.to_string(), v.clone());
+            }
+        }
+        if let serde_json::Value::Object(p) = patch {
+            body.extend(p);
+        }
+        let body = serde_json::Value::Object(body);
+        self.c
+            .call(what, Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::PUT, &format!("{API}/user")).query(&[("username", username)]).json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+    async fn add_one(&self, group: &str, u: &str) -> Result<(), ConnectorError> {
+        let body = json!({ "name": u });
+        match self
+            .c
+            .call(&format!("add {u} to Crowd group {group}"), Idempotency::NonIdempotent, &[200, 201, 204], || {
+                self.c.req(Method::POST, &format!("{API}/group/user/direct")).query(&[("groupname", group)]).json(&body)
+            })
+            .await
+        {
+            // 409 MEMBERSHIP_ALREADY_EXISTS: already the wanted state.
+            Err(e) if e.kind == ErrorKind::Conflict => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+#[async_trait]
+impl TargetDirectory for CrowdTarget {
+    fn capabilities(&self) -> TargetCapabilities {
+        TargetCapabilities {
+            product: Product::Crowd.display_name().into(),
+            deactivate: true,
+            rename: true,
+            delete_user: true,
+            avatars: false,
+            batch_membership: false,
+            lowercase_usernames_only: false,
+            max_concurrency: self.c.max_concurrency,
+        }
+    }
+
+    async fn read(&self) -> Result<TargetSnapshot, ConnectorError> {
+        // GET /search without a restriction lists every entity of the type; expand=user gives
+        // full entities instead of name + link.
+        let users: Vec<UserEntity> = self
+            .paged("list Crowd users", "/search", &[("entity-type", "user"), ("expand", "user")], |v| {
+                serde_json::from_value::<Users>(v).map(|u| u.users)
+            })
+            .await?;
+        let groups: Vec<String> = self
+            .paged("list Crowd groups", "/search", &[("entity-type", "group")], |v| {
+                serde_json::from_value::<Groups>(v).map(|g| g.groups.into_iter().map(|g| g.name).collect())
+            })
+            .await?;
+        let mut accounts = Vec::with_capacity(users.len());
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        for u in users {
+            by_name.insert(name_key(&u.name), accounts.len());
+            let display = u.display_name.filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
+                format!("{} {}", u.first_name.unwrap_or_default(), u.last_name.unwrap_or_default()).trim().to_string()
+            });
+            accounts.push(TargetAccount {
+                username: u.name,
+                key: u.key,
+                display_name: display,
+                email: u.email.unwrap_or_default(),
+                active: u.active,
+                groups: BTreeSet::new(),
+            });
+        }
+        let members: Vec<(String, Result<Vec<String>, ConnectorError>)> = futures::stream::iter(groups.iter().cloned())
+            .map(|g| async move {
+                let what = format!("list members of Crowd group {g}");
+                let r = self
+                    .paged(&what, "/group/user/direct", &[("groupname", g.as_str())], |v| {
+                        serde_json::from_value::<Groups>(json!({ "groups": v.get("users").cloned().unwrap_or(json!([])) }))
+                            .map(|u| u.groups.into_iter().map(|u| u.name).collect())
+                    })
+                    .await;
+                (g, r)
+            })
+            .buffer_unordered(self.c.max_concurrency)
+            .collect()
+            .await;
+        for (group, result) in members {
+            for m in result? {
+                if let Some(&i) = by_name.get(&name_key(&m)) {
+                    accounts[i].groups.insert(group.clone());
+                }
+            }
+        }
+        Ok(TargetSnapshot { accounts, groups: groups.into_iter().map(|name| TargetGroup { name }).collect() })
+    }
+
+    async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {
+        let what = format!("create Crowd user {}", spec.username);
+        let (first, last) = split_name(&spec.display_name);
+        // Crowd requires a password object on create (older versions reject null); users
+        // authenticate through SSO, so it is random and never stored.
+        let password = random_password();
+        let body = json!({
+            "name": spec.username,
+            "first-name": first,
+            "last-name": last,
+            "display-name": spec.display_name,
+            "email": spec.email,
+            "password": { "value": password.expose_secret() },
+            "active": true,
+        });
+        let resp = self
+            .c
+            .call(&what, Idempotency::NonIdempotent, &[200, 201], || {
+                self.c.req(Method::POST, &format!("{API}/user")).json(&body)
+            })
+            .await?;
+        // Newer Crowd returns the created entity; older versions an empty body.
+        let key = json_body::<serde_json::Value>(resp, &what)
+            .await
+            .ok()
+            .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_string));
+        Ok(Created { key })
+    }
+
+    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let current = self.get_user(username).await?;
+        let mut patch = serde_json::Map::new();
+        for c in changes {
+            match c.field {
+                Field::DisplayName => {
+                    let (first, last) = split_name(&c.after);
+                    patch.insert("display-name".into(), json!(c.after));
+                    patch.insert("first-name".into(), json!(first));
+                    patch.insert("last-name".into(), json!(last));
+                }
+                Field::Email => {
+                    patch.insert("email".into(), json!(c.after));
+                }
+            }
+        }
+        self.put_user(username, &format!("update Crowd user {username}"), current, serde_json::Value::Object(patch)).await
+    }
+
+    async fn rename_user(&self, from: &str, to: &str) -> Result<(), ConnectorError> {
+        let body = json!({ "new-name": to });
+        self.c
+            .call(&format!("rename Crowd user {from} to {to}"), Idempotency::NonIdempotent, &[200, 204], || {
+                self.c.req(Method::POST, &format!("{API}/user/rename")).query(&[("username", from)]).json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
+        let current = self.get_user(username).await?;
+        let verb = if active { "reactivate" } else { "deactivate" };
+        self.put_user(username, &format!("{verb} Crowd user {username}"), current, json!({ "active": active })).await
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
+        self.c
+            .call(&format!("delete Crowd user {username}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::DELETE, &format!("{API}/user")).query(&[("username", username)])
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn create_group(&self, name: &str) -> Result<(), ConnectorError> {
+        let body = json!({ "name": name, "type": "GROUP", "active": true, "description": "" });
+        self.c
+            .call(&format!("create Crowd group {name}"), Idempotency::NonIdempotent, &[200, 201], || {
+                self.c.req(Method::POST, &format!("{API}/group")).json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<(), ConnectorError> {
+        self.c
+            .call(&format!("delete Crowd group {name}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c.req(Method::DELETE, &format!("{API}/group")).query(&[("groupname", name)])
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError> {
+        let futs = usernames.iter().map(|u| self.add_one(group, u).boxed()).collect();
+        run_all(futs, self.c.max_concurrency, &format!("add members to Crowd group {group}")).await
+    }
+
+    async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError> {
+        self.c
+            .call(&format!("remove {username} from Crowd group {group}"), Idempotency::Idempotent, &[200, 204], || {
+                self.c
+                    .req(Method::DELETE, &format!("{API}/group/user/direct"))
+                    .query(&[("groupname", group), ("username", username)])
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn set_avatar(&self, _username: &str, _photo: &Photo) -> Result<(), ConnectorError> {
+        Err(unsupported(Product::Crowd, "upload avatars (usermanagement only reads them)"))
+    }
+}

@@ -1,0 +1,207 @@
+//! End-to-end tests of the `usersync` binary against the bundled emulators over real HTTP on
+//! 127.0.0.1: config errors and exit codes, simulate writes nothing, sync converges, a
+//! no-change run makes no writes, the mass-removal guard holds with exit code 4.
+
+use std::path::Path;
+use std::process::Command;
+use usersync_emulators::atlassian::{AtlassianConfig, AtlassianEmulator, Product};
+use usersync_emulators::graph::{self, DirectorySeed, GraphConfig, GraphEmulator};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_usersync"))
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(dir: &Path, args: &[&str]) -> Out {
+    let out = bin()
+        .arg("--config")
+        .arg(dir.join("usersync.toml"))
+        .args(args)
+        .env_remove("USERSYNC_CONFIG")
+        .output()
+        .expect("run usersync");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write_config(dir: &Path, graph: &GraphEmulator, jira: &AtlassianEmulator, policy_extra: &str) {
+    std::fs::write(dir.join("secret"), graph::DEFAULT_CLIENT_SECRET).unwrap();
+    std::fs::write(dir.join("pat"), "emulator-pat").unwrap();
+    let cfg = format!(
+        r#"
+data_dir = "data"
+[source]
+tenant_id = "{}"
+client_id = "{}"
+client_secret = {{ file = "{d}/secret" }}
+login_url = "{}"
+graph_url = "{}"
+[[target]]
+name = "jira"
+product = "jira"
+base_url = "{}"
+auth = "bearer"
+secret = {{ file = "{d}/pat" }}
+[target.sync.scope]
+flatten_nested = true
+[target.sync.policy]
+access_groups = ["jira-software-users"]
+{policy_extra}
+"#,
+        graph::DEFAULT_TENANT_ID,
+        graph::DEFAULT_CLIENT_ID,
+        graph.login_url(),
+        graph.graph_url(),
+        jira.base_url(),
+        d = dir.display()
+    );
+    std::fs::write(dir.join("usersync.toml"), cfg).unwrap();
+}
+
+async fn emulators(users: u32) -> (GraphEmulator, AtlassianEmulator) {
+    let mut g = GraphConfig::default();
+    g.directory = DirectorySeed::Custom { users, groups: 5, memberships: users * 2, seed: 7 };
+    let graph = GraphEmulator::start(g).await.unwrap();
+    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2)).await.unwrap();
+    (graph, jira)
+}
+
+#[test]
+fn config_errors_name_the_field_and_exit_5() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("usersync.toml"),
+        "[source]\ntenant_id = \"not a tenant\"\nclient_id = \"x\"\nclient_secret = { env = \"NOPE\" }\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("source.tenant_id"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"));
+
+    // An inline secret is refused with a hint.
+    std::fs::write(
+        dir.path().join("usersync.toml"),
+        "[source]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"535fb089-9ff3-47b6-9bfb-4f1264799865\"\nclient_secret = \"hunter2\"\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("client_secret"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2"), "secret echoed: {}", out.stderr);
+
+    // A bad Quartz schedule names the target and the field.
+    std::fs::write(
+        dir.path().join("usersync.toml"),
+        "[source]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"535fb089-9ff3-47b6-9bfb-4f1264799865\"\nclient_secret = { env = \"X\" }\n\
+         [[target]]\nname = \"jira\"\nproduct = \"jira\"\nbase_url = \"https://jira.example.com\"\nauth = \"bearer\"\nsecret = { env = \"Y\" }\nschedule = \"0 0 25 * * ?\"\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("schedule"), "{}", out.stderr);
+
+    // Missing file.
+    let out = bin().args(["--config", "/nonexistent/usersync.toml", "simulate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_then_sync_then_nothing() {
+    let (graph, jira) = emulators(40).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path().to_path_buf();
+
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["config", "check"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let before = jira.handle().snapshot();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["--format", "json", "simulate"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(jira.stats().writes(), 0, "simulate must not write");
+    assert_eq!(jira.handle().snapshot(), before);
+
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let users = jira.handle().users();
+    let enabled = graph.tenant().user_ids().len();
+    assert!(users.len() > enabled / 2, "synced {} of {} users", users.len(), enabled);
+    // Unmanaged accounts are untouched.
+    for u in ["user0001", "user0002", "admin"] {
+        assert!(users.iter().any(|x| x.name == u && x.active), "{u} changed");
+    }
+
+    jira.reset_stats();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(jira.stats().writes(), 0, "no-change run wrote: {}", out.stdout);
+
+    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"])).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().filter(|l| !l.trim().is_empty()).count(), 3, "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mass_removal_is_held_with_exit_4_until_overridden() {
+    let (graph, jira) = emulators(30).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "[target.sync.policy.guard]\nmax_count = 3\n");
+    let d = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Ten users leave at once.
+    let t = graph.tenant();
+    for id in t.user_ids().into_iter().take(10) {
+        t.delete_user(&id, true).unwrap();
+    }
+    jira.reset_stats();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 4, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert_eq!(jira.stats().writes(), 0, "a held run wrote");
+
+    let out = tokio::task::spawn_blocking(move || run(&d, &["sync", "--allow-mass-removal"])).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(jira.stats().writes() > 0);
+}
