@@ -254,3 +254,23 @@ def test_msgraph_sdk_delta_two_rounds(emu):
         assert with_members
 
     asyncio.run(run())
+
+
+def test_msgraph_sdk_retries_throttled_request(emu):
+    """kiota's RetryHandler must understand the emulator's 429 + Retry-After."""
+
+    async def run():
+        client, _ = graph_client(emu)
+        await client.groups.get()  # warm up: token acquired, connection open
+        control(emu, "POST", "/stats/reset")
+        control(emu, "PUT", "/faults", {"failRequests": [{"request": 1, "status": 429}], "retryAfterSecs": 1})
+        try:
+            groups = await client.groups.get()
+        finally:
+            control(emu, "PUT", "/faults", {})
+        assert len(groups.value) == 100
+        counts = control(emu, "GET", "/stats")["counts"]
+        assert counts["throttled"] == 1
+        assert counts["groups"] == 2
+
+    asyncio.run(run())

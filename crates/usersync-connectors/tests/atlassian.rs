@@ -2,15 +2,15 @@
 //! (fixtures) and, over real HTTP on 127.0.0.1, every target against the Atlassian emulator.
 //! One test binary; the product modules live in `tests/atlassian/`.
 
+#[path = "atlassian/check.rs"]
+mod check;
 #[path = "atlassian/common.rs"]
 mod common;
+#[path = "atlassian/faults.rs"]
+mod faults;
 #[path = "atlassian/fixtures.rs"]
 mod fixtures;
 #[path = "atlassian/lifecycle.rs"]
 mod lifecycle;
 #[path = "atlassian/products.rs"]
 mod products;
-#[path = "atlassian/faults.rs"]
-mod faults;
-#[path = "atlassian/check.rs"]
-mod check;

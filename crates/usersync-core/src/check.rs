@@ -36,19 +36,43 @@ pub struct Check {
 impl Check {
     /// A passing check.
     pub fn pass(id: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self { id: id.into(), title: title.into(), verdict: Verdict::Pass, detail: detail.into(), fix: None }
+        Self {
+            id: id.into(),
+            title: title.into(),
+            verdict: Verdict::Pass,
+            detail: detail.into(),
+            fix: None,
+        }
     }
     /// A warning with a fix.
     pub fn warn(id: &str, title: &str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { id: id.into(), title: title.into(), verdict: Verdict::Warn, detail: detail.into(), fix: Some(fix.into()) }
+        Self {
+            id: id.into(),
+            title: title.into(),
+            verdict: Verdict::Warn,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
     }
     /// A failure with a fix.
     pub fn fail(id: &str, title: &str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { id: id.into(), title: title.into(), verdict: Verdict::Fail, detail: detail.into(), fix: Some(fix.into()) }
+        Self {
+            id: id.into(),
+            title: title.into(),
+            verdict: Verdict::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
     }
     /// A check not run because an earlier one failed.
     pub fn skipped(id: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self { id: id.into(), title: title.into(), verdict: Verdict::Skipped, detail: detail.into(), fix: None }
+        Self {
+            id: id.into(),
+            title: title.into(),
+            verdict: Verdict::Skipped,
+            detail: detail.into(),
+            fix: None,
+        }
     }
 }
 

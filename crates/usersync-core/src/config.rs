@@ -129,7 +129,12 @@ pub struct RemovalGuard {
 
 impl Default for RemovalGuard {
     fn default() -> Self {
-        Self { max_count: 100, max_percent: 10.0, percent_floor: 5, allow_mass_removal: false }
+        Self {
+            max_count: 100,
+            max_percent: 10.0,
+            percent_floor: 5,
+            allow_mass_removal: false,
+        }
     }
 }
 

@@ -77,13 +77,16 @@ pub fn desired_state(
     let mut by_name: HashMap<String, Vec<DesiredUser>> = HashMap::new();
     for u in source.users.iter().filter(|u| scope.users.contains(&u.id)) {
         match map_user(u, &settings.mapping, caps) {
-            Ok(account) => by_name.entry(name_key(&account.username)).or_default().push(DesiredUser {
-                source_id: u.id.clone(),
-                upn: u.upn.clone(),
-                account,
-                enabled: u.enabled,
-                photo_tag: u.photo.as_ref().map(|p| p.tag.clone()),
-            }),
+            Ok(account) => by_name
+                .entry(name_key(&account.username))
+                .or_default()
+                .push(DesiredUser {
+                    source_id: u.id.clone(),
+                    upn: u.upn.clone(),
+                    account,
+                    enabled: u.enabled,
+                    photo_tag: u.photo.as_ref().map(|p| p.tag.clone()),
+                }),
             Err(reason) => {
                 out.blocked_users.insert(u.id.clone());
                 out.skipped.push(SkippedUser {
@@ -114,13 +117,25 @@ pub fn desired_state(
                 upns.join(", ")
             ),
         });
-        out.blocked_users.extend(users.into_iter().map(|u| u.source_id));
+        out.blocked_users
+            .extend(users.into_iter().map(|u| u.source_id));
     }
     out.skipped.sort_by(|a, b| a.source_id.cmp(&b.source_id));
 
     for (id, g) in scope.groups {
-        let members = g.members.into_iter().filter(|m| out.users.contains_key(m)).collect();
-        out.groups.insert(id, DesiredGroup { source_id: g.source_id, name: g.name, members });
+        let members = g
+            .members
+            .into_iter()
+            .filter(|m| out.users.contains_key(m))
+            .collect();
+        out.groups.insert(
+            id,
+            DesiredGroup {
+                source_id: g.source_id,
+                name: g.name,
+                members,
+            },
+        );
     }
     Ok(out)
 }

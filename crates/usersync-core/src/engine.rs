@@ -11,7 +11,9 @@ pub use crate::journal::{MemoryJournal, apply_outcome_to_links, record_intent};
 
 use crate::model::name_key;
 use crate::plan::{OpKind, OpOutcome, Operation, Plan};
-use crate::ports::{ApplyJournal, ConnectorError, ErrorKind, SourceDirectory, TargetCapabilities, TargetDirectory};
+use crate::ports::{
+    ApplyJournal, ConnectorError, ErrorKind, SourceDirectory, TargetCapabilities, TargetDirectory,
+};
 use crate::report::{Report, RunMode};
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -68,7 +70,11 @@ impl Failed {
                 self.users.insert(source_id.clone());
                 self.names.insert(name_key(&account.username));
             }
-            OpKind::AdoptUser { source_id, username, .. } => {
+            OpKind::AdoptUser {
+                source_id,
+                username,
+                ..
+            } => {
                 self.users.insert(source_id.clone());
                 self.names.insert(name_key(username));
             }
@@ -91,14 +97,17 @@ impl Failed {
                 if self.groups.contains(&name_key(group)) {
                     return Some(format!("{dep} (creating group {group})"));
                 }
-                if !usernames.is_empty() && usernames.iter().all(|u| self.names.contains(&name_key(u))) {
+                if !usernames.is_empty()
+                    && usernames.iter().all(|u| self.names.contains(&name_key(u)))
+                {
                     return Some(format!("{dep} (creating or renaming the account)"));
                 }
                 None
             }
-            OpKind::RemoveMember { username, .. } => {
-                self.names.contains(&name_key(username)).then(|| format!("{dep} (renaming the account)"))
-            }
+            OpKind::RemoveMember { username, .. } => self
+                .names
+                .contains(&name_key(username))
+                .then(|| format!("{dep} (renaming the account)")),
             // Creates and adopts are the prerequisites themselves.
             OpKind::CreateUser { .. } | OpKind::AdoptUser { .. } => None,
             k => k
@@ -132,7 +141,10 @@ struct Run<'a> {
 impl Run<'_> {
     fn halt(&self, reason: String) {
         self.stop.store(true, Ordering::SeqCst);
-        self.stop_reason.lock().expect("stop lock").get_or_insert(reason);
+        self.stop_reason
+            .lock()
+            .expect("stop lock")
+            .get_or_insert(reason);
     }
 
     async fn write(&self, op: &Operation, failed: &Failed) -> Result<OpOutcome, ConnectorError> {
@@ -141,15 +153,23 @@ impl Run<'_> {
         match &op.kind {
             OpKind::CreateUser { account, .. } => {
                 let created = t.create_user(account).await?;
-                return Ok(OpOutcome::Applied { target_key: created.key });
+                return Ok(OpOutcome::Applied {
+                    target_key: created.key,
+                });
             }
             OpKind::AdoptUser { .. } | OpKind::AdoptGroup { .. } => {}
             OpKind::RenameUser { from, to, .. } => t.rename_user(from, to).await?,
-            OpKind::UpdateUser { username, changes, .. } => t.update_user(username, changes).await?,
+            OpKind::UpdateUser {
+                username, changes, ..
+            } => t.update_user(username, changes).await?,
             // Without deactivation the planner already removed the memberships (fallback);
             // the op only records the state in the journal.
-            OpKind::ReactivateUser { username, .. } if self.caps.deactivate => t.set_active(username, true).await?,
-            OpKind::DeactivateUser { username, .. } if self.caps.deactivate => t.set_active(username, false).await?,
+            OpKind::ReactivateUser { username, .. } if self.caps.deactivate => {
+                t.set_active(username, true).await?
+            }
+            OpKind::DeactivateUser { username, .. } if self.caps.deactivate => {
+                t.set_active(username, false).await?
+            }
             OpKind::ReactivateUser { .. } | OpKind::DeactivateUser { .. } => {}
             // Deletes are idempotent: "not found" means the goal is reached (e.g. a delete
             // whose journal confirmation was lost when a run was killed).
@@ -158,14 +178,23 @@ impl Run<'_> {
             OpKind::DeleteGroup { name, .. } => ignore_not_found(t.delete_group(name).await)?,
             OpKind::AddMembers { group, usernames } => {
                 // Drop users whose create failed; the rest of the batch still goes in.
-                let ok: Vec<String> =
-                    usernames.iter().filter(|u| !failed.names.contains(&name_key(u))).cloned().collect();
+                let ok: Vec<String> = usernames
+                    .iter()
+                    .filter(|u| !failed.names.contains(&name_key(u)))
+                    .cloned()
+                    .collect();
                 t.add_members(group, &ok).await?
             }
             OpKind::RemoveMember { group, username } => t.remove_member(group, username).await?,
-            OpKind::SetAvatar { source_id, username, .. } => {
+            OpKind::SetAvatar {
+                source_id,
+                username,
+                ..
+            } => {
                 if !self.caps.avatars {
-                    return Ok(OpOutcome::Skipped { reason: format!("{} does not support avatars", self.caps.product) });
+                    return Ok(OpOutcome::Skipped {
+                        reason: format!("{} does not support avatars", self.caps.product),
+                    });
                 }
                 match self.photos.photo(source_id).await? {
                     Some(photo) => t.set_avatar(username, &photo).await?,
@@ -182,13 +211,23 @@ impl Run<'_> {
 
     async fn run_one(&self, op: &Operation, failed: &Failed) -> OpOutcome {
         let outcome = if self.stop.load(Ordering::SeqCst) {
-            let why = self.stop_reason.lock().expect("stop lock").clone().unwrap_or_default();
-            OpOutcome::Skipped { reason: format!("not attempted: the run stopped ({why})") }
+            let why = self
+                .stop_reason
+                .lock()
+                .expect("stop lock")
+                .clone()
+                .unwrap_or_default();
+            OpOutcome::Skipped {
+                reason: format!("not attempted: the run stopped ({why})"),
+            }
         } else if let Some(reason) = failed.blocks(op) {
             OpOutcome::Skipped { reason }
         } else if let Err(e) = self.journal.before(op).await {
             self.halt(format!("the journal failed: {e}"));
-            OpOutcome::Failed { kind: e.kind, message: format!("journal: {e}") }
+            OpOutcome::Failed {
+                kind: e.kind,
+                message: format!("journal: {e}"),
+            }
         } else {
             match self.write(op, failed).await {
                 Ok(o) => o,
@@ -196,7 +235,10 @@ impl Run<'_> {
                     if e.kind.is_systemic() {
                         self.halt(format!("{:?} error: {}", e.kind, e.message));
                     }
-                    OpOutcome::Failed { kind: e.kind, message: e.message }
+                    OpOutcome::Failed {
+                        kind: e.kind,
+                        message: e.message,
+                    }
                 }
             }
         };
@@ -223,12 +265,18 @@ pub async fn apply(
         let skipped: Vec<OpOutcome> = plan
             .ops
             .iter()
-            .map(|_| OpOutcome::Skipped { reason: format!("not attempted: the run is held ({why})") })
+            .map(|_| OpOutcome::Skipped {
+                reason: format!("not attempted: the run is held ({why})"),
+            })
             .collect();
         return Report::build(plan, RunMode::Sync, Some(&skipped), None);
     }
     let caps = target.capabilities();
-    let concurrency = if opts.max_concurrency > 0 { opts.max_concurrency } else { caps.max_concurrency.max(1) };
+    let concurrency = if opts.max_concurrency > 0 {
+        opts.max_concurrency
+    } else {
+        caps.max_concurrency.max(1)
+    };
     let run = Run {
         target,
         photos,
@@ -245,7 +293,10 @@ pub async fn apply(
     let mut start = 0;
     while start < plan.ops.len() {
         let phase = plan.ops[start].kind.phase();
-        let end = plan.ops[start..].iter().position(|o| o.kind.phase() != phase).map_or(plan.ops.len(), |n| start + n);
+        let end = plan.ops[start..]
+            .iter()
+            .position(|o| o.kind.phase() != phase)
+            .map_or(plan.ops.len(), |n| start + n);
         let results: Vec<(usize, OpOutcome)> = {
             let (run, failed) = (&run, &failed);
             futures::stream::iter(start..end)
@@ -264,7 +315,11 @@ pub async fn apply(
     }
     let outcomes: Vec<OpOutcome> = outcomes
         .into_iter()
-        .map(|o| o.unwrap_or(OpOutcome::Skipped { reason: "not attempted".into() }))
+        .map(|o| {
+            o.unwrap_or(OpOutcome::Skipped {
+                reason: "not attempted".into(),
+            })
+        })
         .collect();
     let stopped = run.stop_reason.into_inner().expect("stop lock");
     Report::build(plan, RunMode::Sync, Some(&outcomes), stopped)

@@ -17,14 +17,17 @@ use std::sync::Mutex;
 pub fn record_intent(links: &mut LinkTable, op: &Operation) {
     match &op.kind {
         OpKind::CreateUser { source_id, account } => {
-            let link = links.users.entry(source_id.clone()).or_insert_with(|| UserLink {
-                source_id: source_id.clone(),
-                username: account.username.clone(),
-                target_key: None,
-                pending_username: None,
-                deactivated_at_ms: None,
-                photo_tag: None,
-            });
+            let link = links
+                .users
+                .entry(source_id.clone())
+                .or_insert_with(|| UserLink {
+                    source_id: source_id.clone(),
+                    username: account.username.clone(),
+                    target_key: None,
+                    pending_username: None,
+                    deactivated_at_ms: None,
+                    photo_tag: None,
+                });
             link.pending_username = Some(account.username.clone());
         }
         OpKind::RenameUser { source_id, to, .. } => {
@@ -35,7 +38,11 @@ pub fn record_intent(links: &mut LinkTable, op: &Operation) {
         OpKind::CreateGroup { source_id, name } => {
             links.groups.insert(
                 source_id.clone(),
-                GroupLink { source_id: source_id.clone(), name: name.clone(), pending: true },
+                GroupLink {
+                    source_id: source_id.clone(),
+                    name: name.clone(),
+                    pending: true,
+                },
             );
         }
         _ => {}
@@ -50,7 +57,12 @@ fn ambiguous(kind: ErrorKind) -> bool {
 
 /// Updates the links after an operation. `now_ms` stamps deactivations (delete grace period).
 /// `Skipped` outcomes change nothing (the write was never attempted).
-pub fn apply_outcome_to_links(links: &mut LinkTable, op: &Operation, outcome: &OpOutcome, now_ms: i64) {
+pub fn apply_outcome_to_links(
+    links: &mut LinkTable,
+    op: &Operation,
+    outcome: &OpOutcome,
+    now_ms: i64,
+) {
     let failed_kind = match outcome {
         OpOutcome::Applied { .. } => None,
         OpOutcome::Failed { kind, .. } => Some(*kind),
@@ -64,7 +76,9 @@ pub fn apply_outcome_to_links(links: &mut LinkTable, op: &Operation, outcome: &O
         match &op.kind {
             OpKind::CreateUser { source_id, account } => {
                 let fresh = links.users.get(source_id).is_some_and(|l| {
-                    l.pending_username.as_deref().is_some_and(|p| name_key(p) == name_key(&account.username))
+                    l.pending_username
+                        .as_deref()
+                        .is_some_and(|p| name_key(p) == name_key(&account.username))
                 });
                 if fresh {
                     // The account does not exist: forget the link, the next plan creates again.
@@ -103,15 +117,22 @@ pub fn apply_outcome_to_links(links: &mut LinkTable, op: &Operation, outcome: &O
                 },
             );
         }
-        OpKind::AdoptUser { source_id, username, target_key } => {
-            let link = links.users.entry(source_id.clone()).or_insert_with(|| UserLink {
-                source_id: source_id.clone(),
-                username: username.clone(),
-                target_key: None,
-                pending_username: None,
-                deactivated_at_ms: None,
-                photo_tag: None,
-            });
+        OpKind::AdoptUser {
+            source_id,
+            username,
+            target_key,
+        } => {
+            let link = links
+                .users
+                .entry(source_id.clone())
+                .or_insert_with(|| UserLink {
+                    source_id: source_id.clone(),
+                    username: username.clone(),
+                    target_key: None,
+                    pending_username: None,
+                    deactivated_at_ms: None,
+                    photo_tag: None,
+                });
             link.username = username.clone();
             link.pending_username = None;
             if target_key.is_some() {
@@ -138,7 +159,11 @@ pub fn apply_outcome_to_links(links: &mut LinkTable, op: &Operation, outcome: &O
         OpKind::DeleteUser { source_id, .. } => {
             links.users.remove(source_id);
         }
-        OpKind::SetAvatar { source_id, photo_tag, .. } => {
+        OpKind::SetAvatar {
+            source_id,
+            photo_tag,
+            ..
+        } => {
             if let Some(l) = links.users.get_mut(source_id) {
                 l.photo_tag = Some(photo_tag.clone());
             }
@@ -147,16 +172,26 @@ pub fn apply_outcome_to_links(links: &mut LinkTable, op: &Operation, outcome: &O
             if matches!(op.kind, OpKind::AdoptGroup { .. }) {
                 // A takeover: the departed source group's link to this group goes.
                 let key = name_key(name);
-                links.groups.retain(|sid, g| sid == source_id || name_key(&g.name) != key);
+                links
+                    .groups
+                    .retain(|sid, g| sid == source_id || name_key(&g.name) != key);
             }
             links.groups.insert(
                 source_id.clone(),
-                GroupLink { source_id: source_id.clone(), name: name.clone(), pending: false },
+                GroupLink {
+                    source_id: source_id.clone(),
+                    name: name.clone(),
+                    pending: false,
+                },
             );
         }
         OpKind::DeleteGroup { source_id, name } => {
             // A group renamed at the source has a new link under the same ID: keep it.
-            if links.groups.get(source_id).is_some_and(|g| name_key(&g.name) == name_key(name)) {
+            if links
+                .groups
+                .get(source_id)
+                .is_some_and(|g| name_key(&g.name) == name_key(name))
+            {
                 links.groups.remove(source_id);
             }
         }
@@ -176,7 +211,11 @@ pub struct MemoryJournal {
 impl MemoryJournal {
     /// Starts from `links`; `now_ms` stamps deactivations.
     pub fn new(links: LinkTable, now_ms: i64) -> Self {
-        Self { links: Mutex::new(links), log: Mutex::new(Vec::new()), now_ms }
+        Self {
+            links: Mutex::new(links),
+            log: Mutex::new(Vec::new()),
+            now_ms,
+        }
     }
 
     /// The link table now.
@@ -198,8 +237,16 @@ impl ApplyJournal for MemoryJournal {
     }
 
     async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError> {
-        apply_outcome_to_links(&mut self.links.lock().expect("journal lock"), op, outcome, self.now_ms);
-        self.log.lock().expect("journal lock").push((op.clone(), outcome.clone()));
+        apply_outcome_to_links(
+            &mut self.links.lock().expect("journal lock"),
+            op,
+            outcome,
+            self.now_ms,
+        );
+        self.log
+            .lock()
+            .expect("journal lock")
+            .push((op.clone(), outcome.clone()));
         Ok(())
     }
 

@@ -33,7 +33,10 @@ pub fn attribute(user: &SourceUser, src: UsernameSource) -> Option<String> {
         UsernameSource::UpnLocalPart => user.upn.split('@').next(),
         UsernameSource::EmployeeId => user.employee_id.as_deref(),
     };
-    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// Turns a guest UPN (`first.last_example.com#EXT#@tenant.onmicrosoft.com`) into the original
@@ -73,7 +76,9 @@ pub fn validate_username(name: &str) -> Result<(), String> {
         ));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
-        return Err(format!("the mapped username {name:?} contains a control character ({c:?})"));
+        return Err(format!(
+            "the mapped username {name:?} contains a control character ({c:?})"
+        ));
     }
     if name.chars().any(char::is_whitespace) {
         return Err(format!("the mapped username {name:?} contains whitespace"));
@@ -94,7 +99,11 @@ pub fn map_user(
     caps: &TargetCapabilities,
 ) -> Result<AccountSpec, String> {
     let raw = attribute(user, settings.username_source)
-        .or_else(|| settings.username_fallback.and_then(|fb| attribute(user, fb)))
+        .or_else(|| {
+            settings
+                .username_fallback
+                .and_then(|fb| attribute(user, fb))
+        })
         .ok_or_else(|| match settings.username_fallback {
             Some(fb) => format!(
                 "neither {} nor the fallback {} has a value, so no username can be derived",
@@ -118,12 +127,21 @@ pub fn map_user(
             caps.product
         ));
     }
-    Ok(AccountSpec { display_name: display_name(user, &username), email: email(user), username })
+    Ok(AccountSpec {
+        display_name: display_name(user, &username),
+        email: email(user),
+        username,
+    })
 }
 
 /// Display name: `displayName`, else given name + surname, else the username.
 fn display_name(user: &SourceUser, username: &str) -> String {
-    if let Some(d) = user.display_name.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+    if let Some(d) = user
+        .display_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         return d.to_string();
     }
     let parts: Vec<&str> = [user.given_name.as_deref(), user.surname.as_deref()]
@@ -132,12 +150,21 @@ fn display_name(user: &SourceUser, username: &str) -> String {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    if parts.is_empty() { username.to_string() } else { parts.join(" ") }
+    if parts.is_empty() {
+        username.to_string()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// E-mail: `mail`, else the guest's original address, else the UPN.
 fn email(user: &SourceUser) -> String {
-    if let Some(m) = user.mail.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+    if let Some(m) = user
+        .mail
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
         return m.to_string();
     }
     guest_original_address(&user.upn).unwrap_or_else(|| user.upn.trim().to_string())

@@ -4,7 +4,7 @@
 
 use crate::link::LinkTable;
 use crate::model::{SourceSnapshot, TargetSnapshot};
-use crate::plan::{AccountSpec, FieldChange, Operation, OpOutcome};
+use crate::plan::{AccountSpec, FieldChange, OpOutcome, Operation};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Systemic errors stop an apply: carrying on would fail every remaining item.
     pub fn is_systemic(self) -> bool {
-        matches!(self, ErrorKind::Auth | ErrorKind::Forbidden | ErrorKind::Unreachable | ErrorKind::Throttled)
+        matches!(
+            self,
+            ErrorKind::Auth | ErrorKind::Forbidden | ErrorKind::Unreachable | ErrorKind::Throttled
+        )
     }
 }
 
@@ -89,7 +92,11 @@ pub struct ConnectorError {
 impl ConnectorError {
     /// Builds an error.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), status: None }
+        Self {
+            kind,
+            message: message.into(),
+            status: None,
+        }
     }
 }
 
@@ -157,7 +164,11 @@ pub trait TargetDirectory: Send + Sync {
     /// Creates an account (active, with the given groups not yet applied).
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError>;
     /// Changes display name and/or e-mail.
-    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError>;
+    async fn update_user(
+        &self,
+        username: &str,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError>;
     /// Renames an account (only called when `capabilities().rename`).
     async fn rename_user(&self, from: &str, to: &str) -> Result<(), ConnectorError>;
     /// Sets the account active or inactive (only called when `capabilities().deactivate`).

@@ -2,7 +2,9 @@
 //! `docs/report-schema.md`) and a readable text summary. Built from a plan, plus per-operation
 //! outcomes after an apply; simulate and sync share this code.
 
-use crate::plan::{Conflict, FieldChange, OpKind, OpOutcome, Operation, Plan, PlanCounts, SkippedUser};
+use crate::plan::{
+    Conflict, FieldChange, OpKind, OpOutcome, Operation, Plan, PlanCounts, SkippedUser,
+};
 use crate::ports::ReadStats;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -186,7 +188,12 @@ pub struct Report {
 
 impl Report {
     /// Builds the report of `plan`; `outcomes` (one per op, in plan order) after an apply.
-    pub fn build(plan: &Plan, mode: RunMode, outcomes: Option<&[OpOutcome]>, stopped: Option<String>) -> Report {
+    pub fn build(
+        plan: &Plan,
+        mode: RunMode,
+        outcomes: Option<&[OpOutcome]>,
+        stopped: Option<String>,
+    ) -> Report {
         let mut r = Report {
             schema_version: REPORT_SCHEMA_VERSION,
             run: RunInfo {
@@ -201,8 +208,14 @@ impl Report {
             stopped,
             source_complete: plan.source_complete,
             counts: plan.counts.clone(),
-            outcomes: OutcomeCounts { planned: plan.ops.len(), ..OutcomeCounts::default() },
-            users: UserChanges { unchanged: plan.unchanged.clone(), ..UserChanges::default() },
+            outcomes: OutcomeCounts {
+                planned: plan.ops.len(),
+                ..OutcomeCounts::default()
+            },
+            users: UserChanges {
+                unchanged: plan.unchanged.clone(),
+                ..UserChanges::default()
+            },
             groups: GroupChanges::default(),
             memberships: MembershipChanges::default(),
             avatars_set: Vec::new(),
@@ -221,10 +234,16 @@ impl Report {
                 None => {}
             }
             // Change lists show what happened: everything in a simulation, applied ops after.
-            if outcome.as_ref().is_none_or(|o| matches!(o, OpOutcome::Applied { .. })) {
+            if outcome
+                .as_ref()
+                .is_none_or(|o| matches!(o, OpOutcome::Applied { .. }))
+            {
                 r.add_change(op);
             }
-            r.operations.push(OpRecord { op: op.clone(), outcome });
+            r.operations.push(OpRecord {
+                op: op.clone(),
+                outcome,
+            });
         }
         if outcomes.is_some() {
             // After an apply the change figures count what was applied, like the lists.
@@ -253,31 +272,59 @@ impl Report {
             reason: op.reason.clone(),
         };
         match &op.kind {
-            OpKind::CreateUser { source_id, account } => self.users.added.push(entry(source_id, &account.username)),
-            OpKind::AdoptUser { source_id, username, .. } => self.users.adopted.push(entry(source_id, username)),
-            OpKind::RenameUser { source_id, from, to } => self.users.renamed.push(RenamedUser {
+            OpKind::CreateUser { source_id, account } => {
+                self.users.added.push(entry(source_id, &account.username))
+            }
+            OpKind::AdoptUser {
+                source_id,
+                username,
+                ..
+            } => self.users.adopted.push(entry(source_id, username)),
+            OpKind::RenameUser {
+                source_id,
+                from,
+                to,
+            } => self.users.renamed.push(RenamedUser {
                 source_id: source_id.clone(),
                 from: from.clone(),
                 to: to.clone(),
             }),
-            OpKind::UpdateUser { source_id, username, changes } => self.users.modified.push(ModifiedUser {
+            OpKind::UpdateUser {
+                source_id,
+                username,
+                changes,
+            } => self.users.modified.push(ModifiedUser {
                 username: username.clone(),
                 source_id: source_id.clone(),
                 changes: changes.clone(),
             }),
-            OpKind::ReactivateUser { source_id, username } => self.users.reactivated.push(entry(source_id, username)),
-            OpKind::DeactivateUser { source_id, username } => self.users.deactivated.push(entry(source_id, username)),
-            OpKind::DeleteUser { source_id, username } => self.users.deleted.push(entry(source_id, username)),
+            OpKind::ReactivateUser {
+                source_id,
+                username,
+            } => self.users.reactivated.push(entry(source_id, username)),
+            OpKind::DeactivateUser {
+                source_id,
+                username,
+            } => self.users.deactivated.push(entry(source_id, username)),
+            OpKind::DeleteUser {
+                source_id,
+                username,
+            } => self.users.deleted.push(entry(source_id, username)),
             OpKind::CreateGroup { name, .. } => self.groups.added.push(name.clone()),
             OpKind::AdoptGroup { name, .. } => self.groups.adopted.push(name.clone()),
             OpKind::DeleteGroup { name, .. } => self.groups.removed.push(name.clone()),
-            OpKind::AddMembers { group, usernames } => self
-                .memberships
-                .added
-                .extend(usernames.iter().map(|u| Membership { group: group.clone(), username: u.clone() })),
-            OpKind::RemoveMember { group, username } => {
-                self.memberships.removed.push(Membership { group: group.clone(), username: username.clone() })
+            OpKind::AddMembers { group, usernames } => {
+                self.memberships
+                    .added
+                    .extend(usernames.iter().map(|u| Membership {
+                        group: group.clone(),
+                        username: u.clone(),
+                    }))
             }
+            OpKind::RemoveMember { group, username } => self.memberships.removed.push(Membership {
+                group: group.clone(),
+                username: username.clone(),
+            }),
             OpKind::SetAvatar { username, .. } => self.avatars_set.push(username.clone()),
         }
     }
@@ -300,7 +347,11 @@ impl Report {
             let _ = writeln!(s, "Connector: {c}");
         }
         if let Some(rs) = &self.run.source_read {
-            let _ = writeln!(s, "Source read: {}, {} requests ({} throttled)", rs.mode, rs.requests, rs.throttled);
+            let _ = writeln!(
+                s,
+                "Source read: {}, {} requests ({} throttled)",
+                rs.mode, rs.requests, rs.throttled
+            );
         }
         if !self.source_complete {
             let _ = writeln!(s, "Source read INCOMPLETE: nothing is removed in this run");
@@ -315,11 +366,25 @@ impl Report {
         let _ = writeln!(
             s,
             "Users: {} added, {} adopted, {} modified, {} renamed, {} reactivated, {} deactivated, {} deleted, {} unchanged",
-            c.users_created, c.users_adopted, c.users_updated, c.users_renamed, c.users_reactivated,
-            c.users_deactivated, c.users_deleted, c.users_unchanged
+            c.users_created,
+            c.users_adopted,
+            c.users_updated,
+            c.users_renamed,
+            c.users_reactivated,
+            c.users_deactivated,
+            c.users_deleted,
+            c.users_unchanged
         );
-        let _ = writeln!(s, "Groups: {} added, {} adopted, {} removed", c.groups_created, c.groups_adopted, c.groups_deleted);
-        let _ = writeln!(s, "Memberships: {} added, {} removed", c.memberships_added, c.memberships_removed);
+        let _ = writeln!(
+            s,
+            "Groups: {} added, {} adopted, {} removed",
+            c.groups_created, c.groups_adopted, c.groups_deleted
+        );
+        let _ = writeln!(
+            s,
+            "Memberships: {} added, {} removed",
+            c.memberships_added, c.memberships_removed
+        );
         let _ = writeln!(s, "Avatars: {} set", c.avatars_set);
         let _ = writeln!(
             s,
@@ -328,12 +393,28 @@ impl Report {
         );
         if self.run.mode == RunMode::Sync {
             let o = &self.outcomes;
-            let _ = writeln!(s, "Operations: {} planned, {} applied, {} failed, {} not attempted", o.planned, o.applied, o.failed, o.skipped);
+            let _ = writeln!(
+                s,
+                "Operations: {} planned, {} applied, {} failed, {} not attempted",
+                o.planned, o.applied, o.failed, o.skipped
+            );
         }
 
         let u = &self.users;
-        section(&mut s, "Added users", u.added.iter().map(|e| format!("+ {} ({})", e.username, e.reason)));
-        section(&mut s, "Adopted users", u.adopted.iter().map(|e| format!("= {} ({})", e.username, e.reason)));
+        section(
+            &mut s,
+            "Added users",
+            u.added
+                .iter()
+                .map(|e| format!("+ {} ({})", e.username, e.reason)),
+        );
+        section(
+            &mut s,
+            "Adopted users",
+            u.adopted
+                .iter()
+                .map(|e| format!("= {} ({})", e.username, e.reason)),
+        );
         section(
             &mut s,
             "Modified users",
@@ -352,38 +433,111 @@ impl Report {
                 format!("~ {}: {}", m.username, diffs.join("; "))
             }),
         );
-        section(&mut s, "Renamed users", u.renamed.iter().map(|r| format!("> {} → {}", r.from, r.to)));
-        section(&mut s, "Reactivated users", u.reactivated.iter().map(|e| format!("^ {} ({})", e.username, e.reason)));
-        section(&mut s, "Deactivated users", u.deactivated.iter().map(|e| format!("v {} ({})", e.username, e.reason)));
-        section(&mut s, "Deleted users", u.deleted.iter().map(|e| format!("- {} ({})", e.username, e.reason)));
-        section(&mut s, "Groups added", self.groups.added.iter().map(|g| format!("+ {g}")));
-        section(&mut s, "Groups adopted", self.groups.adopted.iter().map(|g| format!("= {g}")));
-        section(&mut s, "Groups removed", self.groups.removed.iter().map(|g| format!("- {g}")));
-        section(&mut s, "Memberships added", self.memberships.added.iter().map(|m| format!("+ {} ∈ {}", m.username, m.group)));
-        section(&mut s, "Memberships removed", self.memberships.removed.iter().map(|m| format!("- {} ∉ {}", m.username, m.group)));
-        section(&mut s, "Avatars set", self.avatars_set.iter().map(|a| format!("* {a}")));
+        section(
+            &mut s,
+            "Renamed users",
+            u.renamed.iter().map(|r| format!("> {} → {}", r.from, r.to)),
+        );
+        section(
+            &mut s,
+            "Reactivated users",
+            u.reactivated
+                .iter()
+                .map(|e| format!("^ {} ({})", e.username, e.reason)),
+        );
+        section(
+            &mut s,
+            "Deactivated users",
+            u.deactivated
+                .iter()
+                .map(|e| format!("v {} ({})", e.username, e.reason)),
+        );
+        section(
+            &mut s,
+            "Deleted users",
+            u.deleted
+                .iter()
+                .map(|e| format!("- {} ({})", e.username, e.reason)),
+        );
+        section(
+            &mut s,
+            "Groups added",
+            self.groups.added.iter().map(|g| format!("+ {g}")),
+        );
+        section(
+            &mut s,
+            "Groups adopted",
+            self.groups.adopted.iter().map(|g| format!("= {g}")),
+        );
+        section(
+            &mut s,
+            "Groups removed",
+            self.groups.removed.iter().map(|g| format!("- {g}")),
+        );
+        section(
+            &mut s,
+            "Memberships added",
+            self.memberships
+                .added
+                .iter()
+                .map(|m| format!("+ {} ∈ {}", m.username, m.group)),
+        );
+        section(
+            &mut s,
+            "Memberships removed",
+            self.memberships
+                .removed
+                .iter()
+                .map(|m| format!("- {} ∉ {}", m.username, m.group)),
+        );
+        section(
+            &mut s,
+            "Avatars set",
+            self.avatars_set.iter().map(|a| format!("* {a}")),
+        );
         section(
             &mut s,
             "Conflicts — not synced",
             self.conflicts.iter().map(|c| {
-                let kind = serde_json::to_value(c.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                format!("! {kind} {:?} [{}]: {}", c.name, c.source_ids.join(", "), c.detail)
+                let kind = serde_json::to_value(c.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!(
+                    "! {kind} {:?} [{}]: {}",
+                    c.name,
+                    c.source_ids.join(", "),
+                    c.detail
+                )
             }),
         );
         section(
             &mut s,
             "Skipped users",
-            self.skipped.iter().map(|k| format!("? {} [{}]: {}", k.upn, k.source_id, k.reason)),
+            self.skipped
+                .iter()
+                .map(|k| format!("? {} [{}]: {}", k.upn, k.source_id, k.reason)),
         );
-        section(&mut s, "Target-only accounts — not managed, left alone", self.target_only.iter().map(|t| format!(". {t}")));
-        section(&mut s, "Warnings", self.warnings.iter().map(|w| format!("* {w}")));
+        section(
+            &mut s,
+            "Target-only accounts — not managed, left alone",
+            self.target_only.iter().map(|t| format!(". {t}")),
+        );
+        section(
+            &mut s,
+            "Warnings",
+            self.warnings.iter().map(|w| format!("* {w}")),
+        );
         section(
             &mut s,
             "Failed operations",
             self.operations.iter().filter_map(|r| match &r.outcome {
-                Some(OpOutcome::Failed { kind, message }) => {
-                    Some(format!("x #{} {}: {:?}: {message}", r.op.seq, describe(&r.op.kind), kind))
-                }
+                Some(OpOutcome::Failed { kind, message }) => Some(format!(
+                    "x #{} {}: {:?}: {message}",
+                    r.op.seq,
+                    describe(&r.op.kind),
+                    kind
+                )),
                 _ => None,
             }),
         );
@@ -404,7 +558,9 @@ pub fn describe(kind: &OpKind) -> String {
         OpKind::DeleteUser { username, .. } => format!("delete user {username}"),
         OpKind::CreateGroup { name, .. } => format!("create group {name}"),
         OpKind::DeleteGroup { name, .. } => format!("delete group {name}"),
-        OpKind::AddMembers { group, usernames } => format!("add {} to {group}", usernames.join(", ")),
+        OpKind::AddMembers { group, usernames } => {
+            format!("add {} to {group}", usernames.join(", "))
+        }
         OpKind::RemoveMember { group, username } => format!("remove {username} from {group}"),
         OpKind::SetAvatar { username, .. } => format!("set avatar of {username}"),
     }
@@ -420,6 +576,10 @@ fn section(s: &mut String, title: &str, items: impl Iterator<Item = String>) {
         let _ = writeln!(s, "  {it}");
     }
     if items.len() > TEXT_LIST_LIMIT {
-        let _ = writeln!(s, "  … and {} more (see the JSON report)", items.len() - TEXT_LIST_LIMIT);
+        let _ = writeln!(
+            s,
+            "  … and {} more (see the JSON report)",
+            items.len() - TEXT_LIST_LIMIT
+        );
     }
 }

@@ -23,8 +23,16 @@ pub struct ScheduleError {
 }
 
 impl ScheduleError {
-    fn new(field: Option<&'static str>, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { field, message: message.into(), fix: fix.into() }
+    fn new(
+        field: Option<&'static str>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            field,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -36,17 +44,54 @@ struct FieldSpec {
     names: &'static [&'static str],
 }
 
-const MONTHS: &[&str] = &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 const FIELDS: [FieldSpec; 7] = [
-    FieldSpec { name: "seconds", min: 0, max: 59, names: &[] },
-    FieldSpec { name: "minutes", min: 0, max: 59, names: &[] },
-    FieldSpec { name: "hours", min: 0, max: 23, names: &[] },
-    FieldSpec { name: "day-of-month", min: 1, max: 31, names: &[] },
-    FieldSpec { name: "month", min: 1, max: 12, names: MONTHS },
-    FieldSpec { name: "day-of-week", min: 1, max: 7, names: DAYS },
-    FieldSpec { name: "year", min: 1970, max: 2099, names: &[] },
+    FieldSpec {
+        name: "seconds",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    FieldSpec {
+        name: "minutes",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    FieldSpec {
+        name: "hours",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    FieldSpec {
+        name: "day-of-month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    FieldSpec {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: MONTHS,
+    },
+    FieldSpec {
+        name: "day-of-week",
+        min: 1,
+        max: 7,
+        names: DAYS,
+    },
+    FieldSpec {
+        name: "year",
+        min: 1970,
+        max: 2099,
+        names: &[],
+    },
 ];
 
 const EXAMPLE: &str = "`0 0 * * * ?` (every hour) or `0 30 2 ? * MON-FRI` (02:30 on weekdays)";
@@ -71,10 +116,21 @@ impl Schedule {
             .seconds(Seconds::Required)
             .year(Year::Optional)
             .alternative_weekdays(true)
+            // Quartz writes `0/15` for "from 0, every 15".
+            .sloppy_ranges(true)
             .build()
             .parse(expression.trim())
-            .map_err(|e| ScheduleError::new(None, e.to_string(), format!("use Quartz syntax, e.g. {EXAMPLE}")))?;
-        Ok(Self { expression: expression.trim().to_string(), cron })
+            .map_err(|e| {
+                ScheduleError::new(
+                    None,
+                    e.to_string(),
+                    format!("use Quartz syntax, e.g. {EXAMPLE}"),
+                )
+            })?;
+        Ok(Self {
+            expression: expression.trim().to_string(),
+            cron,
+        })
     }
 
     /// The expression as written.
@@ -91,7 +147,8 @@ impl Schedule {
     /// [`Schedule::next_after`] on unix milliseconds, evaluated in `tz`.
     pub fn next_after_ms(&self, after_ms: i64, tz: &jiff::tz::TimeZone) -> Option<i64> {
         let ts = jiff::Timestamp::from_millisecond(after_ms).ok()?;
-        self.next_after(&ts.to_zoned(tz.clone())).map(|z| z.timestamp().as_millisecond())
+        self.next_after(&ts.to_zoned(tz.clone()))
+            .map(|z| z.timestamp().as_millisecond())
     }
 }
 
@@ -108,13 +165,18 @@ fn validate_fields(expression: &str) -> Result<(), ScheduleError> {
             return Err(ScheduleError::new(
                 None,
                 "5 fields is Unix cron; usersync uses Quartz cron (as Atlassian products do), which starts with a seconds field",
-                format!("add the seconds first and use `?` for day-of-week, e.g. `0 {} {} {} {} ?`", parts[0], parts[1], parts[2], parts[3]),
+                format!(
+                    "add the seconds first and use `?` for day-of-week, e.g. `0 {} {} {} {} ?`",
+                    parts[0], parts[1], parts[2], parts[3]
+                ),
             ));
         }
         n => {
             return Err(ScheduleError::new(
                 None,
-                format!("expected 6 or 7 fields (seconds minutes hours day-of-month month day-of-week [year]), found {n}"),
+                format!(
+                    "expected 6 or 7 fields (seconds minutes hours day-of-month month day-of-week [year]), found {n}"
+                ),
                 format!("write e.g. {EXAMPLE}"),
             ));
         }
@@ -149,14 +211,21 @@ fn validate_field(field: &str, spec: &FieldSpec) -> Result<(), ScheduleError> {
         } else {
             format!(" or {}-{}", spec.names[0], spec.names[spec.names.len() - 1])
         };
-        format!("use values {}-{}{names}, `*`, ranges `a-b`, lists `a,b` and steps `*/n`", spec.min, spec.max)
+        format!(
+            "use values {}-{}{names}, `*`, ranges `a-b`, lists `a,b` and steps `*/n`",
+            spec.min, spec.max
+        )
     };
     let err = |msg: String| ScheduleError::new(Some(spec.name), msg, fix_range());
     if field == "?" {
         return if matches!(spec.name, "day-of-month" | "day-of-week") {
             Ok(())
         } else {
-            Err(ScheduleError::new(Some(spec.name), "`?` is only allowed in day-of-month and day-of-week", "use `*`"))
+            Err(ScheduleError::new(
+                Some(spec.name),
+                "`?` is only allowed in day-of-month and day-of-week",
+                "use `*`",
+            ))
         };
     }
     for item in field.split(',') {
@@ -176,7 +245,12 @@ fn validate_field(field: &str, spec: &FieldSpec) -> Result<(), ScheduleError> {
         if let Some(s) = step {
             match s.parse::<u32>() {
                 Ok(n) if n >= 1 && n <= spec.max.max(1) => {}
-                _ => return Err(err(format!("step {s:?} in {item:?} must be a number from 1 to {}", spec.max))),
+                _ => {
+                    return Err(err(format!(
+                        "step {s:?} in {item:?} must be a number from 1 to {}",
+                        spec.max
+                    )));
+                }
             }
         }
         if base == "*" || (base.is_empty() && step.is_some()) {
@@ -188,7 +262,8 @@ fn validate_field(field: &str, spec: &FieldSpec) -> Result<(), ScheduleError> {
         };
         let lo_v = value(lo, spec).ok_or_else(|| err(format!("{lo:?} is not a valid value")))?;
         if let Some(hi) = hi {
-            let hi_v = value(hi, spec).ok_or_else(|| err(format!("{hi:?} is not a valid value")))?;
+            let hi_v =
+                value(hi, spec).ok_or_else(|| err(format!("{hi:?} is not a valid value")))?;
             if hi_v < lo_v {
                 return Err(err(format!("range {base:?} runs backwards")));
             }
@@ -211,7 +286,9 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> Zoned {
-        s.parse::<jiff::Timestamp>().expect("ts").to_zoned(jiff::tz::TimeZone::UTC)
+        s.parse::<jiff::Timestamp>()
+            .expect("ts")
+            .to_zoned(jiff::tz::TimeZone::UTC)
     }
 
     #[test]
@@ -225,11 +302,26 @@ mod tests {
     fn quartz_weekdays_and_year() {
         // 2026-01-03 is a Saturday; MON-FRI → Monday the 5th. Quartz 2 = Monday.
         let s = Schedule::parse("0 30 2 ? * MON-FRI").expect("valid");
-        assert_eq!(s.next_after(&utc("2026-01-03T00:00:00Z")).expect("next").timestamp().to_string(), "2026-01-05T02:30:00Z");
-        let s = Schedule::parse("0 30 2 ? * 2 2026").expect("valid");
-        assert_eq!(s.next_after(&utc("2026-01-03T00:00:00Z")).expect("next").timestamp().to_string(), "2026-01-05T02:30:00Z");
         assert_eq!(
-            s.next_after_ms(utc("2026-01-03T00:00:00Z").timestamp().as_millisecond(), &jiff::tz::TimeZone::UTC),
+            s.next_after(&utc("2026-01-03T00:00:00Z"))
+                .expect("next")
+                .timestamp()
+                .to_string(),
+            "2026-01-05T02:30:00Z"
+        );
+        let s = Schedule::parse("0 30 2 ? * 2 2026").expect("valid");
+        assert_eq!(
+            s.next_after(&utc("2026-01-03T00:00:00Z"))
+                .expect("next")
+                .timestamp()
+                .to_string(),
+            "2026-01-05T02:30:00Z"
+        );
+        assert_eq!(
+            s.next_after_ms(
+                utc("2026-01-03T00:00:00Z").timestamp().as_millisecond(),
+                &jiff::tz::TimeZone::UTC
+            ),
             Some(utc("2026-01-05T02:30:00Z").timestamp().as_millisecond())
         );
     }

@@ -46,9 +46,14 @@ impl Selectors {
                 GroupSelector::Id(id) => {
                     out.ids.insert(id.trim().to_string());
                 }
-                GroupSelector::Regex(p) => out.regexes.push(Regex::new(p).map_err(|e| {
-                    ScopeError::BadRegex { list, pattern: p.clone(), message: e.to_string() }
-                })?),
+                GroupSelector::Regex(p) => {
+                    out.regexes
+                        .push(Regex::new(p).map_err(|e| ScopeError::BadRegex {
+                            list,
+                            pattern: p.clone(),
+                            message: e.to_string(),
+                        })?)
+                }
             }
         }
         Ok(out)
@@ -120,14 +125,21 @@ pub fn effective_members<'a>(
 /// Resolves the scope. With an include list, users are the members of the included,
 /// non-excluded groups; without one, every user except members of excluded groups. Synced
 /// groups are the included (or all) groups minus the excluded ones and minus name collisions.
-pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Result<Scope, ScopeError> {
+pub fn resolve_scope(
+    source: &SourceSnapshot,
+    settings: &ScopeSettings,
+) -> Result<Scope, ScopeError> {
     let include = Selectors::compile("include_groups", &settings.include_groups)?;
     let exclude = Selectors::compile("exclude_groups", &settings.exclude_groups)?;
     let by_id: HashMap<&str, &SourceGroup> =
         source.groups.iter().map(|g| (g.id.as_str(), g)).collect();
     let all_users: HashSet<&str> = source.users.iter().map(|u| u.id.as_str()).collect();
 
-    let excluded: Vec<&SourceGroup> = source.groups.iter().filter(|g| exclude.matches(g)).collect();
+    let excluded: Vec<&SourceGroup> = source
+        .groups
+        .iter()
+        .filter(|g| exclude.matches(g))
+        .collect();
     let synced: Vec<&SourceGroup> = source
         .groups
         .iter()
@@ -135,8 +147,10 @@ pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Resul
         .collect();
 
     // Effective members of each synced group, computed once.
-    let members: Vec<BTreeSet<&str>> =
-        synced.iter().map(|g| effective_members(g, &by_id, settings.flatten_nested)).collect();
+    let members: Vec<BTreeSet<&str>> = synced
+        .iter()
+        .map(|g| effective_members(g, &by_id, settings.flatten_nested))
+        .collect();
 
     let users: BTreeSet<String> = if include.is_empty() {
         let mut out_of_scope: HashSet<&str> = HashSet::new();
@@ -162,9 +176,15 @@ pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Resul
     // Group names colliding case-insensitively: neither is synced.
     let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, g) in synced.iter().enumerate() {
-        by_name.entry(name_key(g.display_name.trim())).or_default().push(i);
+        by_name
+            .entry(name_key(g.display_name.trim()))
+            .or_default()
+            .push(i);
     }
-    let mut scope = Scope { users, ..Scope::default() };
+    let mut scope = Scope {
+        users,
+        ..Scope::default()
+    };
     for (key, idxs) in by_name {
         if key.is_empty() {
             for &i in &idxs {
@@ -183,7 +203,10 @@ pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Resul
             let mut idxs = idxs;
             idxs.sort_by(|a, b| synced[*a].id.cmp(&synced[*b].id));
             let ids: Vec<String> = idxs.iter().map(|&i| synced[i].id.clone()).collect();
-            let names: Vec<&str> = idxs.iter().map(|&i| synced[i].display_name.trim()).collect();
+            let names: Vec<&str> = idxs
+                .iter()
+                .map(|&i| synced[i].display_name.trim())
+                .collect();
             scope.blocked_groups.extend(ids.iter().cloned());
             scope.conflicts.push(Conflict {
                 kind: ConflictKind::DuplicateGroupName,
@@ -207,7 +230,11 @@ pub fn resolve_scope(source: &SourceSnapshot, settings: &ScopeSettings) -> Resul
             .collect();
         scope.groups.insert(
             g.id.clone(),
-            ScopedGroup { source_id: g.id.clone(), name: g.display_name.trim().to_string(), members: in_scope },
+            ScopedGroup {
+                source_id: g.id.clone(),
+                name: g.display_name.trim().to_string(),
+                members: in_scope,
+            },
         );
     }
     Ok(scope)

@@ -5,8 +5,8 @@
 use crate::model::{SourceSnapshot, TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use crate::plan::{AccountSpec, Field, FieldChange};
 use crate::ports::{
-    ConnectorError, Created, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead, SourceSyncState,
-    TargetCapabilities, TargetDirectory,
+    ConnectorError, Created, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead,
+    SourceSyncState, TargetCapabilities, TargetDirectory,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +43,7 @@ struct State {
     accounts: BTreeMap<String, TargetAccount>,
     groups: BTreeMap<String, TargetGroup>,
     avatars: BTreeMap<String, String>,
+    issued_keys: BTreeSet<String>,
     calls: usize,
     successes: usize,
 }
@@ -65,7 +66,11 @@ impl FakeTarget {
         for g in snapshot.groups {
             st.groups.insert(name_key(&g.name), g);
         }
-        Self { caps, state: Mutex::new(st), failures: Failures::default() }
+        Self {
+            caps,
+            state: Mutex::new(st),
+            failures: Failures::default(),
+        }
     }
 
     /// Injects failures.
@@ -94,18 +99,35 @@ impl FakeTarget {
     }
 
     /// Runs a write with failure injection; `f` mutates the state.
-    fn write<T>(&self, usernames: &[&str], f: impl FnOnce(&mut State) -> Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+    fn write<T>(
+        &self,
+        usernames: &[&str],
+        f: impl FnOnce(&mut State) -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
         let mut st = self.state.lock().expect("fake lock");
         st.calls += 1;
-        if self.failures.systemic_after_writes.is_some_and(|n| st.successes >= n) {
-            return Err(ConnectorError::new(ErrorKind::Unreachable, "injected: target unreachable"));
+        if self
+            .failures
+            .systemic_after_writes
+            .is_some_and(|n| st.successes >= n)
+        {
+            return Err(ConnectorError::new(
+                ErrorKind::Unreachable,
+                "injected: target unreachable",
+            ));
         }
         if self.failures.fail_writes.contains(&st.calls) {
-            return Err(ConnectorError::new(ErrorKind::Other, format!("injected: write {} fails", st.calls)));
+            return Err(ConnectorError::new(
+                ErrorKind::Other,
+                format!("injected: write {} fails", st.calls),
+            ));
         }
         for u in usernames {
             if let Some(kind) = self.failures.fail_usernames.get(&name_key(u)) {
-                return Err(ConnectorError::new(*kind, format!("injected: writes for {u} fail")));
+                return Err(ConnectorError::new(
+                    *kind,
+                    format!("injected: writes for {u} fail"),
+                ));
             }
         }
         let r = f(&mut st)?;
@@ -132,9 +154,24 @@ impl TargetDirectory for FakeTarget {
         self.write(&[&spec.username], |st| {
             let k = name_key(&spec.username);
             if st.accounts.contains_key(&k) {
-                return Err(ConnectorError::new(ErrorKind::Conflict, format!("user {} exists", spec.username)));
+                return Err(ConnectorError::new(
+                    ErrorKind::Conflict,
+                    format!("user {} exists", spec.username),
+                ));
             }
-            let key = format!("key-{k}");
+            // Keys are derived from the name (deterministic under concurrency) and never reused.
+            let mut key = format!("key-{k}");
+            let mut n = 1;
+            while st.issued_keys.contains(&key)
+                || st
+                    .accounts
+                    .values()
+                    .any(|a| a.key.as_deref() == Some(key.as_str()))
+            {
+                n += 1;
+                key = format!("key-{k}#{n}");
+            }
+            st.issued_keys.insert(key.clone());
             st.accounts.insert(
                 k,
                 TargetAccount {
@@ -150,9 +187,16 @@ impl TargetDirectory for FakeTarget {
         })
     }
 
-    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+    async fn update_user(
+        &self,
+        username: &str,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
         self.write(&[username], |st| {
-            let a = st.accounts.get_mut(&name_key(username)).ok_or_else(|| not_found(username))?;
+            let a = st
+                .accounts
+                .get_mut(&name_key(username))
+                .ok_or_else(|| not_found(username))?;
             for c in changes {
                 match c.field {
                     Field::DisplayName => a.display_name = c.after.clone(),
@@ -166,9 +210,15 @@ impl TargetDirectory for FakeTarget {
     async fn rename_user(&self, from: &str, to: &str) -> Result<(), ConnectorError> {
         self.write(&[from, to], |st| {
             if st.accounts.contains_key(&name_key(to)) {
-                return Err(ConnectorError::new(ErrorKind::Conflict, format!("user {to} exists")));
+                return Err(ConnectorError::new(
+                    ErrorKind::Conflict,
+                    format!("user {to} exists"),
+                ));
             }
-            let mut a = st.accounts.remove(&name_key(from)).ok_or_else(|| not_found(from))?;
+            let mut a = st
+                .accounts
+                .remove(&name_key(from))
+                .ok_or_else(|| not_found(from))?;
             a.username = to.to_string();
             if let Some(tag) = st.avatars.remove(&name_key(from)) {
                 st.avatars.insert(name_key(to), tag);
@@ -180,14 +230,19 @@ impl TargetDirectory for FakeTarget {
 
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
         self.write(&[username], |st| {
-            st.accounts.get_mut(&name_key(username)).ok_or_else(|| not_found(username))?.active = active;
+            st.accounts
+                .get_mut(&name_key(username))
+                .ok_or_else(|| not_found(username))?
+                .active = active;
             Ok(())
         })
     }
 
     async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
         self.write(&[username], |st| {
-            st.accounts.remove(&name_key(username)).ok_or_else(|| not_found(username))?;
+            st.accounts
+                .remove(&name_key(username))
+                .ok_or_else(|| not_found(username))?;
             st.avatars.remove(&name_key(username));
             Ok(())
         })
@@ -197,9 +252,17 @@ impl TargetDirectory for FakeTarget {
         self.write(&[], |st| {
             let k = name_key(name);
             if st.groups.contains_key(&k) {
-                return Err(ConnectorError::new(ErrorKind::Conflict, format!("group {name} exists")));
+                return Err(ConnectorError::new(
+                    ErrorKind::Conflict,
+                    format!("group {name} exists"),
+                ));
             }
-            st.groups.insert(k, TargetGroup { name: name.to_string() });
+            st.groups.insert(
+                k,
+                TargetGroup {
+                    name: name.to_string(),
+                },
+            );
             Ok(())
         })
     }
@@ -218,8 +281,16 @@ impl TargetDirectory for FakeTarget {
     async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError> {
         let names: Vec<&str> = usernames.iter().map(String::as_str).collect();
         self.write(&names, |st| {
-            let gname = st.groups.get(&name_key(group)).ok_or_else(|| not_found(group))?.name.clone();
-            if let Some(u) = usernames.iter().find(|u| !st.accounts.contains_key(&name_key(u))) {
+            let gname = st
+                .groups
+                .get(&name_key(group))
+                .ok_or_else(|| not_found(group))?
+                .name
+                .clone();
+            if let Some(u) = usernames
+                .iter()
+                .find(|u| !st.accounts.contains_key(&name_key(u)))
+            {
                 return Err(not_found(u));
             }
             for u in usernames {
@@ -234,7 +305,10 @@ impl TargetDirectory for FakeTarget {
 
     async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError> {
         self.write(&[username], |st| {
-            let a = st.accounts.get_mut(&name_key(username)).ok_or_else(|| not_found(username))?;
+            let a = st
+                .accounts
+                .get_mut(&name_key(username))
+                .ok_or_else(|| not_found(username))?;
             a.groups.retain(|g| name_key(g) != name_key(group));
             Ok(())
         })
@@ -264,7 +338,11 @@ impl SourceDirectory for FakeSource {
         Ok(SourceRead {
             snapshot: self.snapshot.clone(),
             next_state: SourceSyncState::default(),
-            stats: ReadStats { mode: "full".into(), requests: 1, throttled: 0 },
+            stats: ReadStats {
+                mode: "full".into(),
+                requests: 1,
+                throttled: 0,
+            },
         })
     }
 

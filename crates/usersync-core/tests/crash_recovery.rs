@@ -14,7 +14,7 @@ use usersync_core::link::LinkTable;
 use usersync_core::model::{SourceSnapshot, TargetSnapshot};
 use usersync_core::plan::{OpOutcome, Operation};
 use usersync_core::ports::{ApplyJournal, ConnectorError};
-use usersync_core::testkit::{FakeSource, FakeTarget, Failures};
+use usersync_core::testkit::{Failures, FakeSource, FakeTarget};
 
 /// A journal that loses everything once the target has seen `limit` writes (the process died
 /// right after that write).
@@ -45,7 +45,15 @@ impl ApplyJournal for CrashJournal {
 
 fn world() -> (SourceSnapshot, SourceSnapshot) {
     // Run 1 creates everything; run 2 renames, updates, drops leavers and changes groups.
-    let users1: Vec<_> = (0..8).map(|i| su(&format!("u{i}"), &format!("user{i}@example.com"), &format!("User {i}"))).collect();
+    let users1: Vec<_> = (0..8)
+        .map(|i| {
+            su(
+                &format!("u{i}"),
+                &format!("user{i}@example.com"),
+                &format!("User {i}"),
+            )
+        })
+        .collect();
     let groups1 = vec![
         sg("g1", "Eng", &["u0", "u1", "u2", "u3"], &[]),
         sg("g2", "Ops", &["u4", "u5", "u6"], &[]),
@@ -57,7 +65,10 @@ fn world() -> (SourceSnapshot, SourceSnapshot) {
     users2[1].display_name = Some("User One".into());
     users2[2].enabled = false;
     users2.push(su("u8", "user8@example.com", "User 8"));
-    let groups2 = vec![sg("g1", "Eng", &["u0", "u8"], &[]), sg("g2", "Operations", &["u4", "u5", "u1"], &[])];
+    let groups2 = vec![
+        sg("g1", "Eng", &["u0", "u8"], &[]),
+        sg("g2", "Operations", &["u4", "u5", "u1"], &[]),
+    ];
     (source(users1, groups1), source(users2, groups2))
 }
 
@@ -72,7 +83,11 @@ fn settings_for_test() -> SyncSettings {
 }
 
 /// Runs plan+apply with no failures until the plan is empty; returns the final state.
-fn converge(src: &SourceSnapshot, mut tgt: TargetSnapshot, mut lt: LinkTable) -> (TargetSnapshot, LinkTable) {
+fn converge(
+    src: &SourceSnapshot,
+    mut tgt: TargetSnapshot,
+    mut lt: LinkTable,
+) -> (TargetSnapshot, LinkTable) {
     let s = settings_for_test();
     for _ in 0..3 {
         let fake = FakeTarget::new(caps(), tgt.clone());
@@ -91,17 +106,31 @@ fn converge(src: &SourceSnapshot, mut tgt: TargetSnapshot, mut lt: LinkTable) ->
 }
 
 /// Applies the plan for `src` to `(tgt, lt)`, crashing after `limit` writes.
-fn crashed_run(src: &SourceSnapshot, tgt: &TargetSnapshot, lt: &LinkTable, limit: usize, lose_journal: bool) -> (TargetSnapshot, LinkTable, usize) {
+fn crashed_run(
+    src: &SourceSnapshot,
+    tgt: &TargetSnapshot,
+    lt: &LinkTable,
+    limit: usize,
+    lose_journal: bool,
+) -> (TargetSnapshot, LinkTable, usize) {
     let s = settings_for_test();
-    let fake = Arc::new(FakeTarget::new(caps(), tgt.clone()).with_failures(Failures {
-        systemic_after_writes: Some(limit),
-        ..Failures::default()
-    }));
+    let fake = Arc::new(
+        FakeTarget::new(caps(), tgt.clone()).with_failures(Failures {
+            systemic_after_writes: Some(limit),
+            ..Failures::default()
+        }),
+    );
     let p = plan_fake(src, &fake, lt, &s, NOW);
     let opts = ApplyOptions { max_concurrency: 1 };
-    let source = FakeSource { snapshot: src.clone() };
+    let source = FakeSource {
+        snapshot: src.clone(),
+    };
     let links = if lose_journal {
-        let j = CrashJournal { inner: MemoryJournal::new(lt.clone(), NOW), fake: fake.clone(), limit };
+        let j = CrashJournal {
+            inner: MemoryJournal::new(lt.clone(), NOW),
+            fake: fake.clone(),
+            limit,
+        };
         block_on(apply(&p, fake.as_ref(), &source, &j, &opts, &()));
         j.inner.link_table()
     } else {
@@ -134,12 +163,22 @@ fn check_scenario(src: &SourceSnapshot, start_t: &TargetSnapshot, start_l: &Link
             assert_no_duplicates(&t);
             let (final_t, final_l) = converge(src, t, l);
             assert_no_duplicates(&final_t);
-            assert_eq!(final_t, reference_t, "limit {limit}, lose_journal {lose_journal}");
+            assert_eq!(
+                final_t, reference_t,
+                "limit {limit}, lose_journal {lose_journal}"
+            );
             // Links may differ only in pending flags (none remain) and keys: compare usernames.
             let names = |lt: &LinkTable| -> Vec<(String, String)> {
-                lt.users.values().map(|u| (u.source_id.clone(), u.username.clone())).collect()
+                lt.users
+                    .values()
+                    .map(|u| (u.source_id.clone(), u.username.clone()))
+                    .collect()
             };
-            assert_eq!(names(&final_l), names(&reference_l), "limit {limit}, lose_journal {lose_journal}");
+            assert_eq!(
+                names(&final_l),
+                names(&reference_l),
+                "limit {limit}, lose_journal {lose_journal}"
+            );
             assert!(final_l.users.values().all(|u| u.pending_username.is_none()));
         }
     }

@@ -363,3 +363,97 @@ async fn groups_memberships_search_xml() {
     assert!(emu.handle().group("ops").is_none());
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn xml_by_default_and_address_allow_list() {
+    let (emu, c, api) = crowd().await;
+    a(c.post(format!("{api}/user")))
+        .json(&user_body("xena"))
+        .send()
+        .await
+        .unwrap();
+    // No JSON in Accept -> Crowd's first declared type, XML.
+    let r = c
+        .get(format!("{api}/user?username=xena&expand=attributes"))
+        .basic_auth("usersync", Some("usersync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    let x = r.text().await.unwrap();
+    assert!(
+        x.contains(r#"<user expand="attributes" name="xena">"#),
+        "{x}"
+    );
+    assert!(x.contains("<display-name>xena D</display-name><email>xena@example.com</email><password><link rel=\"edit\""), "{x}");
+    assert!(x.contains(r#"<attribute name="entraObjectId">"#), "{x}");
+    assert!(x.contains("<values><value>0f3c-1</value></values>"), "{x}");
+    // `.xml` suffix, list shape and errors in XML.
+    let x = c
+        .get(format!("{api}/search.xml?entity-type=user"))
+        .basic_auth("usersync", Some("usersync"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        x.contains(r#"<users expand="user"><user name="xena">"#),
+        "{x}"
+    );
+    let r = c
+        .get(format!("{api}/user?username=nobody"))
+        .basic_auth("usersync", Some("usersync"))
+        .header("accept", "application/xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let x = r.text().await.unwrap();
+    assert!(x.contains("<error><reason>USER_NOT_FOUND</reason><message>User &lt;nobody&gt; does not exist</message></error>"), "{x}");
+    // XML request bodies are not accepted by the emulator.
+    let r = a(c.post(format!("{api}/user")))
+        .header("content-type", "application/xml")
+        .body("<user/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Calling from an address outside the allow-list -> 403 HTML naming the application.
+    emu.handle()
+        .set_crowd_allowed_addresses(vec!["10.1.2.3".parse().unwrap()]);
+    let r = a(c.get(format!("{api}/user?username=xena")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("is forbidden from making requests to the application, usersync.")
+    );
+    // Wrong credentials are still 401 first.
+    let r = c
+        .get(format!("{api}/user?username=xena"))
+        .basic_auth("usersync", Some("bad"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    emu.shutdown().await;
+}

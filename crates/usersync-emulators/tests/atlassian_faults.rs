@@ -240,3 +240,60 @@ fn rate_limit_parse() {
     assert!(RateLimit::parse("0/1/1").is_err());
     assert!(RateLimit::parse("a/b").is_err());
 }
+
+#[tokio::test]
+async fn hostile_input_never_panics() {
+    let c = Client::new();
+    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira))
+        .await
+        .unwrap();
+    let api = format!("{}/rest/api/2", jira.base_url());
+    for url in [
+        format!("{api}/group?groupname=jira-software-users&expand=users[0:18446744073709551615]"),
+        format!(
+            "{api}/group/member?groupname=jira-software-users&startAt=99999999999999999999&maxResults=-5"
+        ),
+        format!("{api}/user/search?username=%FF%FE&startAt=9223372036854775807"),
+        format!("{api}/user/list?cursor=-1&maxResults=0"),
+        format!("{api}/mypermissions?permissions=NOPE"),
+    ] {
+        let r = c
+            .get(&url)
+            .basic_auth("admin", Some("admin"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().as_u16() < 500, "{url}: {}", r.status());
+    }
+    let r = c
+        .put(format!("{api}/user?username=admin"))
+        .basic_auth("admin", Some("admin"))
+        .json(&json!([1, 2]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    jira.shutdown().await;
+
+    let crowd = AtlassianEmulator::start(AtlassianConfig::new(Product::Crowd))
+        .await
+        .unwrap();
+    let api = format!("{}/rest/usermanagement/1", crowd.base_url());
+    for q in [
+        "name=\"İİİ and x\" AND email=é*",
+        "name",
+        "(name=a) or name=b",
+        "ß=ẞ and  and ",
+    ] {
+        let r = c
+            .get(format!("{api}/search"))
+            .query(&[("entity-type", "user"), ("restriction", q)])
+            .basic_auth("usersync", Some("usersync"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().as_u16() < 500, "{q}: {}", r.status());
+    }
+    crowd.shutdown().await;
+}

@@ -166,7 +166,6 @@ async fn token_errors() {
                 key_id: "k2".into(),
                 value: "new-secret".into(),
                 end: 4_102_444_800,
-                display_name: None,
             },
         )
         .unwrap();
@@ -219,6 +218,18 @@ async fn consent_and_permissions() {
         get(&format!("{}/users", emu.graph_url()), &tok).await.0,
         403
     );
+    // Members that are users come back with limited information (id + @odata.type only).
+    let (_, _, v) = get(
+        &format!(
+            "{}/groups/{g}/members/microsoft.graph.user?$select=id,displayName",
+            emu.graph_url()
+        ),
+        &tok,
+    )
+    .await;
+    let first = &v["value"][0];
+    assert!(first["id"].is_string(), "{v}");
+    assert!(first["displayName"].is_null(), "{v}");
     assert_eq!(
         get(&format!("{}/groups/delta", emu.graph_url()), &tok)
             .await

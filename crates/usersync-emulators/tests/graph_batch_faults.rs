@@ -171,6 +171,7 @@ async fn resource_unit_budget() {
         budget: Some(ThrottleBudget {
             resource_units: 10,
             window_secs: 100.0,
+            per_request: false,
         }),
         ..FaultConfig::default()
     });

@@ -214,9 +214,8 @@ async fn forged_tokens_get_400_not_a_crash() {
     let emu = GraphEmulator::start(GraphConfig::tiny()).await.unwrap();
     let tok = token(&emu).await;
     let g = emu.graph_url();
-    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-        r#"{"k":"g","since":0,"upto":99,"pos":0,"mo":999999,"sel":null,"ids":null,"e":0}"#,
-    );
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"k":"g","since":0,"upto":99,"pos":0,"mo":999999,"sel":null,"ids":null,"e":0}"#);
     let (st, _, v) = get(&format!("{g}/groups/delta?$skiptoken={forged}"), &tok).await;
     assert_eq!(st, 200, "{v}");
     for bad in ["%%%", "eyJ4IjoxfQ", ""] {
@@ -225,5 +224,60 @@ async fn forged_tokens_get_400_not_a_crash() {
     }
     let (st, _, _) = get(&format!("{g}/users/delta?$skiptoken=%%%"), &tok).await;
     assert_eq!(st, 400);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn prefer_return_minimal() {
+    let emu = GraphEmulator::start(GraphConfig::tiny()).await.unwrap();
+    let tok = token(&emu).await;
+    let g = emu.graph_url();
+    let t = emu.tenant();
+    let (_, last, _) = collect(
+        &format!("{g}/users/delta?$select=displayName,jobTitle,accountEnabled"),
+        &tok,
+    )
+    .await;
+    let delta = last["@odata.deltaLink"].as_str().unwrap().to_string();
+    let ids = t.user_ids();
+    t.update_user(
+        &ids[0],
+        UserFields {
+            job_title: Some("CTO".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let new = t
+        .add_user(UserFields {
+            display_name: Some("Fresh".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let (st, _, v) = get_h(&delta, &tok, &[("Prefer", "return=minimal")]).await;
+    assert_eq!(st, 200);
+    let items = v["value"].as_array().unwrap();
+    let changed = items.iter().find(|u| u["id"] == ids[0].as_str()).unwrap();
+    let mut keys: Vec<&str> = changed
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["id", "jobTitle"]);
+    let fresh = items.iter().find(|u| u["id"] == new.as_str()).unwrap();
+    assert_eq!(fresh["displayName"], "Fresh");
+    assert!(fresh.get("accountEnabled").is_some());
+    // Without the header all selected properties come back.
+    let (_, _, v) = get(&delta, &tok).await;
+    let full = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == ids[0].as_str())
+        .unwrap()
+        .clone();
+    assert!(full.get("displayName").is_some());
     emu.shutdown().await;
 }

@@ -10,7 +10,13 @@ use std::path::PathBuf;
 #[command(name = "usersync", version, about, long_about = None)]
 pub struct Cli {
     /// The TOML configuration file.
-    #[arg(short, long, global = true, env = "USERSYNC_CONFIG", default_value = "usersync.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "USERSYNC_CONFIG",
+        default_value = "usersync.toml"
+    )]
     pub config: PathBuf,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -133,7 +139,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
         }
         Command::Simulate(a) => {
             let cfg = load(&cli.config)?;
-            let opts = runner::RunOptions { apply: false, full: a.full, allow_mass_removal: false, target: a.sel.target };
+            let opts = runner::RunOptions {
+                apply: false,
+                full: a.full,
+                allow_mass_removal: false,
+                target: a.sel.target,
+            };
             runner::run(&cfg, &opts, format).await
         }
         Command::Sync(a) => {

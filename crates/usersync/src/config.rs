@@ -129,21 +129,35 @@ pub fn resolve_secret(r: &SecretRef, field: &str) -> anyhow::Result<SecretString
         },
         (None, Some(path)) => {
             let v = std::fs::read_to_string(path).with_context(|| {
-                format!("{field}: cannot read secret file {} — check the path and its permissions", path.display())
+                format!(
+                    "{field}: cannot read secret file {} — check the path and its permissions",
+                    path.display()
+                )
             })?;
             let v = v.trim_end_matches(['\n', '\r']).to_string();
-            anyhow::ensure!(!v.is_empty(), "{field}: secret file {} is empty", path.display());
+            anyhow::ensure!(
+                !v.is_empty(),
+                "{field}: secret file {} is empty",
+                path.display()
+            );
             Ok(SecretString::from(v))
         }
-        (Some(_), Some(_)) => anyhow::bail!("{field}: set either {field}.env or {field}.file, not both"),
-        (None, None) => anyhow::bail!("{field}: set {field}.env (an environment variable) or {field}.file (a file path)"),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("{field}: set either {field}.env or {field}.file, not both")
+        }
+        (None, None) => anyhow::bail!(
+            "{field}: set {field}.env (an environment variable) or {field}.file (a file path)"
+        ),
     }
 }
 
 /// Reads and validates the file. Every error names the field and the fix.
 pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| {
-        format!("cannot read config file {} — pass the right path with --config", path.display())
+        format!(
+            "cannot read config file {} — pass the right path with --config",
+            path.display()
+        )
     })?;
     let mut cfg = parse(&text).with_context(|| format!("in {}", path.display()))?;
     if cfg.data_dir.is_relative() {
@@ -163,13 +177,18 @@ pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
 
 fn explain_toml(e: &toml::de::Error) -> String {
     let msg = e.message();
-    let hint = if msg.contains("client_secret") && msg.contains("string") || msg.contains("invalid type: string") {
+    let hint = if msg.contains("client_secret") && msg.contains("string")
+        || msg.contains("invalid type: string")
+    {
         "\nhint: secrets are never written inline; use e.g. `client_secret = { env = \"ENTRA_SECRET\" }` or `{ file = \"/run/secrets/entra\" }`"
     } else {
         ""
     };
     match e.span() {
-        Some(span) => format!("configuration error at byte {}..{}: {msg}{hint}", span.start, span.end),
+        Some(span) => format!(
+            "configuration error at byte {}..{}: {msg}{hint}",
+            span.start, span.end
+        ),
         None => format!("configuration error: {msg}{hint}"),
     }
 }
@@ -177,7 +196,10 @@ fn explain_toml(e: &toml::de::Error) -> String {
 fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn check_url(field: &str, url: &str) -> anyhow::Result<()> {
@@ -208,9 +230,13 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!(
             "source: no credential — set source.client_secret = {{ env = \"VAR\" }} (or {{ file = \"path\" }}), or source.certificate_file with source.private_key"
         ),
-        (Some(_), Some(_)) => anyhow::bail!("source: set either client_secret or certificate_file, not both"),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("source: set either client_secret or certificate_file, not both")
+        }
         (None, Some(_)) if s.private_key.is_none() => {
-            anyhow::bail!("source.private_key: a certificate credential needs the private key (private_key.env or private_key.file)")
+            anyhow::bail!(
+                "source.private_key: a certificate credential needs the private key (private_key.env or private_key.file)"
+            )
         }
         _ => {}
     }
@@ -226,39 +252,75 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
     if let Some(u) = &s.graph_url {
         check_url("source.graph_url", u)?;
     }
-    anyhow::ensure!(!cfg.targets.is_empty(), "target: no [[target]] configured — add at least one Atlassian target");
+    anyhow::ensure!(
+        !cfg.targets.is_empty(),
+        "target: no [[target]] configured — add at least one Atlassian target"
+    );
     let mut names = std::collections::BTreeSet::new();
     for (i, t) in cfg.targets.iter().enumerate() {
         let f = format!("target[{i}] ({})", t.name);
         anyhow::ensure!(
-            !t.name.is_empty() && t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            !t.name.is_empty()
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
             "{f}.name: use letters, digits, '-' and '_' only"
         );
-        anyhow::ensure!(names.insert(t.name.to_lowercase()), "{f}.name: duplicate target name `{}`", t.name);
         anyhow::ensure!(
-            matches!(t.product.as_str(), "jira" | "confluence" | "bitbucket" | "crowd"),
+            names.insert(t.name.to_lowercase()),
+            "{f}.name: duplicate target name `{}`",
+            t.name
+        );
+        anyhow::ensure!(
+            matches!(
+                t.product.as_str(),
+                "jira" | "confluence" | "bitbucket" | "crowd"
+            ),
             "{f}.product: `{}` is unknown — use jira, confluence, bitbucket or crowd (Bamboo and other products are fed through Crowd)",
             t.product
         );
         check_url(&format!("{f}.base_url"), &t.base_url)?;
         match t.auth.as_str() {
-            "bearer" => anyhow::ensure!(t.secret.is_some(), "{f}.secret: bearer auth needs the personal access token (secret.env or secret.file)"),
+            "bearer" => anyhow::ensure!(
+                t.secret.is_some(),
+                "{f}.secret: bearer auth needs the personal access token (secret.env or secret.file)"
+            ),
             "basic" | "crowd_app" => {
-                anyhow::ensure!(t.username.is_some(), "{f}.username: {} auth needs a username", t.auth);
-                anyhow::ensure!(t.secret.is_some(), "{f}.secret: {} auth needs a password (secret.env or secret.file)", t.auth);
+                anyhow::ensure!(
+                    t.username.is_some(),
+                    "{f}.username: {} auth needs a username",
+                    t.auth
+                );
+                anyhow::ensure!(
+                    t.secret.is_some(),
+                    "{f}.secret: {} auth needs a password (secret.env or secret.file)",
+                    t.auth
+                );
             }
-            other => anyhow::bail!("{f}.auth: `{other}` is unknown — use bearer, basic or crowd_app"),
+            other => {
+                anyhow::bail!("{f}.auth: `{other}` is unknown — use bearer, basic or crowd_app")
+            }
         }
         anyhow::ensure!(
             (t.product == "crowd") == (t.auth == "crowd_app"),
             "{f}.auth: Crowd uses application authentication (auth = \"crowd_app\" with the application name and password); the other products use bearer or basic"
         );
         if let Some(expr) = &t.schedule {
-            usersync_core::schedule::validate(expr).map_err(|e| anyhow::anyhow!("{f}.schedule: {e}"))?;
+            usersync_core::schedule::validate_schedule(expr)
+                .map_err(|e| anyhow::anyhow!("{f}.schedule: {e}"))?;
         }
-        for (j, g) in t.sync.scope.include_groups.iter().chain(&t.sync.scope.exclude_groups).enumerate() {
+        for (j, g) in t
+            .sync
+            .scope
+            .include_groups
+            .iter()
+            .chain(&t.sync.scope.exclude_groups)
+            .enumerate()
+        {
             if let usersync_core::config::GroupSelector::Regex(r) = g {
-                regex::Regex::new(r).map_err(|e| anyhow::anyhow!("{f}.sync.scope: group regex #{j} `{r}` is invalid: {e}"))?;
+                regex::Regex::new(r).map_err(|e| {
+                    anyhow::anyhow!("{f}.sync.scope: group regex #{j} `{r}` is invalid: {e}")
+                })?;
             }
         }
         let gd = &t.sync.policy.guard;

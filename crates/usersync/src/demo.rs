@@ -73,12 +73,12 @@ fn show(runs: &[TargetRun], format: Format, graph: &GraphEmulator, jira: &Atlass
     let g = graph.stats();
     let j = jira.stats();
     println!(
-        "requests: Graph {} (token {}, users delta {}, groups delta {}, photos {}), Jira {} ({} writes)",
+        "requests: Graph {} (token {}, users delta {}, groups delta {}; photo look-ups {} inside $batch), Jira {} ({} writes)",
         g.total(),
         g.get("token"),
         g.get("users.delta"),
         g.get("groups.delta"),
-        g.get("photo") + g.get("photo.value") + g.get("batch.item"),
+        g.get("batch.item"),
         j.total(),
         j.writes()
     );
@@ -90,13 +90,27 @@ fn show(runs: &[TargetRun], format: Format, graph: &GraphEmulator, jira: &Atlass
 pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
     let users = a.users.clamp(10, 100_000) as u32;
     let mut gcfg = GraphConfig::default();
-    gcfg.directory = DirectorySeed::Custom { users, groups: (users / 10).max(3), memberships: users * 3, seed: 42 };
-    let graph = GraphEmulator::start(gcfg).await.context("starting the Graph emulator")?;
+    gcfg.directory = DirectorySeed::Custom {
+        users,
+        groups: (users / 10).max(3),
+        memberships: users * 3,
+        seed: 42,
+    };
+    let graph = GraphEmulator::start(gcfg)
+        .await
+        .context("starting the Graph emulator")?;
     let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(3))
         .await
         .context("starting the Jira emulator")?;
-    println!("Entra ID / Graph emulator: {} (tenant {})", graph.graph_url(), graph::DEFAULT_TENANT_ID);
-    println!("Jira emulator:             {} (3 existing accounts usersync does not manage, plus admin)", jira.base_url());
+    println!(
+        "Entra ID / Graph emulator: {} (tenant {})",
+        graph.graph_url(),
+        graph::DEFAULT_TENANT_ID
+    );
+    println!(
+        "Jira emulator:             {} (3 existing accounts usersync does not manage, plus admin)",
+        jira.base_url()
+    );
 
     let dir: PathBuf = std::env::current_dir()?.join(DEMO_DIR);
     if dir.join("data").exists() {
@@ -114,25 +128,49 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
     runner::test_connection(&cfg, None, format).await?;
 
     headline("2. Simulated sync (nothing is written)");
-    let sim = RunOptions { apply: false, ..Default::default() };
+    let sim = RunOptions {
+        apply: false,
+        ..Default::default()
+    };
     let runs = runner::run_collect(&cfg, &sim, format == Format::Text).await?;
     show(&runs, format, &graph, &jira);
 
     headline("3. Full sync");
-    let sync = RunOptions { apply: true, ..Default::default() };
+    let sync = RunOptions {
+        apply: true,
+        ..Default::default()
+    };
     let runs = runner::run_collect(&cfg, &sync, format == Format::Text).await?;
     show(&runs, format, &graph, &jira);
     let mut worst = runs.iter().map(|r| r.code).max().unwrap_or(Code::Success);
 
-    headline("4. Changes in Entra ID: a rename, a new display name, a leaver, a disabled user, a new hire");
+    headline(
+        "4. Changes in Entra ID: a rename, a new display name, a leaver, a disabled user, a new hire",
+    );
     let t = graph.tenant();
     let ids = t.user_ids();
-    let pick = |i: usize| ids.get(i * 7 % ids.len().max(1)).cloned().unwrap_or_default();
+    let pick = |i: usize| {
+        ids.get(i * 7 % ids.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    };
     let (renamed, retitled, leaver, disabled) = (pick(1), pick(2), pick(3), pick(4));
     let old_upn = t.user_upn(&renamed).unwrap_or_default();
     let new_upn = format!("renamed.{old_upn}");
-    t.update_user(&renamed, UserFields { user_principal_name: Some(new_upn.clone()), ..Default::default() })?;
-    t.update_user(&retitled, UserFields { display_name: Some("Dr. Demo Person".into()), ..Default::default() })?;
+    t.update_user(
+        &renamed,
+        UserFields {
+            user_principal_name: Some(new_upn.clone()),
+            ..Default::default()
+        },
+    )?;
+    t.update_user(
+        &retitled,
+        UserFields {
+            display_name: Some("Dr. Demo Person".into()),
+            ..Default::default()
+        },
+    )?;
     t.delete_user(&leaver, false)?;
     t.set_account_enabled(&disabled, false)?;
     let hire = t.add_user(UserFields {
@@ -147,7 +185,9 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
     if let Some(g) = t.group_ids().first() {
         t.add_member(g, &hire)?;
     }
-    println!("renamed {old_upn} → {new_upn}; changed a display name; deleted one user; disabled one; hired new.hire");
+    println!(
+        "renamed {old_upn} → {new_upn}; changed a display name; deleted one user; disabled one; hired new.hire"
+    );
 
     headline("5. Incremental sync: Graph delta reads only the changes");
     let runs = runner::run_collect(&cfg, &sync, format == Format::Text).await?;
@@ -161,7 +201,11 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
 
     println!("\nRun history: usersync -c {} runs", cfg_path.display());
     if a.keep_running {
-        println!("Emulators keep running (Graph {}, Jira {}); Ctrl-C to stop.", graph.graph_url(), jira.base_url());
+        println!(
+            "Emulators keep running (Graph {}, Jira {}); Ctrl-C to stop.",
+            graph.graph_url(),
+            jira.base_url()
+        );
         tokio::signal::ctrl_c().await?;
     }
     graph.shutdown().await;

@@ -61,12 +61,20 @@ pub struct Classified {
 
 /// A configuration error.
 pub fn config_err(message: impl Into<String>) -> anyhow::Error {
-    Classified { code: Code::Config, message: message.into() }.into()
+    Classified {
+        code: Code::Config,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// A connection error.
 pub fn connection_err(message: impl Into<String>) -> anyhow::Error {
-    Classified { code: Code::Connection, message: message.into() }.into()
+    Classified {
+        code: Code::Connection,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// Picks the exit code for an error.

@@ -16,7 +16,10 @@ fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = cli::Cli::parse();
     init_logging(&args);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -35,9 +38,16 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(args: &cli::Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = if args.verbose { "info,usersync=debug" } else { "warn" };
-    let filter = EnvFilter::try_from_env("USERSYNC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let default = if args.verbose {
+        "info,usersync=debug"
+    } else {
+        "warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("USERSYNC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         builder.json().init();
     } else {

@@ -48,7 +48,9 @@ impl Progress {
     pub fn new(show: bool, len: u64, msg: &str) -> Self {
         if show && tty() && len > 0 {
             let pb = ProgressBar::new(len);
-            if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+            {
                 pb.set_style(style.progress_chars("=> "));
             }
             pb.set_message(msg.to_string());
@@ -66,7 +68,7 @@ impl Progress {
 }
 
 impl usersync_core::engine::Progress for Progress {
-    fn op_done(&self) {
+    fn on_outcome(&self, _: &usersync_core::plan::Operation, _: &usersync_core::plan::OpOutcome, _: usize, _: usize) {
         if let Some(pb) = &self.0 {
             pb.inc(1);
         }
@@ -90,7 +92,10 @@ pub fn config_ok(cfg: &FileConfig, path: &Path, format: Format) {
         })),
         Format::Text => {
             println!("{}: OK", path.display());
-            println!("  source: {} (tenant {})", cfg.source.name, cfg.source.tenant_id);
+            println!(
+                "  source: {} (tenant {})",
+                cfg.source.name, cfg.source.tenant_id
+            );
             for t in &cfg.targets {
                 println!("  target: {} ({} at {})", t.name, t.product, t.base_url);
             }
@@ -153,7 +158,7 @@ pub fn run_list(list: &[usersync_store::RunSummary], format: Format) {
         println!("no runs yet");
     }
     for r in list {
-        println!("{}", r.one_line());
+        println!("{}", one_line(r));
     }
 }
 
@@ -163,9 +168,36 @@ pub fn run_record(run: &usersync_store::RunRecord, format: Format) {
         print_json(run);
         return;
     }
-    println!("{}", run.summary.one_line());
-    match run.report.as_ref().and_then(|v| serde_json::from_value::<usersync_core::report::Report>(v.clone()).ok()) {
+    println!("{}", one_line(&run.summary));
+    match run
+        .report
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<usersync_core::report::Report>(v.clone()).ok())
+    {
         Some(rep) => println!("{}", rep.to_text()),
         None => println!("(no report recorded)"),
     }
+}
+
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// One run as a table line: id, start, mode, status, pair, duration.
+fn one_line(r: &usersync_store::RunSummary) -> String {
+    let took = r
+        .finished_ms
+        .map(|f| format!("{:.1}s", (f - r.started_ms) as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "#{:<5} {}  {:<8} {:<16} {:<20} {}",
+        r.id,
+        when(r.started_ms),
+        r.mode.as_str(),
+        r.status.as_str(),
+        r.pair,
+        took
+    )
 }

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use usersync_connectors::atlassian::{self, AtlassianAuth, AtlassianTargetConfig, Product};
-use usersync_connectors::graph::{self, GraphCredential, GraphSource, GraphSourceConfig};
+use usersync_connectors::graph::{self, GraphCloud, GraphCredential, GraphSource, GraphSourceConfig};
 use usersync_core::plan::{PlanInput, plan};
-use usersync_core::ports::{SourceDirectory, TargetDirectory};
+use usersync_core::ports::SourceDirectory;
 use usersync_core::report::Report;
 use usersync_store::{RunMode, RunStatus, Store};
 
@@ -45,6 +45,10 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
 /// Builds the Graph connector's settings from the file.
 pub fn source_config(s: &SourceConfig) -> anyhow::Result<GraphSourceConfig> {
     let credential = match (&s.client_secret, &s.certificate_file, &s.private_key) {
@@ -53,22 +57,36 @@ pub fn source_config(s: &SourceConfig) -> anyhow::Result<GraphSourceConfig> {
             let cert_pem = std::fs::read_to_string(cert).with_context(|| {
                 format!("source.certificate_file: cannot read {} — check the path", cert.display())
             })?;
-            GraphCredential::Certificate { cert_pem, key_pem: resolve_secret(key, "source.private_key")? }
+            GraphCredential::Certificate {
+                cert_pem,
+                key_pem: resolve_secret(key, "source.private_key")?,
+                algorithm: Default::default(),
+            }
         }
         _ => return Err(exit::config_err("source: no credential configured")),
     };
     let mut cfg = GraphSourceConfig::new(&s.tenant_id, &s.client_id, credential);
-    if let Some(c) = &s.cloud {
-        cfg.cloud = c.parse().map_err(|e: String| exit::config_err(format!("source.cloud: {e}")))?;
-    }
-    cfg.login_url = s.login_url.clone();
-    cfg.graph_url = s.graph_url.clone();
+    cfg.cloud = match (s.cloud.as_deref(), &s.login_url, &s.graph_url) {
+        (_, Some(login_url), Some(graph_url)) => GraphCloud::Custom {
+            login_url: login_url.trim_end_matches('/').to_string(),
+            graph_url: graph_url.trim_end_matches('/').to_string(),
+            scope: None,
+        },
+        (_, Some(_), None) | (_, None, Some(_)) => {
+            return Err(exit::config_err("source.login_url / source.graph_url: set both, or neither (and use source.cloud)"));
+        }
+        (None | Some("global"), None, None) => GraphCloud::Global,
+        (Some("us_gov_l4"), None, None) => GraphCloud::UsGovL4,
+        (Some("us_gov_l5"), None, None) => GraphCloud::UsGovL5Dod,
+        (Some("china"), None, None) => GraphCloud::China,
+        (Some(other), None, None) => return Err(exit::config_err(format!("source.cloud: unknown cloud `{other}`"))),
+    };
     cfg.read_photos = s.sync_photos;
     if let Some(h) = s.full_reconcile_every_hours {
         cfg.full_reconcile_every_hours = h;
     }
     if let Some(d) = s.secret_expiry_warning_days {
-        cfg.secret_expiry_warning_days = d;
+        cfg.secret_expiry_warn_days = d;
     }
     if let Some(c) = s.max_concurrency {
         cfg.max_concurrency = c.max(1);
@@ -85,15 +103,30 @@ pub fn target_config(t: &TargetConfig) -> anyhow::Result<AtlassianTargetConfig> 
         "confluence" => Product::Confluence,
         "bitbucket" => Product::Bitbucket,
         "crowd" => Product::Crowd,
-        other => return Err(exit::config_err(format!("target {}.product: unknown product `{other}`", t.name))),
+        other => {
+            return Err(exit::config_err(format!(
+                "target {}.product: unknown product `{other}`",
+                t.name
+            )));
+        }
     };
-    let secret = t.secret.as_ref().map(|s| resolve_secret(s, &field)).transpose()?;
+    let secret = t
+        .secret
+        .as_ref()
+        .map(|s| resolve_secret(s, &field))
+        .transpose()?;
     let secret = secret.ok_or_else(|| exit::config_err(format!("{field}: missing")))?;
     let username = t.username.clone().unwrap_or_default();
     let auth = match t.auth.as_str() {
         "bearer" => AtlassianAuth::Bearer { token: secret },
-        "basic" => AtlassianAuth::Basic { username, password: secret },
-        _ => AtlassianAuth::CrowdApp { name: username, password: secret },
+        "basic" => AtlassianAuth::Basic {
+            username,
+            password: secret,
+        },
+        _ => AtlassianAuth::CrowdApp {
+            name: username,
+            password: secret,
+        },
     };
     let mut cfg = AtlassianTargetConfig::new(product, &t.base_url, auth);
     cfg.ca_bundle = t.ca_bundle.clone();
@@ -117,14 +150,24 @@ pub fn resolve_all_secrets(cfg: &FileConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn selected<'a>(cfg: &'a FileConfig, target: Option<&str>) -> anyhow::Result<Vec<&'a TargetConfig>> {
+fn selected<'a>(
+    cfg: &'a FileConfig,
+    target: Option<&str>,
+) -> anyhow::Result<Vec<&'a TargetConfig>> {
     match target {
         None => Ok(cfg.targets.iter().collect()),
         Some(name) => {
-            let t = cfg.targets.iter().find(|t| t.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
-                let names: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
-                exit::config_err(format!("--target {name}: no such target; configured: {}", names.join(", ")))
-            })?;
+            let t = cfg
+                .targets
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
+                    exit::config_err(format!(
+                        "--target {name}: no such target; configured: {}",
+                        names.join(", ")
+                    ))
+                })?;
             Ok(vec![t])
         }
     }
@@ -136,13 +179,20 @@ async fn open_store(cfg: &FileConfig) -> anyhow::Result<Store> {
         .map_err(|e| exit::config_err(format!("data_dir: {e}")))?;
     let n = store.mark_interrupted_runs().await?;
     if n > 0 {
-        tracing::warn!(runs = n, "marked runs left unfinished by a stopped process as interrupted");
+        tracing::warn!(
+            runs = n,
+            "marked runs left unfinished by a stopped process as interrupted"
+        );
     }
     Ok(store)
 }
 
 /// `test-connection`: the source, then each selected target.
-pub async fn test_connection(cfg: &FileConfig, target: Option<&str>, format: Format) -> anyhow::Result<Code> {
+pub async fn test_connection(
+    cfg: &FileConfig,
+    target: Option<&str>,
+    format: Format,
+) -> anyhow::Result<Code> {
     let mut reports = Vec::new();
     let scfg = source_config(&cfg.source)?;
     reports.push(graph::test_connection(&scfg).await);
@@ -151,7 +201,11 @@ pub async fn test_connection(cfg: &FileConfig, target: Option<&str>, format: For
         reports.push(atlassian::test_connection(&tcfg).await);
     }
     output::connection_reports(&reports, format);
-    Ok(if reports.iter().all(|r| r.ok()) { Code::Success } else { Code::Connection })
+    Ok(if reports.iter().all(|r| r.ok()) {
+        Code::Success
+    } else {
+        Code::Connection
+    })
 }
 
 /// `simulate` / `sync`: one source read, then one plan (and apply) per target.
@@ -162,17 +216,26 @@ pub async fn run(cfg: &FileConfig, opts: &RunOptions, format: Format) -> anyhow:
 }
 
 /// Like [`run`], returning the reports instead of printing them.
-pub async fn run_collect(cfg: &FileConfig, opts: &RunOptions, progress: bool) -> anyhow::Result<Vec<TargetRun>> {
+pub async fn run_collect(
+    cfg: &FileConfig,
+    opts: &RunOptions,
+    progress: bool,
+) -> anyhow::Result<Vec<TargetRun>> {
     let targets = selected(cfg, opts.target.as_deref())?;
     let store = open_store(cfg).await?;
     let source_name = cfg.source.name.clone();
     let source = Arc::new(
-        GraphSource::new(source_config(&cfg.source)?).map_err(|e| exit::connection_err(format!("source: {e}")))?,
+        GraphSource::new(source_config(&cfg.source)?)
+            .map_err(|e| exit::connection_err(format!("source: {e}")))?,
     );
 
     let bar = output::Phase::start(progress, "reading Entra ID");
     let t0 = Instant::now();
-    let state = if opts.full { None } else { store.source_state(&source_name).await? };
+    let state = if opts.full {
+        None
+    } else {
+        store.source_state(&source_name).await?
+    };
     let read = source
         .read(state)
         .await
@@ -186,7 +249,9 @@ pub async fn run_collect(cfg: &FileConfig, opts: &RunOptions, progress: bool) ->
         t0.elapsed().as_secs_f64()
     ));
     if read.snapshot.complete {
-        store.save_source_state(&source_name, &read.next_state).await?;
+        store
+            .save_source_state(&source_name, &read.next_state)
+            .await?;
     }
 
     let mut out = Vec::new();
@@ -207,14 +272,21 @@ async fn run_target(
 ) -> anyhow::Result<TargetRun> {
     let pair = format!("{}->{}", cfg.source.name, t.name);
     let tcfg = target_config(t)?;
-    let target = atlassian::build_target(&tcfg).map_err(|e| exit::connection_err(format!("target {}: {e}", t.name)))?;
+    let target = atlassian::build_target(&tcfg)
+        .map_err(|e| exit::connection_err(format!("target {}: {e}", t.name)))?;
     let caps = target.capabilities();
     let bar = output::Phase::start(progress, &format!("reading {}", t.name));
     let snapshot = target
         .read()
         .await
         .map_err(|e| exit::connection_err(format!("target {}: {e}", t.name)))?;
-    bar.finish(format!("read {} ({}): {} accounts, {} groups", t.name, caps.product, snapshot.accounts.len(), snapshot.groups.len()));
+    bar.finish(format!(
+        "read {} ({}): {} accounts, {} groups",
+        t.name,
+        caps.product,
+        snapshot.accounts.len(),
+        snapshot.groups.len()
+    ));
 
     let links = store.links(&pair).await?;
     let mut settings = t.sync.clone();
@@ -231,47 +303,77 @@ async fn run_target(
         now_ms: started,
     };
     let the_plan = plan(&input);
-    let mode = if opts.apply { RunMode::Sync } else { RunMode::Simulate };
+    let mode = if opts.apply {
+        RunMode::Sync
+    } else {
+        RunMode::Simulate
+    };
     let run_id = store.start_run(&pair, mode, started).await?;
-    store.save_plan(run_id, &serde_json::to_value(&the_plan)?).await?;
+    store
+        .save_plan(run_id, &serde_json::to_value(&the_plan)?)
+        .await?;
 
     let mut report = if opts.apply && the_plan.held.is_none() {
         let journal = store.journal(&pair, run_id, started);
-        let bar = output::Progress::new(progress, the_plan.ops.len() as u64, &format!("applying to {}", t.name));
-        let opts = usersync_core::engine::ApplyOptions { max_concurrency: caps.max_concurrency, ..Default::default() };
-        let result = usersync_core::engine::apply(&the_plan, target.as_ref(), source, &journal, &opts, &bar).await;
+        let bar = output::Progress::new(
+            progress,
+            the_plan.ops.len() as u64,
+            &format!("applying to {}", t.name),
+        );
+        let opts = usersync_core::engine::ApplyOptions {
+            max_concurrency: caps.max_concurrency,
+            ..Default::default()
+        };
+        let result =
+            usersync_core::engine::apply(&the_plan, target.as_ref(), source, &journal, &opts, &bar)
+                .await;
         bar.finish();
         result
     } else {
         usersync_core::engine::simulate(&the_plan)
     };
-    report.set_source_stats(&read.stats);
-    report.set_target(&t.name, &caps.product);
+    report.run.connector = Some(pair.clone());
+    report.run.source_read = Some(read.stats.clone());
+    report.run.started_at = Some(rfc3339(started));
+    report.run.finished_at = Some(rfc3339(now_ms()));
     let status = if the_plan.held.is_some() {
         RunStatus::Held
-    } else if report.failed_count() > 0 {
+    } else if report.outcomes.failed > 0 || report.stopped.is_some() {
         RunStatus::PartiallyFailed
     } else {
         RunStatus::Succeeded
     };
     let code = match status {
         RunStatus::Held => Code::Held,
-        RunStatus::PartiallyFailed if report.stopped_on_systemic() => Code::Connection,
+        RunStatus::PartiallyFailed if report.stopped.is_some() => Code::Connection,
         RunStatus::PartiallyFailed => Code::PartialFailure,
         _ => Code::Success,
     };
-    store.finish_run(run_id, status, &serde_json::to_value(&report)?, now_ms()).await?;
-    Ok(TargetRun { target: t.name.clone(), run_id, report, code })
+    store
+        .finish_run(run_id, status, &serde_json::to_value(&report)?, now_ms())
+        .await?;
+    Ok(TargetRun {
+        target: t.name.clone(),
+        run_id,
+        report,
+        code,
+    })
 }
 
 /// `runs`: history, or one run's report.
 pub async fn runs(cfg: &FileConfig, a: &RunsArgs, format: Format) -> anyhow::Result<Code> {
     let store = open_store(cfg).await?;
     if let Some(id) = a.show {
-        let run = store.run(id).await?.ok_or_else(|| exit::config_err(format!("--show {id}: no run with that id")))?;
+        let run = store
+            .run(id)
+            .await?
+            .ok_or_else(|| exit::config_err(format!("--show {id}: no run with that id")))?;
         output::run_record(&run, format);
     } else {
-        let pair = a.target.as_ref().map(|t| format!("{}->{}", cfg.source.name, t));
+        let pair = a
+            .target
+            .as_ref()
+            .map(|t| format!("{}->{}", cfg.source.name, t));
         let list = store.runs(pair.as_deref(), a.limit).await?;
         output::run_list(&list, format);
     }

@@ -68,9 +68,16 @@ access_groups = ["jira-software-users"]
 
 async fn emulators(users: u32) -> (GraphEmulator, AtlassianEmulator) {
     let mut g = GraphConfig::default();
-    g.directory = DirectorySeed::Custom { users, groups: 5, memberships: users * 2, seed: 7 };
+    g.directory = DirectorySeed::Custom {
+        users,
+        groups: 5,
+        memberships: users * 2,
+        seed: 7,
+    };
     let graph = GraphEmulator::start(g).await.unwrap();
-    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2)).await.unwrap();
+    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2))
+        .await
+        .unwrap();
     (graph, jira)
 }
 
@@ -96,7 +103,11 @@ fn config_errors_name_the_field_and_exit_5() {
     let out = run(dir.path(), &["config", "check"]);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert!(out.stderr.contains("client_secret"), "{}", out.stderr);
-    assert!(!out.stderr.contains("hunter2"), "secret echoed: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("hunter2"),
+        "secret echoed: {}",
+        out.stderr
+    );
 
     // A bad Quartz schedule names the target and the field.
     std::fs::write(
@@ -110,7 +121,10 @@ fn config_errors_name_the_field_and_exit_5() {
     assert!(out.stderr.contains("schedule"), "{}", out.stderr);
 
     // Missing file.
-    let out = bin().args(["--config", "/nonexistent/usersync.toml", "simulate"]).output().unwrap();
+    let out = bin()
+        .args(["--config", "/nonexistent/usersync.toml", "simulate"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(5));
 }
 
@@ -151,7 +165,12 @@ async fn simulate_then_sync_then_nothing() {
     assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
     let users = jira.handle().users();
     let enabled = graph.tenant().user_ids().len();
-    assert!(users.len() > enabled / 2, "synced {} of {} users", users.len(), enabled);
+    assert!(
+        users.len() > enabled / 2,
+        "synced {} of {} users",
+        users.len(),
+        enabled
+    );
     // Unmanaged accounts are untouched.
     for u in ["user0001", "user0002", "admin"] {
         assert!(users.iter().any(|x| x.name == u && x.active), "{u} changed");
@@ -165,18 +184,35 @@ async fn simulate_then_sync_then_nothing() {
     .await
     .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(jira.stats().writes(), 0, "no-change run wrote: {}", out.stdout);
+    assert_eq!(
+        jira.stats().writes(),
+        0,
+        "no-change run wrote: {}",
+        out.stdout
+    );
 
-    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"]))
+        .await
+        .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout.lines().filter(|l| !l.trim().is_empty()).count(), 3, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().filter(|l| !l.trim().is_empty()).count(),
+        3,
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mass_removal_is_held_with_exit_4_until_overridden() {
     let (graph, jira) = emulators(30).await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &graph, &jira, "[target.sync.policy.guard]\nmax_count = 3\n");
+    write_config(
+        dir.path(),
+        &graph,
+        &jira,
+        "[target.sync.policy.guard]\nmax_count = 3\n",
+    );
     let d = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking({
         let d = d.clone();
@@ -201,7 +237,9 @@ async fn mass_removal_is_held_with_exit_4_until_overridden() {
     assert_eq!(out.code, 4, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
     assert_eq!(jira.stats().writes(), 0, "a held run wrote");
 
-    let out = tokio::task::spawn_blocking(move || run(&d, &["sync", "--allow-mass-removal"])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || run(&d, &["sync", "--allow-mass-removal"]))
+        .await
+        .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(jira.stats().writes() > 0);
 }

@@ -81,7 +81,10 @@ struct Page<T> {
 
 impl BitbucketTarget {
     pub(crate) fn new(c: Client, cfg: &AtlassianTargetConfig) -> Self {
-        Self { c, add_to_default_group: cfg.bitbucket_add_to_default_group }
+        Self {
+            c,
+            add_to_default_group: cfg.bitbucket_add_to_default_group,
+        }
     }
 
     async fn paged<T: serde::de::DeserializeOwned>(
@@ -108,7 +111,12 @@ impl BitbucketTarget {
                 (Some(true), _) => return Ok(out),
                 (_, Some(next)) if next > start => start = next,
                 (None, None) if n == 0 => return Ok(out),
-                _ => return Err(unexpected(what, "isLastPage is false but nextPageStart does not advance")),
+                _ => {
+                    return Err(unexpected(
+                        what,
+                        "isLastPage is false but nextPageStart does not advance",
+                    ));
+                }
             }
         }
     }
@@ -116,16 +124,21 @@ impl BitbucketTarget {
     /// Finds a user by name (case-insensitive) with the admin filter.
     async fn find_user(&self, username: &str) -> Result<RestUser, ConnectorError> {
         let what = format!("look up Bitbucket user {username}");
-        let users: Vec<RestUser> = self.paged(&what, "/admin/users", &[("filter", username)]).await?;
+        let users: Vec<RestUser> = self
+            .paged(&what, "/admin/users", &[("filter", username)])
+            .await?;
         let key = name_key(username);
-        users.into_iter().find(|u| name_key(&u.name) == key).ok_or_else(|| {
-            let mut e = ConnectorError::new(
-                usersync_core::ports::ErrorKind::NotFound,
-                format!("{what}: Bitbucket Data Center has no user named {username}"),
-            );
-            e.status = Some(404);
-            e
-        })
+        users
+            .into_iter()
+            .find(|u| name_key(&u.name) == key)
+            .ok_or_else(|| {
+                let mut e = ConnectorError::new(
+                    usersync_core::ports::ErrorKind::NotFound,
+                    format!("{what}: Bitbucket Data Center has no user named {username}"),
+                );
+                e.status = Some(404);
+                e
+            })
     }
 }
 
@@ -145,7 +158,9 @@ impl TargetDirectory for BitbucketTarget {
     }
 
     async fn read(&self) -> Result<TargetSnapshot, ConnectorError> {
-        let users: Vec<RestUser> = self.paged("list Bitbucket users", "/admin/users", &[]).await?;
+        let users: Vec<RestUser> = self
+            .paged("list Bitbucket users", "/admin/users", &[])
+            .await?;
         let groups: Vec<String> = self
             .paged::<RestGroup>("list Bitbucket groups", "/admin/groups", &[])
             .await?
@@ -165,15 +180,22 @@ impl TargetDirectory for BitbucketTarget {
                 groups: BTreeSet::new(),
             });
         }
-        let members: Vec<(String, Result<Vec<RestUser>, ConnectorError>)> = futures::stream::iter(groups.iter().cloned())
-            .map(|g| async move {
-                let what = format!("list members of Bitbucket group {g}");
-                let r = self.paged(&what, "/admin/groups/more-members", &[("context", g.as_str())]).await;
-                (g, r)
-            })
-            .buffer_unordered(self.c.max_concurrency)
-            .collect()
-            .await;
+        let members: Vec<(String, Result<Vec<RestUser>, ConnectorError>)> =
+            futures::stream::iter(groups.iter().cloned())
+                .map(|g| async move {
+                    let what = format!("list members of Bitbucket group {g}");
+                    let r = self
+                        .paged(
+                            &what,
+                            "/admin/groups/more-members",
+                            &[("context", g.as_str())],
+                        )
+                        .await;
+                    (g, r)
+                })
+                .buffer_unordered(self.c.max_concurrency)
+                .collect()
+                .await;
         for (group, result) in members {
             for m in result? {
                 if let Some(&i) = by_name.get(&name_key(&m.name)) {
@@ -181,7 +203,13 @@ impl TargetDirectory for BitbucketTarget {
                 }
             }
         }
-        Ok(TargetSnapshot { accounts, groups: groups.into_iter().map(|name| TargetGroup { name }).collect() })
+        Ok(TargetSnapshot {
+            accounts,
+            groups: groups
+                .into_iter()
+                .map(|name| TargetGroup { name })
+                .collect(),
+        })
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {
@@ -191,22 +219,40 @@ impl TargetDirectory for BitbucketTarget {
         let password = random_password();
         self.c
             .call(&what, Idempotency::NonIdempotent, &[200, 201, 204], || {
-                self.c.req(Method::POST, &format!("{API}/admin/users")).query(&[
-                    ("name", spec.username.as_str()),
-                    ("displayName", spec.display_name.as_str()),
-                    ("emailAddress", spec.email.as_str()),
-                    ("password", password.expose_secret()),
-                    ("addToDefaultGroup", if self.add_to_default_group { "true" } else { "false" }),
-                    ("notify", "false"),
-                ])
+                self.c
+                    .req(Method::POST, &format!("{API}/admin/users"))
+                    .query(&[
+                        ("name", spec.username.as_str()),
+                        ("displayName", spec.display_name.as_str()),
+                        ("emailAddress", spec.email.as_str()),
+                        ("password", password.expose_secret()),
+                        (
+                            "addToDefaultGroup",
+                            if self.add_to_default_group {
+                                "true"
+                            } else {
+                                "false"
+                            },
+                        ),
+                        ("notify", "false"),
+                    ])
             })
             .await?;
         // 204 has no body: read the new user's numeric id.
-        let key = self.find_user(&spec.username).await.ok().and_then(|u| u.id).map(|i| i.to_string());
+        let key = self
+            .find_user(&spec.username)
+            .await
+            .ok()
+            .and_then(|u| u.id)
+            .map(|i| i.to_string());
         Ok(Created { key })
     }
 
-    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+    async fn update_user(
+        &self,
+        username: &str,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
         let mut body = serde_json::Map::new();
         for c in changes {
             match c.field {
@@ -220,9 +266,16 @@ impl TargetDirectory for BitbucketTarget {
         body.insert("name".into(), json!(username));
         let body = serde_json::Value::Object(body);
         self.c
-            .call(&format!("update Bitbucket user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/admin/users")).json(&body)
-            })
+            .call(
+                &format!("update Bitbucket user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::PUT, &format!("{API}/admin/users"))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -230,9 +283,16 @@ impl TargetDirectory for BitbucketTarget {
     async fn rename_user(&self, from: &str, to: &str) -> Result<(), ConnectorError> {
         let body = json!({ "name": from, "newName": to });
         self.c
-            .call(&format!("rename Bitbucket user {from} to {to}"), Idempotency::NonIdempotent, &[200, 204], || {
-                self.c.req(Method::POST, &format!("{API}/admin/users/rename")).json(&body)
-            })
+            .call(
+                &format!("rename Bitbucket user {from} to {to}"),
+                Idempotency::NonIdempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/admin/users/rename"))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -247,27 +307,48 @@ impl TargetDirectory for BitbucketTarget {
     async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
         // Documented success: 200 with the deleted user.
         self.c
-            .call(&format!("delete Bitbucket user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/admin/users")).query(&[("name", username)])
-            })
+            .call(
+                &format!("delete Bitbucket user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/admin/users"))
+                        .query(&[("name", username)])
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn create_group(&self, name: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("create Bitbucket group {name}"), Idempotency::NonIdempotent, &[200, 201, 204], || {
-                self.c.req(Method::POST, &format!("{API}/admin/groups")).query(&[("name", name)])
-            })
+            .call(
+                &format!("create Bitbucket group {name}"),
+                Idempotency::NonIdempotent,
+                &[200, 201, 204],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/admin/groups"))
+                        .query(&[("name", name)])
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn delete_group(&self, name: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("delete Bitbucket group {name}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/admin/groups")).query(&[("name", name)])
-            })
+            .call(
+                &format!("delete Bitbucket group {name}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/admin/groups"))
+                        .query(&[("name", name)])
+                },
+            )
             .await?;
         Ok(())
     }
@@ -282,7 +363,11 @@ impl TargetDirectory for BitbucketTarget {
                     &format!("add {} user(s) to Bitbucket group {group}", chunk.len()),
                     Idempotency::Idempotent,
                     &[200, 204],
-                    || self.c.req(Method::POST, &format!("{API}/admin/groups/add-users")).json(&body),
+                    || {
+                        self.c
+                            .req(Method::POST, &format!("{API}/admin/groups/add-users"))
+                            .json(&body)
+                    },
                 )
                 .await?;
         }
@@ -293,9 +378,16 @@ impl TargetDirectory for BitbucketTarget {
         // A POST, with `context` = group and `itemName` = user.
         let body = json!({ "context": group, "itemName": username });
         self.c
-            .call(&format!("remove {username} from Bitbucket group {group}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::POST, &format!("{API}/admin/groups/remove-user")).json(&body)
-            })
+            .call(
+                &format!("remove {username} from Bitbucket group {group}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/admin/groups/remove-user"))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -303,17 +395,27 @@ impl TargetDirectory for BitbucketTarget {
     async fn set_avatar(&self, username: &str, photo: &Photo) -> Result<(), ConnectorError> {
         let user = self.find_user(username).await?;
         let slug = user.slug.unwrap_or_else(|| name_key(username));
-        let ext = if photo.content_type == "image/png" { "png" } else { "jpg" };
+        let ext = if photo.content_type == "image/png" {
+            "png"
+        } else {
+            "jpg"
+        };
         let what = format!("upload avatar for Bitbucket user {username}");
         let bytes = photo.bytes.clone();
         let content_type = photo.content_type.clone();
         let resp = self
             .c
             .call(&what, Idempotency::Idempotent, &[200, 201, 204], || {
-                let part = || reqwest::multipart::Part::bytes(bytes.clone()).file_name(format!("avatar.{ext}"));
+                let part = || {
+                    reqwest::multipart::Part::bytes(bytes.clone())
+                        .file_name(format!("avatar.{ext}"))
+                };
                 let part = part().mime_str(&content_type).unwrap_or_else(|_| part());
                 self.c
-                    .req(Method::POST, &format!("{API}/users/{}/avatar.png", super::client::seg(&slug)))
+                    .req(
+                        Method::POST,
+                        &format!("{API}/users/{}/avatar.png", super::client::seg(&slug)),
+                    )
                     .header("X-Atlassian-Token", "no-check")
                     .multipart(reqwest::multipart::Form::new().part("avatar", part))
             })

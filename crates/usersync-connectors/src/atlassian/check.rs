@@ -8,7 +8,7 @@
 //!   Jira REST reference "Get my permissions"), `GET /rest/api/2/user/list` (complete listing).
 //! - Confluence: `GET /rest/api/server-information`, `GET /rest/api/user/current`,
 //!   `GET /rest/api/user/list` (admin-only user management API, Confluence 8.4+).
-//! - Bitbucket: `GET /rest/api/1.0/application-properties`, then
+//! - Bitbucket: `GET /rest/api/1.0/application-properties`, `GET /rest/api/1.0/users`, then
 //!   `GET /rest/api/1.0/admin/permissions/users` ("The authenticated user must have ADMIN
 //!   permission or higher to call this resource").
 //! - Crowd: application authentication with `GET /rest/usermanagement/1/search?entity-type=user`
@@ -24,12 +24,19 @@ use usersync_core::ports::{ConnectorError, ErrorKind};
 
 const REACH: (&str, &str) = ("reachable", "Server reachable");
 const CREDS: (&str, &str) = ("credentials", "Credentials accepted");
-const ADMIN: (&str, &str) = ("admin_rights", "Account has the admin rights the sync needs");
+const ADMIN: (&str, &str) = (
+    "admin_rights",
+    "Account has the admin rights the sync needs",
+);
 
 /// Runs the connection test for one Atlassian target. Never fails: every problem is a verdict.
 pub async fn test_connection(cfg: &AtlassianTargetConfig) -> ConnectionReport {
     let mut report = ConnectionReport {
-        subject: format!("{} at {}", cfg.product.display_name(), cfg.base_url.trim_end_matches('/')),
+        subject: format!(
+            "{} at {}",
+            cfg.product.display_name(),
+            cfg.base_url.trim_end_matches('/')
+        ),
         checks: Vec::new(),
     };
     // A connection test must answer quickly: retry maintenance 503s and throttling only briefly.
@@ -43,8 +50,17 @@ pub async fn test_connection(cfg: &AtlassianTargetConfig) -> ConnectionReport {
     let c = match Client::new(&quick) {
         Ok(c) => c,
         Err(e) => {
-            report.checks.push(Check::fail("configuration", "Configuration valid", e.message.clone(), "fix the target configuration"));
-            skip_rest(&mut report, &[REACH, CREDS, ADMIN], "the configuration is invalid");
+            report.checks.push(Check::fail(
+                "configuration",
+                "Configuration valid",
+                e.message.clone(),
+                "fix the target configuration",
+            ));
+            skip_rest(
+                &mut report,
+                &[REACH, CREDS, ADMIN],
+                "the configuration is invalid",
+            );
             return report;
         }
     };
@@ -62,7 +78,9 @@ pub async fn test_connection(cfg: &AtlassianTargetConfig) -> ConnectionReport {
 
 fn skip_rest(report: &mut ConnectionReport, checks: &[(&str, &str)], why: &str) {
     for (id, title) in checks {
-        report.checks.push(Check::skipped(id, title, format!("not checked: {why}")));
+        report
+            .checks
+            .push(Check::skipped(id, title, format!("not checked: {why}")));
     }
 }
 
@@ -78,7 +96,11 @@ fn status_path(p: Product) -> &'static str {
 /// A transport error's fix: TLS problems get the CA hint.
 fn transport_fix(e: &ConnectorError) -> String {
     let m = e.message.to_lowercase();
-    if m.contains("certificate") || m.contains("unknownissuer") || m.contains("tls") || m.contains("handshake") {
+    if m.contains("certificate")
+        || m.contains("unknownissuer")
+        || m.contains("tls")
+        || m.contains("handshake")
+    {
         "TLS failed: the server's certificate is not trusted — add the internal CA with ca_bundle (a PEM file with the issuing CA chain), \
          and check the host name matches the certificate"
             .into()
@@ -103,7 +125,12 @@ async fn reachable(c: &Client, report: &mut ConnectionReport) -> bool {
     let (id, title) = REACH;
     let mut path = status_path(c.product);
     let resp = loop {
-        let resp = match c.send("reach the server", Idempotency::Idempotent, || c.req_anonymous(Method::GET, path)).await {
+        let resp = match c
+            .send("reach the server", Idempotency::Idempotent, || {
+                c.req_anonymous(Method::GET, path)
+            })
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 let fix = transport_fix(&e);
@@ -127,15 +154,30 @@ async fn reachable(c: &Client, report: &mut ConnectionReport) -> bool {
     match status {
         200 if content_type.contains("json") => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let version = v.get("version").and_then(|v| v.as_str()).unwrap_or("version not shown");
-            report.checks.push(Check::pass(id, title, format!("{} answered at {} ({version})", c.product.display_name(), c.base())));
+            let version = v
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("version not shown");
+            report.checks.push(Check::pass(
+                id,
+                title,
+                format!(
+                    "{} answered at {} ({version})",
+                    c.product.display_name(),
+                    c.base()
+                ),
+            ));
             true
         }
         401 | 403 | 200 => {
             report.checks.push(Check::pass(
                 id,
                 title,
-                format!("{} answered at {} (HTTP {status} without credentials)", c.product.display_name(), c.base()),
+                format!(
+                    "{} answered at {} (HTTP {status} without credentials)",
+                    c.product.display_name(),
+                    c.base()
+                ),
             ));
             true
         }
@@ -159,7 +201,12 @@ async fn reachable(c: &Client, report: &mut ConnectionReport) -> bool {
         }
         s => {
             let e = super::client::error_for(c.product, s, &body, "reach the server");
-            report.checks.push(Check::fail(id, title, e.message, "check the product's logs and the reverse proxy"));
+            report.checks.push(Check::fail(
+                id,
+                title,
+                e.message,
+                "check the product's logs and the reverse proxy",
+            ));
             false
         }
     }
@@ -170,10 +217,16 @@ async fn credentials(c: &Client, report: &mut ConnectionReport) -> bool {
     let path = match c.product {
         Product::Jira => "/rest/api/2/myself",
         Product::Confluence => "/rest/api/user/current",
-        Product::Bitbucket => "/rest/api/1.0/application-properties",
+        // application-properties may answer anonymously; /users needs an authenticated user.
+        Product::Bitbucket => "/rest/api/1.0/users?limit=1",
         Product::Crowd => "/rest/usermanagement/1/search?entity-type=user&max-results=1",
     };
-    let resp = match c.send("check the credentials", Idempotency::Idempotent, || c.req(Method::GET, path)).await {
+    let resp = match c
+        .send("check the credentials", Idempotency::Idempotent, || {
+            c.req(Method::GET, path)
+        })
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             let fix = transport_fix(&e);
@@ -190,7 +243,9 @@ async fn credentials(c: &Client, report: &mut ConnectionReport) -> bool {
     let body = resp.text().await.unwrap_or_default();
     if status == 200 {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if c.product == Product::Confluence && v.get("type").and_then(|t| t.as_str()) == Some("anonymous") {
+        if c.product == Product::Confluence
+            && v.get("type").and_then(|t| t.as_str()) == Some("anonymous")
+        {
             report.checks.push(Check::fail(
                 id,
                 title,
@@ -206,7 +261,9 @@ async fn credentials(c: &Client, report: &mut ConnectionReport) -> bool {
             .map(str::to_string)
             .or(who);
         let detail = match (c.product, name) {
-            (Product::Crowd, _) => "the application authenticated and may read the directory".to_string(),
+            (Product::Crowd, _) => {
+                "the application authenticated and may read the directory".to_string()
+            }
             (_, Some(n)) => format!("authenticated as {n}"),
             (_, None) => "authenticated".to_string(),
         };
@@ -219,7 +276,9 @@ async fn credentials(c: &Client, report: &mut ConnectionReport) -> bool {
             "add this host's IP address (or CIDR range / host name) to the application's remote addresses in Crowd > Applications > \
              Remote addresses, or in Jira's user server settings"
         }
-        (Product::Crowd, _) => "check the application name and password (Crowd > Applications, or Jira's user server settings)",
+        (Product::Crowd, _) => {
+            "check the application name and password (Crowd > Applications, or Jira's user server settings)"
+        }
         _ => {
             "check the username and password, or create a new personal access token (PATs expire); the account must be able to log in"
         }
@@ -316,15 +375,38 @@ async fn admin_rights(c: &Client, report: &mut ConnectionReport) {
     }
 }
 
-async fn probe(c: &Client, report: &mut ConnectionReport, path: &str, pass: &str, fail: &str, fix: &str) {
+async fn probe(
+    c: &Client,
+    report: &mut ConnectionReport,
+    path: &str,
+    pass: &str,
+    fail: &str,
+    fix: &str,
+) {
     let (id, title) = ADMIN;
-    match c.send("check admin rights", Idempotency::Idempotent, || c.req(Method::GET, path)).await {
+    match c
+        .send("check admin rights", Idempotency::Idempotent, || {
+            c.req(Method::GET, path)
+        })
+        .await
+    {
         Ok(r) if r.status().as_u16() == 200 => report.checks.push(Check::pass(id, title, pass)),
         Ok(r) => {
             let status = r.status().as_u16();
             let e = c.error_from(r, "admin probe").await;
-            report.checks.push(Check::fail(id, title, format!("{}: {}", fail.replace("{status}", &format!("HTTP {status}")), e.message), fix));
+            report.checks.push(Check::fail(
+                id,
+                title,
+                format!(
+                    "{}: {}",
+                    fail.replace("{status}", &format!("HTTP {status}")),
+                    e.message
+                ),
+                fix,
+            ));
         }
-        Err(e) => report.checks.push(Check::fail(id, title, e.message, "retry the test")),
+        Err(e) => report
+            .checks
+            .push(Check::fail(id, title, e.message, "retry the test")),
     }
 }

@@ -14,7 +14,11 @@ use tokio::sync::Semaphore;
 use usersync_core::ports::{ConnectorError, ErrorKind};
 
 /// Characters left as they are in a path segment (RFC 3986 unreserved).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes one path segment (a username or group name in the path, e.g. Confluence's
 /// `/rest/api/admin/user/{username}`).
@@ -74,12 +78,18 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = &cfg.ca_bundle {
             let pem = std::fs::read(path).map_err(|e| {
-                ConnectorError::new(ErrorKind::Invalid, format!("cannot read ca_bundle {}: {e}", path.display()))
+                ConnectorError::new(
+                    ErrorKind::Invalid,
+                    format!("cannot read ca_bundle {}: {e}", path.display()),
+                )
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 ConnectorError::new(
                     ErrorKind::Invalid,
-                    format!("ca_bundle {} is not a PEM certificate bundle: {e}", path.display()),
+                    format!(
+                        "ca_bundle {} is not a PEM certificate bundle: {e}",
+                        path.display()
+                    ),
                 )
             })?;
             if certs.is_empty() {
@@ -91,7 +101,10 @@ impl Client {
             builder = builder.tls_certs_merge(certs);
         }
         let http = builder.build().map_err(|e| {
-            ConnectorError::new(ErrorKind::Invalid, format!("cannot build the HTTP client: {}", http::describe(&e)))
+            ConnectorError::new(
+                ErrorKind::Invalid,
+                format!("cannot build the HTTP client: {}", http::describe(&e)),
+            )
         })?;
         let max_concurrency = cfg.max_concurrency.max(1);
         Ok(Self {
@@ -118,8 +131,12 @@ impl Client {
             .request(method, format!("{}{}", self.base, path))
             .header(reqwest::header::ACCEPT, "application/json");
         match &self.auth {
-            AtlassianAuth::Basic { username, password } => rb.basic_auth(username, Some(password.expose_secret())),
-            AtlassianAuth::CrowdApp { name, password } => rb.basic_auth(name, Some(password.expose_secret())),
+            AtlassianAuth::Basic { username, password } => {
+                rb.basic_auth(username, Some(password.expose_secret()))
+            }
+            AtlassianAuth::CrowdApp { name, password } => {
+                rb.basic_auth(name, Some(password.expose_secret()))
+            }
             AtlassianAuth::Bearer { token } => rb.bearer_auth(token.expose_secret()),
         }
     }
@@ -139,7 +156,11 @@ impl Client {
         idempotency: Idempotency,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, ConnectorError> {
-        let _permit = self.permits.acquire().await.map_err(|_| ConnectorError::new(ErrorKind::Other, "client closed"))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ConnectorError::new(ErrorKind::Other, "client closed"))?;
         http::send(build, &self.retry, &self.counters, idempotency, what).await
     }
 
@@ -166,7 +187,9 @@ impl Client {
         what: &str,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<T, ConnectorError> {
-        let resp = self.call(what, Idempotency::Idempotent, &[200], build).await?;
+        let resp = self
+            .call(what, Idempotency::Idempotent, &[200], build)
+            .await?;
         json_body(resp, what).await
     }
 
@@ -179,10 +202,19 @@ impl Client {
 }
 
 /// Reads a JSON body, mapping a decoding failure to `ErrorKind::Other` with what was expected.
-pub(crate) async fn json_body<T: DeserializeOwned>(resp: Response, what: &str) -> Result<T, ConnectorError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    resp: Response,
+    what: &str,
+) -> Result<T, ConnectorError> {
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.map_err(|e| {
-        ConnectorError::new(ErrorKind::Unreachable, format!("{what}: reading the response failed: {}", http::describe(&e)))
+        ConnectorError::new(
+            ErrorKind::Unreachable,
+            format!(
+                "{what}: reading the response failed: {}",
+                http::describe(&e)
+            ),
+        )
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let mut err = ConnectorError::new(
@@ -240,7 +272,10 @@ pub fn parse_error_body(product: Product, body: &str) -> ProductError {
                         parts.push(m.to_string());
                     }
                     if out.exception.is_none() {
-                        out.exception = e.get("exceptionName").and_then(|x| x.as_str()).map(str::to_string);
+                        out.exception = e
+                            .get("exceptionName")
+                            .and_then(|x| x.as_str())
+                            .map(str::to_string);
                     }
                 }
             }
@@ -279,11 +314,23 @@ pub fn parse_error_body(product: Product, body: &str) -> ProductError {
         if product == Product::Crowd
             && let Some(message) = xml_element(trimmed, "message")
         {
-            return ProductError { message, reason: xml_element(trimmed, "reason"), exception: None };
+            return ProductError {
+                message,
+                reason: xml_element(trimmed, "reason"),
+                exception: None,
+            };
         }
-        return ProductError { message: truncate(&html_text(trimmed), 300), reason: None, exception: None };
+        return ProductError {
+            message: truncate(&html_text(trimmed), 300),
+            reason: None,
+            exception: None,
+        };
     }
-    ProductError { message: truncate(trimmed, 300), reason: None, exception: None }
+    ProductError {
+        message: truncate(trimmed, 300),
+        reason: None,
+        exception: None,
+    }
 }
 
 fn xml_element(xml: &str, name: &str) -> Option<String> {
@@ -295,7 +342,11 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
 }
 
 fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The visible text of an HTML page (tags, scripts and styles removed, whitespace collapsed).
@@ -325,7 +376,10 @@ fn html_text(html: &str) -> String {
             i = next;
         }
     }
-    xml_unescape(&out).split_whitespace().collect::<Vec<_>>().join(" ")
+    xml_unescape(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -344,12 +398,18 @@ fn mentions_licence(msg: &str) -> bool {
 
 fn mentions_duplicate(msg: &str) -> bool {
     let m = msg.to_lowercase();
-    m.contains("already exist") || m.contains("already a member") || m.contains("already in group") || m.contains("duplicate")
+    m.contains("already exist")
+        || m.contains("already a member")
+        || m.contains("already in group")
+        || m.contains("duplicate")
 }
 
 fn mentions_missing(msg: &str) -> bool {
     let m = msg.to_lowercase();
-    m.contains("does not exist") || m.contains("not found") || m.contains("doesn't exist") || m.contains("no such")
+    m.contains("does not exist")
+        || m.contains("not found")
+        || m.contains("doesn't exist")
+        || m.contains("no such")
 }
 
 /// Classifies an error response. Mapping (per the task and the products' documented statuses):
@@ -364,7 +424,10 @@ pub fn classify(product: Product, status: u16, err: &ProductError) -> ErrorKind 
     match status {
         401 => {
             if product == Product::Bitbucket
-                && err.exception.as_deref().is_some_and(|e| e.ends_with("AuthorisationException"))
+                && err
+                    .exception
+                    .as_deref()
+                    .is_some_and(|e| e.ends_with("AuthorisationException"))
             {
                 ErrorKind::Forbidden
             } else {
@@ -385,7 +448,9 @@ pub fn classify(product: Product, status: u16, err: &ProductError) -> ErrorKind 
             "USER_NOT_FOUND" | "GROUP_NOT_FOUND" | "MEMBERSHIP_NOT_FOUND" => ErrorKind::NotFound,
             "MEMBERSHIP_ALREADY_EXISTS" => ErrorKind::Conflict,
             _ if mentions_duplicate(&err.message) => ErrorKind::Conflict,
-            _ if mentions_licence(&err.message) && err.message.to_lowercase().contains("limit") => ErrorKind::LicenceFull,
+            _ if mentions_licence(&err.message) && err.message.to_lowercase().contains("limit") => {
+                ErrorKind::LicenceFull
+            }
             _ if mentions_missing(&err.message) => ErrorKind::NotFound,
             _ => ErrorKind::Invalid,
         },
@@ -407,8 +472,15 @@ pub fn classify(product: Product, status: u16, err: &ProductError) -> ErrorKind 
 pub fn error_for(product: Product, status: u16, body: &str, what: &str) -> ConnectorError {
     let parsed = parse_error_body(product, body);
     let kind = classify(product, status, &parsed);
-    let shown = if parsed.message.is_empty() { "no error message".to_string() } else { parsed.message.clone() };
-    let mut message = format!("{what}: {} said: {shown} (HTTP {status})", product.display_name());
+    let shown = if parsed.message.is_empty() {
+        "no error message".to_string()
+    } else {
+        parsed.message.clone()
+    };
+    let mut message = format!(
+        "{what}: {} said: {shown} (HTTP {status})",
+        product.display_name()
+    );
     match kind {
         ErrorKind::Auth => message.push_str(match product {
             Product::Crowd => {
@@ -469,7 +541,10 @@ pub(crate) fn split_name(display: &str) -> (String, String) {
 
 /// Fails an operation the product does not support.
 pub(crate) fn unsupported(product: Product, what: &str) -> ConnectorError {
-    ConnectorError::new(ErrorKind::Unsupported, format!("{} has no REST API to {what}", product.display_name()))
+    ConnectorError::new(
+        ErrorKind::Unsupported,
+        format!("{} has no REST API to {what}", product.display_name()),
+    )
 }
 
 /// Runs `f` for every item with at most `limit` in flight and waits for all of them. All items
@@ -495,7 +570,10 @@ pub(crate) async fn run_all(
             let shown: Vec<&str> = errors.iter().take(5).map(|e| e.message.as_str()).collect();
             let mut e = ConnectorError::new(
                 first.kind,
-                format!("{what}: {n} of {total} requests failed: {}", shown.join(" | ")),
+                format!(
+                    "{what}: {n} of {total} requests failed: {}",
+                    shown.join(" | ")
+                ),
             );
             e.status = first.status;
             Err(e)
@@ -505,7 +583,10 @@ pub(crate) async fn run_all(
 
 /// An error for a response that does not have the documented shape.
 pub(crate) fn unexpected(what: &str, detail: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::new(ErrorKind::Other, format!("{what}: unexpected response: {detail}"))
+    ConnectorError::new(
+        ErrorKind::Other,
+        format!("{what}: unexpected response: {detail}"),
+    )
 }
 
 #[cfg(test)]
@@ -534,13 +615,21 @@ mod tests {
 
     #[test]
     fn html_is_reduced_to_text() {
-        let t = html_text("<html><head><title>x</title></head><body><h1>HTTP Status 403</h1><p>Client with address &quot;1.2.3.4&quot; is forbidden</p></body></html>");
-        assert_eq!(t, "HTTP Status 403 Client with address \"1.2.3.4\" is forbidden");
+        let t = html_text(
+            "<html><head><title>x</title></head><body><h1>HTTP Status 403</h1><p>Client with address &quot;1.2.3.4&quot; is forbidden</p></body></html>",
+        );
+        assert_eq!(
+            t,
+            "HTTP Status 403 Client with address \"1.2.3.4\" is forbidden"
+        );
     }
 
     #[test]
     fn names_split() {
-        assert_eq!(split_name("Jane van Doe"), ("Jane van".into(), "Doe".into()));
+        assert_eq!(
+            split_name("Jane van Doe"),
+            ("Jane van".into(), "Doe".into())
+        );
         assert_eq!(split_name("Cher"), ("".into(), "Cher".into()));
     }
 }

@@ -28,7 +28,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use usersync_core::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use usersync_core::plan::{AccountSpec, Field, FieldChange};
-use usersync_core::ports::{ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory};
+use usersync_core::ports::{
+    ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory,
+};
 
 const API: &str = "/rest/api";
 const PAGE: usize = 200;
@@ -42,7 +44,11 @@ pub(crate) struct ConfluenceTarget {
 /// `profilePicture`; real `KnownUser` JSON adds `username`, `userKey`, and with expansions the
 /// e-mail and status.
 pub(crate) fn person(v: &Value) -> Option<TargetAccount> {
-    let username = v.get("username").or_else(|| v.get("name")).and_then(|u| u.as_str())?.to_string();
+    let username = v
+        .get("username")
+        .or_else(|| v.get("name"))
+        .and_then(|u| u.as_str())?
+        .to_string();
     let email = ["/email", "/details/personal/email", "/details/email"]
         .iter()
         .find_map(|p| v.pointer(p).and_then(|e| e.as_str()))
@@ -50,12 +56,22 @@ pub(crate) fn person(v: &Value) -> Option<TargetAccount> {
         .to_string();
     let active = match v.get("status") {
         Some(Value::String(s)) => status_active(s),
-        Some(Value::Object(o)) => o.get("value").and_then(|s| s.as_str()).is_none_or(status_active),
+        Some(Value::Object(o)) => o
+            .get("value")
+            .and_then(|s| s.as_str())
+            .is_none_or(status_active),
         _ => v.get("active").and_then(|a| a.as_bool()).unwrap_or(true),
     };
     Some(TargetAccount {
-        display_name: v.get("displayName").and_then(|d| d.as_str()).unwrap_or(&username).to_string(),
-        key: v.get("userKey").and_then(|k| k.as_str()).map(str::to_string),
+        display_name: v
+            .get("displayName")
+            .and_then(|d| d.as_str())
+            .unwrap_or(&username)
+            .to_string(),
+        key: v
+            .get("userKey")
+            .and_then(|k| k.as_str())
+            .map(str::to_string),
         username,
         email,
         active,
@@ -70,11 +86,19 @@ fn status_active(s: &str) -> bool {
 
 impl ConfluenceTarget {
     pub(crate) fn new(c: Client, cfg: &AtlassianTargetConfig) -> Self {
-        Self { c, delete_wait: cfg.confluence_delete_wait }
+        Self {
+            c,
+            delete_wait: cfg.confluence_delete_wait,
+        }
     }
 
     /// Pages a Confluence list endpoint; returns every `results` item.
-    async fn paged(&self, what: &str, path: &str, extra: &[(&str, &str)]) -> Result<Vec<Value>, ConnectorError> {
+    async fn paged(
+        &self,
+        what: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Vec<Value>, ConnectorError> {
         let mut out: Vec<Value> = Vec::new();
         loop {
             let start = out.len();
@@ -118,10 +142,19 @@ impl ConfluenceTarget {
         loop {
             let status: Value = self
                 .c
-                .get_json(&what, || self.c.req(Method::GET, &format!("{API}/longtask/{}", seg(&id))))
+                .get_json(&what, || {
+                    self.c
+                        .req(Method::GET, &format!("{API}/longtask/{}", seg(&id)))
+                })
                 .await?;
-            let pct = status.get("percentageComplete").and_then(|p| p.as_u64()).unwrap_or(0);
-            let finished = status.get("finished").and_then(|f| f.as_bool()).unwrap_or(pct >= 100);
+            let pct = status
+                .get("percentageComplete")
+                .and_then(|p| p.as_u64())
+                .unwrap_or(0);
+            let finished = status
+                .get("finished")
+                .and_then(|f| f.as_bool())
+                .unwrap_or(pct >= 100);
             if finished {
                 if status.get("successful").and_then(|s| s.as_bool()) == Some(false) {
                     let msgs: Vec<String> = status
@@ -129,14 +162,21 @@ impl ConfluenceTarget {
                         .and_then(|m| m.as_array())
                         .map(|m| {
                             m.iter()
-                                .filter_map(|x| x.get("translation").or_else(|| x.get("key")).and_then(|t| t.as_str()))
+                                .filter_map(|x| {
+                                    x.get("translation")
+                                        .or_else(|| x.get("key"))
+                                        .and_then(|t| t.as_str())
+                                })
                                 .map(str::to_string)
                                 .collect()
                         })
                         .unwrap_or_default();
                     return Err(ConnectorError::new(
                         ErrorKind::Other,
-                        format!("{what}: Confluence's delete task {id} failed: {}", msgs.join("; ")),
+                        format!(
+                            "{what}: Confluence's delete task {id} failed: {}",
+                            msgs.join("; ")
+                        ),
                     ));
                 }
                 return Ok(());
@@ -151,9 +191,17 @@ impl ConfluenceTarget {
     }
     async fn add_one(&self, group: &str, u: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("add {u} to Confluence group {group}"), Idempotency::Idempotent, &[200, 201, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/user/{}/group/{}", seg(u), seg(group)))
-            })
+            .call(
+                &format!("add {u} to Confluence group {group}"),
+                Idempotency::Idempotent,
+                &[200, 201, 204],
+                || {
+                    self.c.req(
+                        Method::PUT,
+                        &format!("{API}/user/{}/group/{}", seg(u), seg(group)),
+                    )
+                },
+            )
             .await
             .map(|_| ())
     }
@@ -175,8 +223,16 @@ impl TargetDirectory for ConfluenceTarget {
     }
 
     async fn read(&self) -> Result<TargetSnapshot, ConnectorError> {
-        // /user/list includes disabled and unlicensed users (Confluence 8.4+).
-        let users = self.paged("list Confluence users", "/user/list", &[("expand", "status,details.personal")]).await?;
+        // /user/list includes disabled and unlicensed users (Confluence 8.4+). `email` and
+        // `status` are expansions (the admin user listings document `email` as a user field;
+        // a disabled user's status reads "Deactivated").
+        let users = self
+            .paged(
+                "list Confluence users",
+                "/user/list",
+                &[("expand", "status,email")],
+            )
+            .await?;
         let groups: Vec<String> = self
             .paged("list Confluence groups", "/group", &[])
             .await?
@@ -194,25 +250,38 @@ impl TargetDirectory for ConfluenceTarget {
             by_name.insert(name_key(&a.username), accounts.len());
             accounts.push(a);
         }
-        let members: Vec<(String, Result<Vec<Value>, ConnectorError>)> = futures::stream::iter(groups.iter().cloned())
-            .map(|g| async move {
-                let what = format!("list members of Confluence group {g}");
-                let r = self.paged(&what, &format!("/group/{}/member", seg(&g)), &[]).await;
-                (g, r)
-            })
-            .buffer_unordered(self.c.max_concurrency)
-            .collect()
-            .await;
+        let members: Vec<(String, Result<Vec<Value>, ConnectorError>)> =
+            futures::stream::iter(groups.iter().cloned())
+                .map(|g| async move {
+                    let what = format!("list members of Confluence group {g}");
+                    let r = self
+                        .paged(&what, &format!("/group/{}/member", seg(&g)), &[])
+                        .await;
+                    (g, r)
+                })
+                .buffer_unordered(self.c.max_concurrency)
+                .collect()
+                .await;
         for (group, result) in members {
             for m in result? {
                 let Some(p) = person(&m) else { continue };
-                let idx = p.key.as_ref().and_then(|k| by_key.get(k)).or_else(|| by_name.get(&name_key(&p.username)));
+                let idx = p
+                    .key
+                    .as_ref()
+                    .and_then(|k| by_key.get(k))
+                    .or_else(|| by_name.get(&name_key(&p.username)));
                 if let Some(&i) = idx {
                     accounts[i].groups.insert(group.clone());
                 }
             }
         }
-        Ok(TargetSnapshot { accounts, groups: groups.into_iter().map(|name| TargetGroup { name }).collect() })
+        Ok(TargetSnapshot {
+            accounts,
+            groups: groups
+                .into_iter()
+                .map(|name| TargetGroup { name })
+                .collect(),
+        })
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {
@@ -229,14 +298,25 @@ impl TargetDirectory for ConfluenceTarget {
         let resp = self
             .c
             .call(&what, Idempotency::NonIdempotent, &[200, 201], || {
-                self.c.req(Method::POST, &format!("{API}/admin/user")).json(&body)
+                self.c
+                    .req(Method::POST, &format!("{API}/admin/user"))
+                    .json(&body)
             })
             .await?;
         let v: Value = json_body(resp, &what).await.unwrap_or_default();
-        Ok(Created { key: v.get("userKey").and_then(|k| k.as_str()).map(str::to_string) })
+        Ok(Created {
+            key: v
+                .get("userKey")
+                .and_then(|k| k.as_str())
+                .map(str::to_string),
+        })
     }
 
-    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+    async fn update_user(
+        &self,
+        username: &str,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
         let mut body = serde_json::Map::new();
         for c in changes {
             match c.field {
@@ -249,9 +329,16 @@ impl TargetDirectory for ConfluenceTarget {
         }
         let body = Value::Object(body);
         self.c
-            .call(&format!("update Confluence user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/admin/user/{}", seg(username))).json(&body)
-            })
+            .call(
+                &format!("update Confluence user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::PUT, &format!("{API}/admin/user/{}", seg(username)))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -261,11 +348,23 @@ impl TargetDirectory for ConfluenceTarget {
     }
 
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
-        let (verb, action) = if active { ("reactivate", "enable") } else { ("deactivate", "disable") };
+        let (verb, action) = if active {
+            ("reactivate", "enable")
+        } else {
+            ("deactivate", "disable")
+        };
         self.c
-            .call(&format!("{verb} Confluence user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/admin/user/{}/{action}", seg(username)))
-            })
+            .call(
+                &format!("{verb} Confluence user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c.req(
+                        Method::PUT,
+                        &format!("{API}/admin/user/{}/{action}", seg(username)),
+                    )
+                },
+            )
             .await?;
         Ok(())
     }
@@ -276,7 +375,10 @@ impl TargetDirectory for ConfluenceTarget {
         let resp = self
             .c
             .call(&what, Idempotency::Idempotent, &[200, 202, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/admin/user/{}", seg(username)))
+                self.c.req(
+                    Method::DELETE,
+                    &format!("{API}/admin/user/{}", seg(username)),
+                )
             })
             .await?;
         if resp.status().as_u16() == 202 {
@@ -289,38 +391,70 @@ impl TargetDirectory for ConfluenceTarget {
     async fn create_group(&self, name: &str) -> Result<(), ConnectorError> {
         let body = json!({ "name": name });
         self.c
-            .call(&format!("create Confluence group {name}"), Idempotency::NonIdempotent, &[200, 201, 204], || {
-                self.c.req(Method::POST, &format!("{API}/admin/group")).json(&body)
-            })
+            .call(
+                &format!("create Confluence group {name}"),
+                Idempotency::NonIdempotent,
+                &[200, 201, 204],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/admin/group"))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn delete_group(&self, name: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("delete Confluence group {name}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/admin/group/{}", seg(name)))
-            })
+            .call(
+                &format!("delete Confluence group {name}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/admin/group/{}", seg(name)))
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError> {
         // PUT /user/{u}/group/{g} is idempotent (204 when already a member).
-        let futs = usernames.iter().map(|u| self.add_one(group, u).boxed()).collect();
-        run_all(futs, self.c.max_concurrency, &format!("add members to Confluence group {group}")).await
+        let futs = usernames
+            .iter()
+            .map(|u| self.add_one(group, u).boxed())
+            .collect();
+        run_all(
+            futs,
+            self.c.max_concurrency,
+            &format!("add members to Confluence group {group}"),
+        )
+        .await
     }
 
     async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("remove {username} from Confluence group {group}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/user/{}/group/{}", seg(username), seg(group)))
-            })
+            .call(
+                &format!("remove {username} from Confluence group {group}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c.req(
+                        Method::DELETE,
+                        &format!("{API}/user/{}/group/{}", seg(username), seg(group)),
+                    )
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn set_avatar(&self, _username: &str, _photo: &Photo) -> Result<(), ConnectorError> {
-        Err(unsupported(Product::Confluence, "set avatars (only an undocumented internal endpoint exists)"))
+        Err(unsupported(
+            Product::Confluence,
+            "set avatars (only an undocumented internal endpoint exists)",
+        ))
     }
 }

@@ -26,7 +26,9 @@ use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use usersync_core::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use usersync_core::plan::{AccountSpec, Field, FieldChange};
-use usersync_core::ports::{ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory};
+use usersync_core::ports::{
+    ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory,
+};
 
 const API: &str = "/rest/usermanagement/1";
 const PAGE: usize = 1000;
@@ -80,7 +82,13 @@ impl CrowdTarget {
     }
 
     /// Pages a list endpoint until a short page.
-    async fn paged<T, F>(&self, what: &str, path: &str, query: &[(&str, &str)], items: F) -> Result<Vec<T>, ConnectorError>
+    async fn paged<T, F>(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        items: F,
+    ) -> Result<Vec<T>, ConnectorError>
     where
         F: Fn(serde_json::Value) -> Result<Vec<T>, serde_json::Error>,
     {
@@ -93,7 +101,10 @@ impl CrowdTarget {
                     self.c
                         .req(Method::GET, &format!("{API}{path}"))
                         .query(query)
-                        .query(&[("start-index", start.to_string()), ("max-results", PAGE.to_string())])
+                        .query(&[
+                            ("start-index", start.to_string()),
+                            ("max-results", PAGE.to_string()),
+                        ])
                 })
                 .await?;
             let page = items(v).map_err(|e| super::client::unexpected(what, e))?;
@@ -108,17 +119,32 @@ impl CrowdTarget {
     async fn get_user(&self, username: &str) -> Result<serde_json::Value, ConnectorError> {
         self.c
             .get_json(&format!("read Crowd user {username}"), || {
-                self.c.req(Method::GET, &format!("{API}/user")).query(&[("username", username)])
+                self.c
+                    .req(Method::GET, &format!("{API}/user"))
+                    .query(&[("username", username)])
             })
             .await
     }
 
     /// `PUT /user?username=U` with the full representation (Crowd replaces the user).
-    async fn put_user(&self, username: &str, what: &str, current: serde_json::Value, patch: serde_json::Value) -> Result<(), ConnectorError> {
+    async fn put_user(
+        &self,
+        username: &str,
+        what: &str,
+        current: serde_json::Value,
+        patch: serde_json::Value,
+    ) -> Result<(), ConnectorError> {
         let mut body = serde_json::Map::new();
         // Resend the documented writable fields; `name` must equal the resource's name
         // (compared case-insensitively), so send the stored spelling.
-        for k in ["name", "first-name", "last-name", "display-name", "email", "active"] {
+        for k in [
+            "name",
+            "first-name",
+            "last-name",
+            "display-name",
+            "email",
+            "active",
+        ] {
             if let Some(v) = current.get(k) {
                 body.insert(k.to_string(), v.clone());
             }
@@ -129,7 +155,10 @@ impl CrowdTarget {
         let body = serde_json::Value::Object(body);
         self.c
             .call(what, Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/user")).query(&[("username", username)]).json(&body)
+                self.c
+                    .req(Method::PUT, &format!("{API}/user"))
+                    .query(&[("username", username)])
+                    .json(&body)
             })
             .await?;
         Ok(())
@@ -138,9 +167,17 @@ impl CrowdTarget {
         let body = json!({ "name": u });
         match self
             .c
-            .call(&format!("add {u} to Crowd group {group}"), Idempotency::NonIdempotent, &[200, 201, 204], || {
-                self.c.req(Method::POST, &format!("{API}/group/user/direct")).query(&[("groupname", group)]).json(&body)
-            })
+            .call(
+                &format!("add {u} to Crowd group {group}"),
+                Idempotency::NonIdempotent,
+                &[200, 201, 204],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/group/user/direct"))
+                        .query(&[("groupname", group)])
+                        .json(&body)
+                },
+            )
             .await
         {
             // 409 MEMBERSHIP_ALREADY_EXISTS: already the wanted state.
@@ -169,22 +206,40 @@ impl TargetDirectory for CrowdTarget {
         // GET /search without a restriction lists every entity of the type; expand=user gives
         // full entities instead of name + link.
         let users: Vec<UserEntity> = self
-            .paged("list Crowd users", "/search", &[("entity-type", "user"), ("expand", "user")], |v| {
-                serde_json::from_value::<Users>(v).map(|u| u.users)
-            })
+            .paged(
+                "list Crowd users",
+                "/search",
+                &[("entity-type", "user"), ("expand", "user")],
+                |v| serde_json::from_value::<Users>(v).map(|u| u.users),
+            )
             .await?;
         let groups: Vec<String> = self
-            .paged("list Crowd groups", "/search", &[("entity-type", "group")], |v| {
-                serde_json::from_value::<Groups>(v).map(|g| g.groups.into_iter().map(|g| g.name).collect())
-            })
+            .paged(
+                "list Crowd groups",
+                "/search",
+                &[("entity-type", "group")],
+                |v| {
+                    serde_json::from_value::<Groups>(v)
+                        .map(|g| g.groups.into_iter().map(|g| g.name).collect())
+                },
+            )
             .await?;
         let mut accounts = Vec::with_capacity(users.len());
         let mut by_name: HashMap<String, usize> = HashMap::new();
         for u in users {
             by_name.insert(name_key(&u.name), accounts.len());
-            let display = u.display_name.filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
-                format!("{} {}", u.first_name.unwrap_or_default(), u.last_name.unwrap_or_default()).trim().to_string()
-            });
+            let display = u
+                .display_name
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or_else(|| {
+                    format!(
+                        "{} {}",
+                        u.first_name.unwrap_or_default(),
+                        u.last_name.unwrap_or_default()
+                    )
+                    .trim()
+                    .to_string()
+                });
             accounts.push(TargetAccount {
                 username: u.name,
                 key: u.key,
@@ -194,20 +249,28 @@ impl TargetDirectory for CrowdTarget {
                 groups: BTreeSet::new(),
             });
         }
-        let members: Vec<(String, Result<Vec<String>, ConnectorError>)> = futures::stream::iter(groups.iter().cloned())
-            .map(|g| async move {
-                let what = format!("list members of Crowd group {g}");
-                let r = self
-                    .paged(&what, "/group/user/direct", &[("groupname", g.as_str())], |v| {
-                        serde_json::from_value::<Groups>(json!({ "groups": v.get("users").cloned().unwrap_or(json!([])) }))
-                            .map(|u| u.groups.into_iter().map(|u| u.name).collect())
-                    })
-                    .await;
-                (g, r)
-            })
-            .buffer_unordered(self.c.max_concurrency)
-            .collect()
-            .await;
+        let members: Vec<(String, Result<Vec<String>, ConnectorError>)> =
+            futures::stream::iter(groups.iter().cloned())
+                .map(|g| async move {
+                    let what = format!("list members of Crowd group {g}");
+                    let r = self
+                        .paged(
+                            &what,
+                            "/group/user/direct",
+                            &[("groupname", g.as_str())],
+                            |v| {
+                                serde_json::from_value::<Groups>(
+                            json!({ "groups": v.get("users").cloned().unwrap_or(json!([])) }),
+                        )
+                        .map(|u| u.groups.into_iter().map(|u| u.name).collect())
+                            },
+                        )
+                        .await;
+                    (g, r)
+                })
+                .buffer_unordered(self.c.max_concurrency)
+                .collect()
+                .await;
         for (group, result) in members {
             for m in result? {
                 if let Some(&i) = by_name.get(&name_key(&m)) {
@@ -215,7 +278,13 @@ impl TargetDirectory for CrowdTarget {
                 }
             }
         }
-        Ok(TargetSnapshot { accounts, groups: groups.into_iter().map(|name| TargetGroup { name }).collect() })
+        Ok(TargetSnapshot {
+            accounts,
+            groups: groups
+                .into_iter()
+                .map(|name| TargetGroup { name })
+                .collect(),
+        })
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {
@@ -244,10 +313,23 @@ impl TargetDirectory for CrowdTarget {
             .await
             .ok()
             .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_string));
+        let key = match key {
+            Some(k) => Some(k),
+            // Read it back (`key` exists on newer Crowd only; older servers have none).
+            None => self
+                .get_user(&spec.username)
+                .await
+                .ok()
+                .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_string)),
+        };
         Ok(Created { key })
     }
 
-    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+    async fn update_user(
+        &self,
+        username: &str,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -266,15 +348,29 @@ impl TargetDirectory for CrowdTarget {
                 }
             }
         }
-        self.put_user(username, &format!("update Crowd user {username}"), current, serde_json::Value::Object(patch)).await
+        self.put_user(
+            username,
+            &format!("update Crowd user {username}"),
+            current,
+            serde_json::Value::Object(patch),
+        )
+        .await
     }
 
     async fn rename_user(&self, from: &str, to: &str) -> Result<(), ConnectorError> {
         let body = json!({ "new-name": to });
         self.c
-            .call(&format!("rename Crowd user {from} to {to}"), Idempotency::NonIdempotent, &[200, 204], || {
-                self.c.req(Method::POST, &format!("{API}/user/rename")).query(&[("username", from)]).json(&body)
-            })
+            .call(
+                &format!("rename Crowd user {from} to {to}"),
+                Idempotency::NonIdempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/user/rename"))
+                        .query(&[("username", from)])
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -282,14 +378,27 @@ impl TargetDirectory for CrowdTarget {
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
         let current = self.get_user(username).await?;
         let verb = if active { "reactivate" } else { "deactivate" };
-        self.put_user(username, &format!("{verb} Crowd user {username}"), current, json!({ "active": active })).await
+        self.put_user(
+            username,
+            &format!("{verb} Crowd user {username}"),
+            current,
+            json!({ "active": active }),
+        )
+        .await
     }
 
     async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("delete Crowd user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/user")).query(&[("username", username)])
-            })
+            .call(
+                &format!("delete Crowd user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/user"))
+                        .query(&[("username", username)])
+                },
+            )
             .await?;
         Ok(())
     }
@@ -297,39 +406,69 @@ impl TargetDirectory for CrowdTarget {
     async fn create_group(&self, name: &str) -> Result<(), ConnectorError> {
         let body = json!({ "name": name, "type": "GROUP", "active": true, "description": "" });
         self.c
-            .call(&format!("create Crowd group {name}"), Idempotency::NonIdempotent, &[200, 201], || {
-                self.c.req(Method::POST, &format!("{API}/group")).json(&body)
-            })
+            .call(
+                &format!("create Crowd group {name}"),
+                Idempotency::NonIdempotent,
+                &[200, 201],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/group"))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn delete_group(&self, name: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("delete Crowd group {name}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/group")).query(&[("groupname", name)])
-            })
+            .call(
+                &format!("delete Crowd group {name}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/group"))
+                        .query(&[("groupname", name)])
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError> {
-        let futs = usernames.iter().map(|u| self.add_one(group, u).boxed()).collect();
-        run_all(futs, self.c.max_concurrency, &format!("add members to Crowd group {group}")).await
+        let futs = usernames
+            .iter()
+            .map(|u| self.add_one(group, u).boxed())
+            .collect();
+        run_all(
+            futs,
+            self.c.max_concurrency,
+            &format!("add members to Crowd group {group}"),
+        )
+        .await
     }
 
     async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("remove {username} from Crowd group {group}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c
-                    .req(Method::DELETE, &format!("{API}/group/user/direct"))
-                    .query(&[("groupname", group), ("username", username)])
-            })
+            .call(
+                &format!("remove {username} from Crowd group {group}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/group/user/direct"))
+                        .query(&[("groupname", group), ("username", username)])
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn set_avatar(&self, _username: &str, _photo: &Photo) -> Result<(), ConnectorError> {
-        Err(unsupported(Product::Crowd, "upload avatars (usermanagement only reads them)"))
+        Err(unsupported(
+            Product::Crowd,
+            "upload avatars (usermanagement only reads them)",
+        ))
     }
 }

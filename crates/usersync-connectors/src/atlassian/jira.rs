@@ -29,7 +29,9 @@ use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use usersync_core::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use usersync_core::plan::{AccountSpec, Field, FieldChange};
-use usersync_core::ports::{ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory};
+use usersync_core::ports::{
+    ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory,
+};
 
 const API: &str = "/rest/api/2";
 /// `GET /user/search` returns at most this many users in total (JRASERVER-65089).
@@ -101,7 +103,10 @@ struct GroupSuggestion {
 
 impl JiraTarget {
     pub(crate) fn new(c: Client, cfg: &AtlassianTargetConfig) -> Self {
-        Self { c, application_keys: cfg.jira_application_keys.clone() }
+        Self {
+            c,
+            application_keys: cfg.jira_application_keys.clone(),
+        }
     }
 
     async fn list_users(&self) -> Result<Vec<UserBean>, ConnectorError> {
@@ -116,7 +121,9 @@ impl JiraTarget {
                     if let Some(cur) = &cursor {
                         q.push(("cursor", cur.clone()));
                     }
-                    self.c.req(Method::GET, &format!("{API}/user/list")).query(&q)
+                    self.c
+                        .req(Method::GET, &format!("{API}/user/list"))
+                        .query(&q)
                 })
                 .await?;
             if resp.status().as_u16() == 404 && cursor.is_none() {
@@ -142,7 +149,12 @@ impl JiraTarget {
             }
             match next {
                 Some(n) if Some(&n) != cursor.as_ref() => cursor = Some(n),
-                _ => return Err(unexpected(what, "isLast is false but no new nextCursor was given")),
+                _ => {
+                    return Err(unexpected(
+                        what,
+                        "isLast is false but no new nextCursor was given",
+                    ));
+                }
             }
         }
     }
@@ -158,13 +170,15 @@ impl JiraTarget {
             let page: Vec<UserBean> = self
                 .c
                 .get_json(what, || {
-                    self.c.req(Method::GET, &format!("{API}/user/search")).query(&[
-                        ("username", ".".to_string()),
-                        ("startAt", start.to_string()),
-                        ("maxResults", page_size.to_string()),
-                        ("includeActive", "true".into()),
-                        ("includeInactive", "true".into()),
-                    ])
+                    self.c
+                        .req(Method::GET, &format!("{API}/user/search"))
+                        .query(&[
+                            ("username", ".".to_string()),
+                            ("startAt", start.to_string()),
+                            ("maxResults", page_size.to_string()),
+                            ("includeActive", "true".into()),
+                            ("includeInactive", "true".into()),
+                        ])
                 })
                 .await?;
             let n = page.len();
@@ -223,12 +237,14 @@ impl JiraTarget {
             let page: MemberPage = self
                 .c
                 .get_json(&what, || {
-                    self.c.req(Method::GET, &format!("{API}/group/member")).query(&[
-                        ("groupname", group.to_string()),
-                        ("includeInactiveUsers", "true".into()),
-                        ("startAt", start.to_string()),
-                        ("maxResults", "50".into()),
-                    ])
+                    self.c
+                        .req(Method::GET, &format!("{API}/group/member"))
+                        .query(&[
+                            ("groupname", group.to_string()),
+                            ("includeInactiveUsers", "true".into()),
+                            ("startAt", start.to_string()),
+                            ("maxResults", "50".into()),
+                        ])
                 })
                 .await?;
             let n = page.values.len();
@@ -242,7 +258,10 @@ impl JiraTarget {
                 if let Some(t) = page.total
                     && (out.len() as u64) < t
                 {
-                    return Err(unexpected(&what, format!("paging ended after {} of {t} members", out.len())));
+                    return Err(unexpected(
+                        &what,
+                        format!("paging ended after {} of {t} members", out.len()),
+                    ));
                 }
                 return Ok(out);
             }
@@ -254,7 +273,10 @@ impl JiraTarget {
         match self
             .c
             .call(&what, Idempotency::NonIdempotent, &[200, 201], || {
-                self.c.req(Method::POST, &format!("{API}/group/user")).query(&[("groupname", group)]).json(&body)
+                self.c
+                    .req(Method::POST, &format!("{API}/group/user"))
+                    .query(&[("groupname", group)])
+                    .json(&body)
             })
             .await
         {
@@ -302,23 +324,34 @@ impl TargetDirectory for JiraTarget {
             });
         }
         let limit = self.c.max_concurrency;
-        let members: Vec<(String, Result<Vec<UserBean>, ConnectorError>)> = futures::stream::iter(groups.iter().cloned())
-            .map(|g| async move {
-                let r = self.group_members(&g).await;
-                (g, r)
-            })
-            .buffer_unordered(limit)
-            .collect()
-            .await;
+        let members: Vec<(String, Result<Vec<UserBean>, ConnectorError>)> =
+            futures::stream::iter(groups.iter().cloned())
+                .map(|g| async move {
+                    let r = self.group_members(&g).await;
+                    (g, r)
+                })
+                .buffer_unordered(limit)
+                .collect()
+                .await;
         for (group, result) in members {
             for m in result? {
-                let idx = m.key.as_ref().and_then(|k| by_key.get(k)).or_else(|| by_name.get(&name_key(&m.name)));
+                let idx = m
+                    .key
+                    .as_ref()
+                    .and_then(|k| by_key.get(k))
+                    .or_else(|| by_name.get(&name_key(&m.name)));
                 if let Some(&i) = idx {
                     accounts[i].groups.insert(group.clone());
                 }
             }
         }
-        Ok(TargetSnapshot { accounts, groups: groups.into_iter().map(|name| TargetGroup { name }).collect() })
+        Ok(TargetSnapshot {
+            accounts,
+            groups: groups
+                .into_iter()
+                .map(|name| TargetGroup { name })
+                .collect(),
+        })
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {
@@ -340,10 +373,16 @@ impl TargetDirectory for JiraTarget {
             })
             .await?;
         let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        Ok(Created { key: v.get("key").and_then(|k| k.as_str()).map(str::to_string) })
+        Ok(Created {
+            key: v.get("key").and_then(|k| k.as_str()).map(str::to_string),
+        })
     }
 
-    async fn update_user(&self, username: &str, changes: &[FieldChange]) -> Result<(), ConnectorError> {
+    async fn update_user(
+        &self,
+        username: &str,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
         let mut body = serde_json::Map::new();
         for c in changes {
             match c.field {
@@ -356,9 +395,17 @@ impl TargetDirectory for JiraTarget {
         }
         let body = serde_json::Value::Object(body);
         self.c
-            .call(&format!("update Jira user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/user")).query(&[("username", username)]).json(&body)
-            })
+            .call(
+                &format!("update Jira user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::PUT, &format!("{API}/user"))
+                        .query(&[("username", username)])
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -367,9 +414,17 @@ impl TargetDirectory for JiraTarget {
         // PUT /user?username=OLD {"name":"NEW"}; the key stays the same.
         let body = json!({ "name": to });
         self.c
-            .call(&format!("rename Jira user {from} to {to}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/user")).query(&[("username", from)]).json(&body)
-            })
+            .call(
+                &format!("rename Jira user {from} to {to}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::PUT, &format!("{API}/user"))
+                        .query(&[("username", from)])
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -380,18 +435,33 @@ impl TargetDirectory for JiraTarget {
         let body = json!({ "active": active });
         let verb = if active { "reactivate" } else { "deactivate" };
         self.c
-            .call(&format!("{verb} Jira user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/user")).query(&[("username", username)]).json(&body)
-            })
+            .call(
+                &format!("{verb} Jira user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::PUT, &format!("{API}/user"))
+                        .query(&[("username", username)])
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("delete Jira user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/user")).query(&[("username", username)])
-            })
+            .call(
+                &format!("delete Jira user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/user"))
+                        .query(&[("username", username)])
+                },
+            )
             .await?;
         Ok(())
     }
@@ -399,9 +469,16 @@ impl TargetDirectory for JiraTarget {
     async fn create_group(&self, name: &str) -> Result<(), ConnectorError> {
         let body = json!({ "name": name });
         self.c
-            .call(&format!("create Jira group {name}"), Idempotency::NonIdempotent, &[200, 201], || {
-                self.c.req(Method::POST, &format!("{API}/group")).json(&body)
-            })
+            .call(
+                &format!("create Jira group {name}"),
+                Idempotency::NonIdempotent,
+                &[200, 201],
+                || {
+                    self.c
+                        .req(Method::POST, &format!("{API}/group"))
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -409,31 +486,55 @@ impl TargetDirectory for JiraTarget {
     async fn delete_group(&self, name: &str) -> Result<(), ConnectorError> {
         // Documented success is 200 (not 204).
         self.c
-            .call(&format!("delete Jira group {name}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::DELETE, &format!("{API}/group")).query(&[("groupname", name)])
-            })
+            .call(
+                &format!("delete Jira group {name}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/group"))
+                        .query(&[("groupname", name)])
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn add_members(&self, group: &str, usernames: &[String]) -> Result<(), ConnectorError> {
-        let futs = usernames.iter().map(|u| self.add_one(group, u).boxed()).collect();
-        run_all(futs, self.c.max_concurrency, &format!("add members to Jira group {group}")).await
+        let futs = usernames
+            .iter()
+            .map(|u| self.add_one(group, u).boxed())
+            .collect();
+        run_all(
+            futs,
+            self.c.max_concurrency,
+            &format!("add members to Jira group {group}"),
+        )
+        .await
     }
 
     async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError> {
         self.c
-            .call(&format!("remove {username} from Jira group {group}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c
-                    .req(Method::DELETE, &format!("{API}/group/user"))
-                    .query(&[("groupname", group), ("username", username)])
-            })
+            .call(
+                &format!("remove {username} from Jira group {group}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::DELETE, &format!("{API}/group/user"))
+                        .query(&[("groupname", group), ("username", username)])
+                },
+            )
             .await?;
         Ok(())
     }
 
     async fn set_avatar(&self, username: &str, photo: &Photo) -> Result<(), ConnectorError> {
-        let ext = if photo.content_type == "image/png" { "png" } else { "jpg" };
+        let ext = if photo.content_type == "image/png" {
+            "png"
+        } else {
+            "jpg"
+        };
         // Step 1: temporary avatar, raw body variant; multipart/raw uploads need
         // `X-Atlassian-Token: no-check` (XSRF protection).
         let what = format!("upload temporary avatar for Jira user {username}");
@@ -458,7 +559,8 @@ impl TargetDirectory for JiraTarget {
             (Some(a), Some(b)) if b > a => &text[a..=b],
             _ => return Err(unexpected(&what, "no AvatarCroppingBean in the response")),
         };
-        let crop: serde_json::Value = serde_json::from_str(json_text).map_err(|e| unexpected(&what, e))?;
+        let crop: serde_json::Value =
+            serde_json::from_str(json_text).map_err(|e| unexpected(&what, e))?;
         // Step 2: confirm the crop (whole image).
         let what = format!("confirm avatar for Jira user {username}");
         let crop_body = json!({
@@ -470,7 +572,10 @@ impl TargetDirectory for JiraTarget {
         let resp = self
             .c
             .call(&what, Idempotency::NonIdempotent, &[200, 201], || {
-                self.c.req(Method::POST, &format!("{API}/user/avatar")).query(&[("username", username)]).json(&crop_body)
+                self.c
+                    .req(Method::POST, &format!("{API}/user/avatar"))
+                    .query(&[("username", username)])
+                    .json(&crop_body)
             })
             .await?;
         let avatar: serde_json::Value = json_body(resp, &what).await?;
@@ -482,9 +587,17 @@ impl TargetDirectory for JiraTarget {
         // Step 3: select it.
         let body = json!({ "id": id });
         self.c
-            .call(&format!("select avatar for Jira user {username}"), Idempotency::Idempotent, &[200, 204], || {
-                self.c.req(Method::PUT, &format!("{API}/user/avatar")).query(&[("username", username)]).json(&body)
-            })
+            .call(
+                &format!("select avatar for Jira user {username}"),
+                Idempotency::Idempotent,
+                &[200, 204],
+                || {
+                    self.c
+                        .req(Method::PUT, &format!("{API}/user/avatar"))
+                        .query(&[("username", username)])
+                        .json(&body)
+                },
+            )
             .await?;
         Ok(())
     }

@@ -152,7 +152,9 @@ impl AtlassianTargetConfig {
 /// Builds the target for `cfg.product`. Fails only on configuration errors (unreadable CA
 /// bundle, bad URL, Crowd credentials used for another product); it does not contact the
 /// server — use [`test_connection`] for that.
-pub fn build_target(cfg: &AtlassianTargetConfig) -> Result<Arc<dyn TargetDirectory>, ConnectorError> {
+pub fn build_target(
+    cfg: &AtlassianTargetConfig,
+) -> Result<Arc<dyn TargetDirectory>, ConnectorError> {
     let client = client::Client::new(cfg)?;
     Ok(match cfg.product {
         Product::Jira => Arc::new(jira::JiraTarget::new(client, cfg)),

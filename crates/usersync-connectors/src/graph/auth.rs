@@ -53,10 +53,16 @@ impl TokenError {
         match self {
             TokenError::Transport(e) => e,
             TokenError::Rejected { status, body } => {
-                let (what, fix) = body.code().map(super::errors::explain_aadsts).unwrap_or(("Entra ID rejected the token request.", "See the error text."));
+                let (what, fix) = body.code().map(super::errors::explain_aadsts).unwrap_or((
+                    "Entra ID rejected the token request.",
+                    "See the error text.",
+                ));
                 let mut e = ConnectorError::new(
                     ErrorKind::Auth,
-                    format!("Entra ID token request failed: {} — {what} Fix: {fix}", body.summary()),
+                    format!(
+                        "Entra ID token request failed: {} — {what} Fix: {fix}",
+                        body.summary()
+                    ),
                 );
                 e.status = Some(status);
                 e
@@ -99,7 +105,11 @@ pub fn thumbprints(der: &[u8]) -> (String, String) {
 }
 
 impl CertCredential {
-    fn new(cert_pem: &str, key_pem: &SecretString, alg: AssertionAlgorithm) -> Result<Self, String> {
+    fn new(
+        cert_pem: &str,
+        key_pem: &SecretString,
+        alg: AssertionAlgorithm,
+    ) -> Result<Self, String> {
         let der = cert_der_from_pem(cert_pem)?;
         let (x5t_s256, x5t) = thumbprints(&der);
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose_secret().as_bytes())
@@ -108,7 +118,12 @@ impl CertCredential {
             AssertionAlgorithm::PS256 => jsonwebtoken::Algorithm::PS256,
             AssertionAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
         };
-        Ok(Self { key, alg, x5t, x5t_s256 })
+        Ok(Self {
+            key,
+            alg,
+            x5t,
+            x5t_s256,
+        })
     }
 
     /// Signs the client assertion: aud = token endpoint, iss = sub = client id, unique jti,
@@ -128,7 +143,8 @@ impl CertCredential {
             "iat": now,
             "exp": now + 600,
         });
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| format!("signing the client assertion failed: {e}"))
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| format!("signing the client assertion failed: {e}"))
     }
 }
 
@@ -147,12 +163,21 @@ pub struct TokenProvider {
 
 impl TokenProvider {
     /// Builds a provider; certificate problems surface on the first `token()` call.
-    pub fn new(cfg: &GraphSourceConfig, http: reqwest::Client, counters: Arc<HttpCounters>) -> Self {
+    pub fn new(
+        cfg: &GraphSourceConfig,
+        http: reqwest::Client,
+        counters: Arc<HttpCounters>,
+    ) -> Self {
         let (secret, cert) = match &cfg.credential {
             GraphCredential::Secret(s) => (Some(s.clone()), None),
-            GraphCredential::Certificate { cert_pem, key_pem, algorithm } => {
-                (None, Some(CertCredential::new(cert_pem, key_pem, *algorithm)))
-            }
+            GraphCredential::Certificate {
+                cert_pem,
+                key_pem,
+                algorithm,
+            } => (
+                None,
+                Some(CertCredential::new(cert_pem, key_pem, *algorithm)),
+            ),
         };
         Self {
             http,
@@ -184,7 +209,10 @@ impl TokenProvider {
     /// `token()` fetches a fresh one.
     pub async fn invalidate(&self, used: &AccessToken) {
         let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_some_and(|t| t.secret.expose_secret() == used.secret.expose_secret()) {
+        if cache
+            .as_ref()
+            .is_some_and(|t| t.secret.expose_secret() == used.secret.expose_secret())
+        {
             *cache = None;
         }
     }
@@ -201,8 +229,13 @@ impl TokenProvider {
         }
         if let Some(cert) = &self.cert {
             let cert = cert.as_ref().map_err(|e| TokenError::Local(e.clone()))?;
-            let assertion = cert.assertion(&self.token_url, &self.client_id).map_err(TokenError::Local)?;
-            form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+            let assertion = cert
+                .assertion(&self.token_url, &self.client_id)
+                .map_err(TokenError::Local)?;
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
             form.push(("client_assertion", assertion));
         }
         let resp = http::send(
@@ -217,17 +250,29 @@ impl TokenProvider {
         .map_err(TokenError::Transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| {
-            TokenError::Transport(ConnectorError::new(ErrorKind::Unreachable, format!("reading the token response: {}", http::describe(&e))))
+            TokenError::Transport(ConnectorError::new(
+                ErrorKind::Unreachable,
+                format!("reading the token response: {}", http::describe(&e)),
+            ))
         })?;
         if status != 200 {
-            return Err(TokenError::Rejected { status, body: TokenErrorBody::parse(&text) });
+            return Err(TokenError::Rejected {
+                status,
+                body: TokenErrorBody::parse(&text),
+            });
         }
-        let parsed: TokenResponse = serde_json::from_str(&text)
-            .map_err(|e| TokenError::Local(format!("the token endpoint answered 200 with an unexpected body: {e}")))?;
+        let parsed: TokenResponse = serde_json::from_str(&text).map_err(|e| {
+            TokenError::Local(format!(
+                "the token endpoint answered 200 with an unexpected body: {e}"
+            ))
+        })?;
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3599));
         // Refresh 5 minutes early, or at half-life for short-lived tokens.
         let margin = Duration::from_secs(300).min(lifetime / 2);
-        let token = AccessToken { secret: SecretString::from(parsed.access_token.clone()), refresh_at: Instant::now() + lifetime - margin };
+        let token = AccessToken {
+            secret: SecretString::from(parsed.access_token.clone()),
+            refresh_at: Instant::now() + lifetime - margin,
+        };
         Ok((token, parsed.access_token))
     }
 }
@@ -264,7 +309,10 @@ mod tests {
     #[test]
     fn decodes_roles_without_verifying() {
         let payload = serde_json::json!({"aud":"https://graph.microsoft.com","roles":["User.Read.All","GroupMember.Read.All"],"tid":"t1","appid":"a1","exp":1});
-        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(payload.to_string()));
+        let jwt = format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
         let c = decode_claims(&jwt).unwrap();
         assert_eq!(c.roles, vec!["User.Read.All", "GroupMember.Read.All"]);
         assert_eq!(c.tid.as_deref(), Some("t1"));

@@ -32,17 +32,44 @@ pub struct BatchItem {
 /// Parses a `$batch` response body into items by request id.
 pub fn parse_batch_response(v: &Value) -> BTreeMap<String, BatchItem> {
     let mut out = BTreeMap::new();
-    for r in v.get("responses").and_then(Value::as_array).into_iter().flatten() {
-        let Some(id) = r.get("id").and_then(|i| i.as_str().map(str::to_string).or_else(|| i.as_u64().map(|n| n.to_string()))) else {
+    for r in v
+        .get("responses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(id) = r.get("id").and_then(|i| {
+            i.as_str()
+                .map(str::to_string)
+                .or_else(|| i.as_u64().map(|n| n.to_string()))
+        }) else {
             continue;
         };
         let status = r.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
         let headers = r
             .get("headers")
             .and_then(Value::as_object)
-            .map(|h| h.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_ascii_lowercase(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        out.insert(id, BatchItem { status, headers, body: r.get("body").cloned().unwrap_or(Value::Null) });
+        out.insert(
+            id,
+            BatchItem {
+                status,
+                headers,
+                body: r.get("body").cloned().unwrap_or(Value::Null),
+            },
+        );
     }
     out
 }
@@ -54,8 +81,20 @@ fn retryable(status: u16) -> bool {
 /// Runs relative GET `urls` (e.g. `/users/{id}/photo`) through `$batch`, 20 per request,
 /// `concurrency` batches at a time. Results are in input order. A batch request that fails as
 /// a whole is an error.
-pub async fn batch_get(client: &GraphClient, urls: &[String], concurrency: usize, max_wait: Duration) -> Result<Vec<BatchItem>, CallError> {
-    let mut results: Vec<BatchItem> = vec![BatchItem { status: 0, headers: BTreeMap::new(), body: Value::Null }; urls.len()];
+pub async fn batch_get(
+    client: &GraphClient,
+    urls: &[String],
+    concurrency: usize,
+    max_wait: Duration,
+) -> Result<Vec<BatchItem>, CallError> {
+    let mut results: Vec<BatchItem> = vec![
+        BatchItem {
+            status: 0,
+            headers: BTreeMap::new(),
+            body: Value::Null
+        };
+        urls.len()
+    ];
     let mut pending: Vec<usize> = (0..urls.len()).collect();
     for round in 0..MAX_ROUNDS {
         if pending.is_empty() {
@@ -82,9 +121,20 @@ pub async fn batch_get(client: &GraphClient, urls: &[String], concurrency: usize
         for answer in answers {
             let (chunk, items) = answer?;
             for (n, &i) in chunk.iter().enumerate() {
-                let item = items.get(&(n + 1).to_string()).cloned().unwrap_or(BatchItem { status: 0, headers: BTreeMap::new(), body: Value::Null });
+                let item = items
+                    .get(&(n + 1).to_string())
+                    .cloned()
+                    .unwrap_or(BatchItem {
+                        status: 0,
+                        headers: BTreeMap::new(),
+                        body: Value::Null,
+                    });
                 if retryable(item.status) {
-                    let d = item.headers.get("retry-after").and_then(|v| parse_retry_after(v)).unwrap_or(Duration::from_secs(1 << round.min(5)));
+                    let d = item
+                        .headers
+                        .get("retry-after")
+                        .and_then(|v| parse_retry_after(v))
+                        .unwrap_or(Duration::from_secs(1 << round.min(5)));
                     wait = wait.max(d);
                     next.push(i);
                 }
@@ -93,7 +143,11 @@ pub async fn batch_get(client: &GraphClient, urls: &[String], concurrency: usize
         }
         pending = next;
         if !pending.is_empty() && round + 1 < MAX_ROUNDS {
-            tracing::debug!(items = pending.len(), wait_ms = wait.as_millis() as u64, "re-sending throttled batch items");
+            tracing::debug!(
+                items = pending.len(),
+                wait_ms = wait.as_millis() as u64,
+                "re-sending throttled batch items"
+            );
             tokio::time::sleep(wait.min(max_wait)).await;
         }
     }
@@ -107,14 +161,23 @@ mod tests {
     #[test]
     fn parses_documented_batch_items() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph");
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/batch_photo_response.json")).unwrap()).unwrap();
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/batch_photo_response.json")).unwrap(),
+        )
+        .unwrap();
         let items = parse_batch_response(&v);
         assert_eq!(items["1"].status, 200);
         assert_eq!(items["1"].body["@odata.mediaEtag"], "\"BA09D118\"");
         assert_eq!(items["2"].status, 404);
         assert_eq!(items["3"].status, 429);
-        assert_eq!(parse_retry_after(&items["3"].headers["retry-after"]), Some(Duration::from_millis(2128)));
-        assert_eq!(items["4"].body["error"]["code"], "Authorization_RequestDenied");
+        assert_eq!(
+            parse_retry_after(&items["3"].headers["retry-after"]),
+            Some(Duration::from_millis(2128))
+        );
+        assert_eq!(
+            items["4"].body["error"]["code"],
+            "Authorization_RequestDenied"
+        );
         assert!(retryable(429) && retryable(503) && !retryable(404));
     }
 }

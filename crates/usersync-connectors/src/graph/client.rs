@@ -58,7 +58,10 @@ impl CallError {
             CallError::Status { status, code, .. } => {
                 *status == 410
                     || ((400..500).contains(status)
-                        && matches!(code.to_ascii_lowercase().as_str(), "syncstatenotfound" | "resyncrequired"))
+                        && matches!(
+                            code.to_ascii_lowercase().as_str(),
+                            "syncstatenotfound" | "resyncrequired"
+                        ))
             }
             _ => false,
         }
@@ -69,7 +72,12 @@ impl CallError {
         match self {
             CallError::Token(t) => t.into_connector(),
             CallError::Transport(e) => e,
-            CallError::Status { status, code, message, what } => {
+            CallError::Status {
+                status,
+                code,
+                message,
+                what,
+            } => {
                 let kind = match status {
                     401 => ErrorKind::Auth,
                     403 => ErrorKind::Forbidden,
@@ -78,7 +86,10 @@ impl CallError {
                     _ => ErrorKind::Other,
                 };
                 let (meaning, fix) = explain_graph_error(&code);
-                let mut e = ConnectorError::new(kind, format!("{what}: HTTP {status} {code}: {message} — {meaning} Fix: {fix}"));
+                let mut e = ConnectorError::new(
+                    kind,
+                    format!("{what}: HTTP {status} {code}: {message} — {meaning} Fix: {fix}"),
+                );
                 e.status = Some(status);
                 e
             }
@@ -116,7 +127,9 @@ impl GraphClient {
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("usersync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ConnectorError::new(ErrorKind::Other, format!("building the HTTP client: {e}")))?;
+            .map_err(|e| {
+                ConnectorError::new(ErrorKind::Other, format!("building the HTTP client: {e}"))
+            })?;
         let counters = Arc::new(HttpCounters::default());
         let tokens = TokenProvider::new(cfg, http.clone(), counters.clone());
         Ok(Self {
@@ -157,10 +170,17 @@ impl GraphClient {
         let mut refreshed = false;
         loop {
             let token: AccessToken = self.tokens.token().await.map_err(CallError::Token)?;
-            let idem = if method == Method::GET { Idempotency::Idempotent } else { Idempotency::NonIdempotent };
+            let idem = if method == Method::GET {
+                Idempotency::Idempotent
+            } else {
+                Idempotency::NonIdempotent
+            };
             let resp = http::send(
                 || {
-                    let mut rb = self.http.request(method.clone(), &url).bearer_auth(token.secret.expose_secret());
+                    let mut rb = self
+                        .http
+                        .request(method.clone(), &url)
+                        .bearer_auth(token.secret.expose_secret());
                     for (k, v) in headers {
                         rb = rb.header(*k, *v);
                     }
@@ -178,23 +198,36 @@ impl GraphClient {
             .map_err(CallError::Transport)?;
             let status = resp.status().as_u16();
             let resp_headers = resp.headers().clone();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| CallError::Transport(ConnectorError::new(ErrorKind::Unreachable, format!("{what}: reading the response: {}", http::describe(&e)))))?;
+            let bytes = resp.bytes().await.map_err(|e| {
+                CallError::Transport(ConnectorError::new(
+                    ErrorKind::Unreachable,
+                    format!("{what}: reading the response: {}", http::describe(&e)),
+                ))
+            })?;
             if status == 401 && !refreshed {
                 // The token may have been revoked or expired early: fetch a new one, retry once.
                 self.tokens.invalidate(&token).await;
                 refreshed = true;
                 continue;
             }
-            return Ok(Reply { status, headers: resp_headers, body: bytes.to_vec() });
+            return Ok(Reply {
+                status,
+                headers: resp_headers,
+                body: bytes.to_vec(),
+            });
         }
     }
 
     /// GET returning parsed JSON for 2xx, or [`CallError::Status`].
-    pub async fn get_json(&self, path_or_url: &str, headers: &[(&str, &str)], what: &str) -> Result<Value, CallError> {
-        let reply = self.send(Method::GET, path_or_url, None, headers, what).await?;
+    pub async fn get_json(
+        &self,
+        path_or_url: &str,
+        headers: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Value, CallError> {
+        let reply = self
+            .send(Method::GET, path_or_url, None, headers, what)
+            .await?;
         json_or_error(reply, what)
     }
 }
@@ -211,6 +244,11 @@ pub fn json_or_error(reply: Reply, what: &str) -> Result<Value, CallError> {
     } else {
         let text = String::from_utf8_lossy(&reply.body);
         let err = GraphErrorBody::parse(&text);
-        Err(CallError::Status { status: reply.status, code: err.code, message: err.message, what: what.to_string() })
+        Err(CallError::Status {
+            status: reply.status,
+            code: err.code,
+            message: err.message,
+            what: what.to_string(),
+        })
     }
 }

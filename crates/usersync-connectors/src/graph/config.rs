@@ -40,7 +40,9 @@ impl GraphCloud {
     pub fn login_url(&self) -> String {
         match self {
             GraphCloud::Global => "https://login.microsoftonline.com".into(),
-            GraphCloud::UsGovL4 | GraphCloud::UsGovL5Dod => "https://login.microsoftonline.us".into(),
+            GraphCloud::UsGovL4 | GraphCloud::UsGovL5Dod => {
+                "https://login.microsoftonline.us".into()
+            }
             GraphCloud::China => "https://login.chinacloudapi.cn".into(),
             GraphCloud::Custom { login_url, .. } => login_url.trim_end_matches('/').to_string(),
         }
@@ -177,7 +179,11 @@ pub struct GraphSourceConfig {
 
 impl GraphSourceConfig {
     /// A configuration with defaults for everything but the identity.
-    pub fn new(tenant_id: impl Into<String>, client_id: impl Into<String>, credential: GraphCredential) -> Self {
+    pub fn new(
+        tenant_id: impl Into<String>,
+        client_id: impl Into<String>,
+        credential: GraphCredential,
+    ) -> Self {
         Self {
             tenant_id: tenant_id.into(),
             client_id: client_id.into(),
@@ -198,7 +204,11 @@ impl GraphSourceConfig {
 
     /// The v2.0 token endpoint for this tenant and cloud.
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.cloud.login_url(), self.tenant_id)
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.cloud.login_url(),
+            self.tenant_id
+        )
     }
 
     /// True when only some groups are in scope.
@@ -213,18 +223,38 @@ mod tests {
 
     #[test]
     fn clouds() {
-        assert_eq!(GraphCloud::UsGovL5Dod.graph_url(), "https://dod-graph.microsoft.us/v1.0");
-        assert_eq!(GraphCloud::UsGovL4.scope(), "https://graph.microsoft.us/.default");
-        assert_eq!(GraphCloud::China.login_url(), "https://login.chinacloudapi.cn");
-        assert_eq!(GraphCloud::Global.scope(), "https://graph.microsoft.com/.default");
-        let c = GraphCloud::Custom { login_url: "http://x/".into(), graph_url: "http://y/v1.0/".into(), scope: None };
+        assert_eq!(
+            GraphCloud::UsGovL5Dod.graph_url(),
+            "https://dod-graph.microsoft.us/v1.0"
+        );
+        assert_eq!(
+            GraphCloud::UsGovL4.scope(),
+            "https://graph.microsoft.us/.default"
+        );
+        assert_eq!(
+            GraphCloud::China.login_url(),
+            "https://login.chinacloudapi.cn"
+        );
+        assert_eq!(
+            GraphCloud::Global.scope(),
+            "https://graph.microsoft.com/.default"
+        );
+        let c = GraphCloud::Custom {
+            login_url: "http://x/".into(),
+            graph_url: "http://y/v1.0/".into(),
+            scope: None,
+        };
         assert_eq!(c.login_url(), "http://x");
         assert_eq!(c.graph_url(), "http://y/v1.0");
     }
 
     #[test]
     fn secret_not_in_debug() {
-        let cfg = GraphSourceConfig::new("t", "c", GraphCredential::Secret(SecretString::from("hunter2-value")));
+        let cfg = GraphSourceConfig::new(
+            "t",
+            "c",
+            GraphCredential::Secret(SecretString::from("hunter2-value")),
+        );
         assert!(!format!("{cfg:?}").contains("hunter2"));
     }
 }

@@ -18,8 +18,14 @@ const TENANT: (&str, &str) = ("tenant", "Tenant exists in the configured cloud")
 const APP: (&str, &str) = ("application", "Application registered in the tenant");
 const CRED: (&str, &str) = ("credentials", "Client secret / certificate accepted");
 const CONSENT: (&str, &str) = ("admin_consent", "Admin consent granted");
-const PERM_SYNC: (&str, &str) = ("permission.sync", "Permission to read users, groups and memberships");
-const PERM_PHOTO: (&str, &str) = ("permission.photos", "Permission to read profile pictures (User.Read.All)");
+const PERM_SYNC: (&str, &str) = (
+    "permission.sync",
+    "Permission to read users, groups and memberships",
+);
+const PERM_PHOTO: (&str, &str) = (
+    "permission.photos",
+    "Permission to read profile pictures (User.Read.All)",
+);
 const USERS: (&str, &str) = ("graph.users", "Microsoft Graph answers for users");
 const GROUPS: (&str, &str) = ("graph.groups", "Microsoft Graph answers for groups");
 const EXPIRY: (&str, &str) = ("credential_expiry", "Client secret / certificate expiry");
@@ -33,24 +39,46 @@ pub fn roles_allow_sync(roles: &[String]) -> bool {
     let has = |r: &str| roles.iter().any(|x| x == r);
     let dir = has("Directory.Read.All") || has("Directory.ReadWrite.All");
     let users = dir || has("User.Read.All") || has("User.ReadWrite.All");
-    let members = dir || has("GroupMember.Read.All") || has("Group.Read.All") || has("Group.ReadWrite.All") || has("GroupMember.ReadWrite.All");
+    let members = dir
+        || has("GroupMember.Read.All")
+        || has("Group.Read.All")
+        || has("Group.ReadWrite.All")
+        || has("GroupMember.ReadWrite.All");
     users && members
 }
 
 fn roles_allow_app_read(roles: &[String]) -> bool {
-    roles.iter().any(|r| matches!(r.as_str(), "Application.Read.All" | "Application.ReadWrite.All" | "Directory.Read.All" | "Directory.ReadWrite.All"))
+    roles.iter().any(|r| {
+        matches!(
+            r.as_str(),
+            "Application.Read.All"
+                | "Application.ReadWrite.All"
+                | "Directory.Read.All"
+                | "Directory.ReadWrite.All"
+        )
+    })
 }
 
 /// Runs every check; never fails as a whole.
 pub async fn test_connection(cfg: &GraphSourceConfig) -> ConnectionReport {
     let mut report = ConnectionReport {
-        subject: format!("Entra ID tenant {} (application {}, {} cloud)", cfg.tenant_id, cfg.client_id, cfg.cloud.name()),
+        subject: format!(
+            "Entra ID tenant {} (application {}, {} cloud)",
+            cfg.tenant_id,
+            cfg.client_id,
+            cfg.cloud.name()
+        ),
         checks: Vec::new(),
     };
     let client = match GraphClient::new(cfg) {
         Ok(c) => c,
         Err(e) => {
-            report.checks.push(Check::fail(LOGIN.0, LOGIN.1, e.message, "Check the configuration."));
+            report.checks.push(Check::fail(
+                LOGIN.0,
+                LOGIN.1,
+                e.message,
+                "Check the configuration.",
+            ));
             return report;
         }
     };
@@ -59,7 +87,9 @@ pub async fn test_connection(cfg: &GraphSourceConfig) -> ConnectionReport {
         Some(t) => t,
         None => {
             for c in later {
-                report.checks.push(skipped(c, "not checked: no access token"));
+                report
+                    .checks
+                    .push(skipped(c, "not checked: no access token"));
             }
             return report;
         }
@@ -91,9 +121,17 @@ pub async fn test_connection(cfg: &GraphSourceConfig) -> ConnectionReport {
             ));
         }
         if !cfg.read_photos {
-            report.checks.push(Check::pass(PERM_PHOTO.0, PERM_PHOTO.1, "profile pictures are not synced; not needed"));
+            report.checks.push(Check::pass(
+                PERM_PHOTO.0,
+                PERM_PHOTO.1,
+                "profile pictures are not synced; not needed",
+            ));
         } else if r.iter().any(|x| PHOTO_ROLES.contains(&x.as_str())) {
-            report.checks.push(Check::pass(PERM_PHOTO.0, PERM_PHOTO.1, "User.Read.All is granted"));
+            report.checks.push(Check::pass(
+                PERM_PHOTO.0,
+                PERM_PHOTO.1,
+                "User.Read.All is granted",
+            ));
         } else {
             report.checks.push(Check::warn(
                 PERM_PHOTO.0,
@@ -103,29 +141,64 @@ pub async fn test_connection(cfg: &GraphSourceConfig) -> ConnectionReport {
             ));
         }
     } else {
-        report.checks.push(skipped(PERM_SYNC, "token not inspectable"));
-        report.checks.push(skipped(PERM_PHOTO, "token not inspectable"));
+        report
+            .checks
+            .push(skipped(PERM_SYNC, "token not inspectable"));
+        report
+            .checks
+            .push(skipped(PERM_PHOTO, "token not inspectable"));
     }
 
     // One cheap request each ($top=1, $select=id).
-    report.checks.push(graph_probe(&client, "users?$top=1&$select=id", USERS).await);
-    report.checks.push(graph_probe(&client, "groups?$top=1&$select=id", GROUPS).await);
+    report
+        .checks
+        .push(graph_probe(&client, "users?$top=1&$select=id", USERS).await);
+    report
+        .checks
+        .push(graph_probe(&client, "groups?$top=1&$select=id", GROUPS).await);
 
-    report.checks.push(expiry_check(cfg, &client, roles.as_deref()).await);
+    report
+        .checks
+        .push(expiry_check(cfg, &client, roles.as_deref()).await);
     report
 }
 
 /// Token checks (login, tenant, application, credential). Returns the token on success.
-async fn token_checks(cfg: &GraphSourceConfig, tokens: &TokenProvider, report: &mut ConnectionReport) -> Option<(String, Option<TokenClaims>)> {
-    let what = if matches!(cfg.credential, GraphCredential::Secret(_)) { "client secret" } else { "certificate" };
+async fn token_checks(
+    cfg: &GraphSourceConfig,
+    tokens: &TokenProvider,
+    report: &mut ConnectionReport,
+) -> Option<(String, Option<TokenClaims>)> {
+    let what = if matches!(cfg.credential, GraphCredential::Secret(_)) {
+        "client secret"
+    } else {
+        "certificate"
+    };
     match tokens.fetch().await {
         Ok((_, jwt)) => {
-            report.checks.push(Check::pass(LOGIN.0, LOGIN.1, format!("{} answered", cfg.cloud.login_url())));
+            report.checks.push(Check::pass(
+                LOGIN.0,
+                LOGIN.1,
+                format!("{} answered", cfg.cloud.login_url()),
+            ));
             let claims = decode_claims(&jwt);
-            let tid = claims.as_ref().and_then(|c| c.tid.clone()).unwrap_or_else(|| cfg.tenant_id.clone());
-            report.checks.push(Check::pass(TENANT.0, TENANT.1, format!("tenant {tid}")));
-            report.checks.push(Check::pass(APP.0, APP.1, format!("application {}", cfg.client_id)));
-            report.checks.push(Check::pass(CRED.0, CRED.1, format!("a token was issued with the {what}")));
+            let tid = claims
+                .as_ref()
+                .and_then(|c| c.tid.clone())
+                .unwrap_or_else(|| cfg.tenant_id.clone());
+            report
+                .checks
+                .push(Check::pass(TENANT.0, TENANT.1, format!("tenant {tid}")));
+            report.checks.push(Check::pass(
+                APP.0,
+                APP.1,
+                format!("application {}", cfg.client_id),
+            ));
+            report.checks.push(Check::pass(
+                CRED.0,
+                CRED.1,
+                format!("a token was issued with the {what}"),
+            ));
             Some((jwt, claims))
         }
         Err(TokenError::Transport(e)) => {
@@ -141,29 +214,57 @@ async fn token_checks(cfg: &GraphSourceConfig, tokens: &TokenProvider, report: &
             None
         }
         Err(TokenError::Local(m)) => {
-            report.checks.push(Check::pass(LOGIN.0, LOGIN.1, "not contacted"));
+            report
+                .checks
+                .push(Check::pass(LOGIN.0, LOGIN.1, "not contacted"));
             report.checks.push(skipped(TENANT, "credential unusable"));
             report.checks.push(skipped(APP, "credential unusable"));
-            report.checks.push(Check::fail(CRED.0, CRED.1, m, "Configure the certificate PEM and its RSA private key (PEM)."));
+            report.checks.push(Check::fail(
+                CRED.0,
+                CRED.1,
+                m,
+                "Configure the certificate PEM and its RSA private key (PEM).",
+            ));
             None
         }
         Err(TokenError::Rejected { status, body }) => {
-            report.checks.push(Check::pass(LOGIN.0, LOGIN.1, format!("{} answered", cfg.cloud.login_url())));
+            report.checks.push(Check::pass(
+                LOGIN.0,
+                LOGIN.1,
+                format!("{} answered", cfg.cloud.login_url()),
+            ));
             let code = body.code().unwrap_or(0);
             let (meaning, fix) = explain_aadsts(code);
-            let detail = format!("HTTP {status} {}: {} — {meaning}", body.error, body.summary());
-            let fix = fix.replace("{graph}", cfg.cloud.scope().trim_end_matches("/.default"));
+            let detail = format!(
+                "HTTP {status} {}: {} — {meaning}",
+                body.error,
+                body.summary()
+            );
+            let fix = fix.replace(
+                "<Graph URL>",
+                cfg.cloud.scope().trim_end_matches("/.default"),
+            );
             let area = aadsts_area(code);
-            let order = [(TENANT, AadstsArea::Tenant), (APP, AadstsArea::Application), (CRED, AadstsArea::Credential)];
+            let order = [
+                (TENANT, AadstsArea::Tenant),
+                (APP, AadstsArea::Application),
+                (CRED, AadstsArea::Credential),
+            ];
             let mut failed = false;
             for (c, a) in order {
                 if failed {
                     report.checks.push(skipped(c, "an earlier check failed"));
-                } else if a == area || (c == CRED && !matches!(area, AadstsArea::Tenant | AadstsArea::Application)) {
-                    report.checks.push(Check::fail(c.0, c.1, detail.clone(), fix.clone()));
+                } else if a == area
+                    || (c == CRED && !matches!(area, AadstsArea::Tenant | AadstsArea::Application))
+                {
+                    report
+                        .checks
+                        .push(Check::fail(c.0, c.1, detail.clone(), fix.clone()));
                     failed = true;
                 } else {
-                    report.checks.push(Check::pass(c.0, c.1, "accepted by Entra ID"));
+                    report
+                        .checks
+                        .push(Check::pass(c.0, c.1, "accepted by Entra ID"));
                 }
             }
             None
@@ -173,23 +274,49 @@ async fn token_checks(cfg: &GraphSourceConfig, tokens: &TokenProvider, report: &
 
 async fn graph_probe(client: &GraphClient, path: &str, c: (&str, &str)) -> Check {
     match client.get_json(path, &[], &format!("GET {path}")).await {
-        Ok(_) => Check::pass(c.0, c.1, format!("GET {}/{path} answered 200", client.base())),
-        Err(CallError::Status { status, code, message, .. }) => {
+        Ok(_) => Check::pass(
+            c.0,
+            c.1,
+            format!("GET {}/{path} answered 200", client.base()),
+        ),
+        Err(CallError::Status {
+            status,
+            code,
+            message,
+            ..
+        }) => {
             let (meaning, fix) = explain_graph_error(&code);
-            Check::fail(c.0, c.1, format!("HTTP {status} {code}: {message} — {meaning}"), fix)
+            Check::fail(
+                c.0,
+                c.1,
+                format!("HTTP {status} {code}: {message} — {meaning}"),
+                fix,
+            )
         }
         Err(CallError::Transport(e)) => Check::fail(
             c.0,
             c.1,
             e.message,
-            format!("Allow HTTPS from this server to {} (firewall/proxy) and check the cloud setting.", client.base()),
+            format!(
+                "Allow HTTPS from this server to {} (firewall/proxy) and check the cloud setting.",
+                client.base()
+            ),
         ),
-        Err(CallError::Token(t)) => Check::fail(c.0, c.1, t.into_connector().message, "See the credential checks."),
+        Err(CallError::Token(t)) => Check::fail(
+            c.0,
+            c.1,
+            t.into_connector().message,
+            "See the credential checks.",
+        ),
     }
 }
 
 /// Reads the app's own `passwordCredentials`/`keyCredentials` and warns ahead of expiry.
-async fn expiry_check(cfg: &GraphSourceConfig, client: &GraphClient, roles: Option<&[String]>) -> Check {
+async fn expiry_check(
+    cfg: &GraphSourceConfig,
+    client: &GraphClient,
+    roles: Option<&[String]>,
+) -> Check {
     if !roles.is_some_and(roles_allow_app_read) {
         return Check::skipped(
             EXPIRY.0,
@@ -199,37 +326,75 @@ async fn expiry_check(cfg: &GraphSourceConfig, client: &GraphClient, roles: Opti
     }
     let path = format!(
         "applications?$filter={}&$select=appId,passwordCredentials,keyCredentials",
-        percent_encoding::utf8_percent_encode(&format!("appId eq '{}'", cfg.client_id), percent_encoding::NON_ALPHANUMERIC)
+        percent_encoding::utf8_percent_encode(
+            &format!("appId eq '{}'", cfg.client_id),
+            percent_encoding::NON_ALPHANUMERIC
+        )
     );
-    let v = match client.get_json(&path, &[], "read application registration").await {
+    let v = match client
+        .get_json(&path, &[], "read application registration")
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
-            return Check::skipped(EXPIRY.0, EXPIRY.1, format!("could not read the app registration: {}", e.into_connector().message));
+            return Check::skipped(
+                EXPIRY.0,
+                EXPIRY.1,
+                format!(
+                    "could not read the app registration: {}",
+                    e.into_connector().message
+                ),
+            );
         }
     };
-    let Some(app) = v.get("value").and_then(Value::as_array).and_then(|a| a.first()).cloned() else {
-        return Check::skipped(EXPIRY.0, EXPIRY.1, "the app registration is not visible (it may live in another tenant)");
+    let Some(app) = v
+        .get("value")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .cloned()
+    else {
+        return Check::skipped(
+            EXPIRY.0,
+            EXPIRY.1,
+            "the app registration is not visible (it may live in another tenant)",
+        );
     };
     let (list, label) = match &cfg.credential {
         GraphCredential::Secret(_) => ("passwordCredentials", "client secret"),
         GraphCredential::Certificate { .. } => ("keyCredentials", "certificate"),
     };
-    let creds: Vec<&Value> = app.get(list).and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let creds: Vec<&Value> = app
+        .get(list)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     // A secret's `hint` is its first three characters: that identifies which one we use.
     let ours: Vec<&Value> = match &cfg.credential {
         GraphCredential::Secret(s) => {
             let hint: String = s.expose_secret().chars().take(3).collect();
-            let m: Vec<&Value> = creds.iter().copied().filter(|c| c.get("hint").and_then(Value::as_str) == Some(hint.as_str())).collect();
+            let m: Vec<&Value> = creds
+                .iter()
+                .copied()
+                .filter(|c| c.get("hint").and_then(Value::as_str) == Some(hint.as_str()))
+                .collect();
             if m.is_empty() { creds.clone() } else { m }
         }
         GraphCredential::Certificate { .. } => creds.clone(),
     };
     let now = jiff::Timestamp::now();
-    let ends: Vec<jiff::Timestamp> = ours.iter().filter_map(|c| c.get("endDateTime").and_then(Value::as_str)).filter_map(|s| s.parse().ok()).collect();
+    let ends: Vec<jiff::Timestamp> = ours
+        .iter()
+        .filter_map(|c| c.get("endDateTime").and_then(Value::as_str))
+        .filter_map(|s| s.parse().ok())
+        .collect();
     // Our credential works (we have a token), so the relevant expiry is the latest one among
     // the candidates that are still valid.
     let Some(end) = ends.iter().filter(|t| **t > now).max().copied() else {
-        return Check::skipped(EXPIRY.0, EXPIRY.1, format!("no expiry date found for the {label}"));
+        return Check::skipped(
+            EXPIRY.0,
+            EXPIRY.1,
+            format!("no expiry date found for the {label}"),
+        );
     };
     let days = end.duration_since(now).as_secs() / 86_400;
     if days < i64::from(cfg.secret_expiry_warn_days) {
@@ -237,10 +402,16 @@ async fn expiry_check(cfg: &GraphSourceConfig, client: &GraphClient, roles: Opti
             EXPIRY.0,
             EXPIRY.1,
             format!("the {label} expires on {end} (in {days} days); syncs will fail after that"),
-            format!("Create a new {label} under Certificates & secrets in the app registration, update the connector, then delete the old one."),
+            format!(
+                "Create a new {label} under Certificates & secrets in the app registration, update the connector, then delete the old one."
+            ),
         )
     } else {
-        Check::pass(EXPIRY.0, EXPIRY.1, format!("the {label} expires on {end} (in {days} days)"))
+        Check::pass(
+            EXPIRY.0,
+            EXPIRY.1,
+            format!("the {label} expires on {end} (in {days} days)"),
+        )
     }
 }
 
@@ -252,7 +423,10 @@ mod tests {
     fn permission_sets() {
         let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(roles_allow_sync(&r(&["Directory.Read.All"])));
-        assert!(roles_allow_sync(&r(&["User.Read.All", "GroupMember.Read.All"])));
+        assert!(roles_allow_sync(&r(&[
+            "User.Read.All",
+            "GroupMember.Read.All"
+        ])));
         assert!(!roles_allow_sync(&r(&["User.Read.All"])));
         assert!(!roles_allow_sync(&r(&["GroupMember.Read.All"])));
         assert!(!roles_allow_sync(&[]));

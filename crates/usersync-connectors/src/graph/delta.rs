@@ -11,8 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use usersync_core::model::{SourceGroup, SourceUser};
 
 /// User properties the mapping needs (`$select`; `id` is always returned).
-pub const USER_SELECT: &str =
-    "id,userPrincipalName,mail,givenName,surname,displayName,accountEnabled,onPremisesSamAccountName,employeeId,userType";
+pub const USER_SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displayName,accountEnabled,onPremisesSamAccountName,employeeId,userType";
 
 /// Group properties tracked by the group delta (`members` makes Graph return `members@delta`).
 pub const GROUP_SELECT: &str = "displayName,description,members";
@@ -70,7 +69,11 @@ impl Page {
             _ => Vec::new(),
         };
         let link = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        Page { value, next_link: link("@odata.nextLink"), delta_link: link("@odata.deltaLink") }
+        Page {
+            value,
+            next_link: link("@odata.nextLink"),
+            delta_link: link("@odata.deltaLink"),
+        }
     }
 }
 
@@ -101,7 +104,9 @@ impl UserSet {
     /// Applies one page of `/users/delta` (or a plain user listing).
     pub fn apply(&mut self, items: &[Value]) {
         for obj in items {
-            let Some(id) = obj.get("id").and_then(Value::as_str) else { continue };
+            let Some(id) = obj.get("id").and_then(Value::as_str) else {
+                continue;
+            };
             if removed(obj) {
                 // Soft- and hard-deleted users are both gone for sync purposes; a restored user
                 // reappears without the annotation and is re-added under the same id.
@@ -110,18 +115,21 @@ impl UserSet {
                 self.removed.insert(id.to_string());
                 continue;
             }
-            let u = self.users.entry(id.to_string()).or_insert_with(|| SourceUser {
-                id: id.to_string(),
-                upn: String::new(),
-                mail: None,
-                given_name: None,
-                surname: None,
-                display_name: None,
-                enabled: true,
-                sam_account_name: None,
-                employee_id: None,
-                photo: None,
-            });
+            let u = self
+                .users
+                .entry(id.to_string())
+                .or_insert_with(|| SourceUser {
+                    id: id.to_string(),
+                    upn: String::new(),
+                    mail: None,
+                    given_name: None,
+                    surname: None,
+                    display_name: None,
+                    enabled: true,
+                    sam_account_name: None,
+                    employee_id: None,
+                    photo: None,
+                });
             if let Some(upn) = obj.get("userPrincipalName").and_then(Value::as_str) {
                 u.upn = upn.to_string();
             }
@@ -156,27 +164,34 @@ impl GroupSet {
     /// appear on several pages, each with a slice of `members@delta`; slices are merged.
     pub fn apply(&mut self, items: &[Value]) {
         for obj in items {
-            let Some(id) = obj.get("id").and_then(Value::as_str) else { continue };
+            let Some(id) = obj.get("id").and_then(Value::as_str) else {
+                continue;
+            };
             if removed(obj) {
                 self.groups.remove(id);
                 self.changed.remove(id);
                 self.removed.insert(id.to_string());
                 continue;
             }
-            let g = self.groups.entry(id.to_string()).or_insert_with(|| SourceGroup {
-                id: id.to_string(),
-                display_name: String::new(),
-                description: None,
-                member_users: BTreeSet::new(),
-                member_groups: BTreeSet::new(),
-            });
+            let g = self
+                .groups
+                .entry(id.to_string())
+                .or_insert_with(|| SourceGroup {
+                    id: id.to_string(),
+                    display_name: String::new(),
+                    description: None,
+                    member_users: BTreeSet::new(),
+                    member_groups: BTreeSet::new(),
+                });
             if let Some(name) = obj.get("displayName").and_then(Value::as_str) {
                 g.display_name = name.to_string();
             }
             merge_opt(&mut g.description, obj, "description");
             if let Some(Value::Array(members)) = obj.get("members@delta") {
                 for m in members {
-                    let Some(mid) = m.get("id").and_then(Value::as_str) else { continue };
+                    let Some(mid) = m.get("id").and_then(Value::as_str) else {
+                        continue;
+                    };
                     let ty = m.get("@odata.type").and_then(Value::as_str).unwrap_or("");
                     if removed(m) {
                         // Removal from the group, or the member object was deleted.
@@ -236,14 +251,28 @@ mod tests {
         let mut set = UserSet::default();
         set.users.insert(
             "86462606-fde0-4fc4-9e0c-a20eb73e54c6".into(),
-            SourceUser { id: "86462606-fde0-4fc4-9e0c-a20eb73e54c6".into(), upn: "x".into(), mail: None, given_name: None, surname: None, display_name: None, enabled: true, sam_account_name: None, employee_id: None, photo: None },
+            SourceUser {
+                id: "86462606-fde0-4fc4-9e0c-a20eb73e54c6".into(),
+                upn: "x".into(),
+                mail: None,
+                given_name: None,
+                surname: None,
+                display_name: None,
+                enabled: true,
+                sam_account_name: None,
+                employee_id: None,
+                photo: None,
+            },
         );
         set.apply(&page.value);
         assert_eq!(set.users.len(), 2);
         assert!(set.removed.contains("86462606-fde0-4fc4-9e0c-a20eb73e54c6"));
         let cam = &set.users["ffff7b1a-13b6-477b-8c0c-380905cd99f7"];
         assert_eq!(cam.given_name.as_deref(), Some("Cameron"));
-        assert_eq!(set.users["6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0"].given_name, None);
+        assert_eq!(
+            set.users["6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0"].given_name,
+            None
+        );
         // A later change that nulls a property and disables the account.
         set.apply(&[json!({"id":"ffff7b1a-13b6-477b-8c0c-380905cd99f7","givenName":null,"accountEnabled":false})]);
         let cam = &set.users["ffff7b1a-13b6-477b-8c0c-380905cd99f7"];
@@ -267,15 +296,23 @@ mod tests {
         }));
         assert!(page.delta_link.is_some());
         let mut set = GroupSet::default();
-        set.apply(&[json!({"id":"2e5807ce-58f3-4a94-9b37-ffff2e085957","displayName":"Old","members@delta":[
+        set.apply(&[
+            json!({"id":"2e5807ce-58f3-4a94-9b37-ffff2e085957","displayName":"Old","members@delta":[
             {"@odata.type":"#microsoft.graph.user","id":"632f6bb2-3ec8-4c1f-9073-0027a8c6859"},
             {"@odata.type":"#microsoft.graph.group","id":"g2"},
-            {"@odata.type":"#microsoft.graph.device","id":"d1"}]})]);
+            {"@odata.type":"#microsoft.graph.device","id":"d1"}]}),
+        ]);
         set.apply(&page.value);
         let g = &set.groups["2e5807ce-58f3-4a94-9b37-ffff2e085957"];
         assert_eq!(g.display_name, "TestGroup3");
-        assert_eq!(g.description.as_deref(), Some("A test group for change tracking"));
-        assert_eq!(g.member_users.iter().collect::<Vec<_>>(), vec!["37de1ae3-408f-4702-8636-20824abda004"]);
+        assert_eq!(
+            g.description.as_deref(),
+            Some("A test group for change tracking")
+        );
+        assert_eq!(
+            g.member_users.iter().collect::<Vec<_>>(),
+            vec!["37de1ae3-408f-4702-8636-20824abda004"]
+        );
         assert!(g.member_groups.contains("g2"));
     }
 
@@ -283,7 +320,9 @@ mod tests {
     fn group_split_over_pages_merges_and_removal() {
         let mut set = GroupSet::default();
         set.apply(&[json!({"id":"g","displayName":"Big","members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u1"}]})]);
-        set.apply(&[json!({"id":"g","members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u2"}]})]);
+        set.apply(&[
+            json!({"id":"g","members@delta":[{"@odata.type":"#microsoft.graph.user","id":"u2"}]}),
+        ]);
         assert_eq!(set.groups["g"].member_users.len(), 2);
         assert_eq!(set.groups["g"].display_name, "Big");
         set.apply(&[json!({"id":"g","@removed":{"reason":"changed"}})]);
@@ -304,7 +343,14 @@ mod tests {
 
     #[test]
     fn cursor_roundtrip() {
-        let c = Cursor { version: 1, mode: "tenant".into(), users_delta_link: Some("u".into()), groups_delta_link: None, last_full_read: None, fingerprint: "f".into() };
+        let c = Cursor {
+            version: 1,
+            mode: "tenant".into(),
+            users_delta_link: Some("u".into()),
+            groups_delta_link: None,
+            last_full_read: None,
+            fingerprint: "f".into(),
+        };
         assert_eq!(Cursor::from_value(&c.to_value()), Some(c));
         assert_eq!(Cursor::from_value(&Value::Null), None);
     }

@@ -30,7 +30,11 @@ impl TokenErrorBody {
     pub fn parse(body: &str) -> Self {
         let mut parsed: TokenErrorBody = serde_json::from_str(body).unwrap_or_default();
         if parsed.error_codes.is_empty()
-            && let Some(code) = scrape_aadsts(if parsed.error_description.is_empty() { body } else { &parsed.error_description })
+            && let Some(code) = scrape_aadsts(if parsed.error_description.is_empty() {
+                body
+            } else {
+                &parsed.error_description
+            })
         {
             parsed.error_codes.push(code);
         }
@@ -45,13 +49,20 @@ impl TokenErrorBody {
     /// The first line of the description (without trace/correlation ids).
     pub fn summary(&self) -> String {
         let first = self.error_description.lines().next().unwrap_or("").trim();
-        if first.is_empty() { self.error.clone() } else { first.to_string() }
+        if first.is_empty() {
+            self.error.clone()
+        } else {
+            first.to_string()
+        }
     }
 }
 
 fn scrape_aadsts(text: &str) -> Option<u64> {
     let i = text.find("AADSTS")?;
-    let digits: String = text[i + 6..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = text[i + 6..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -76,7 +87,9 @@ pub fn aadsts_area(code: u64) -> AadstsArea {
     match code {
         90002 | 900023 | 90038 | 50049 | 900971 | 9001023 => AadstsArea::Tenant,
         700016 | 7000112 | 700038 | 50011 => AadstsArea::Application,
-        7000215 | 7000222 | 7000218 | 700027 | 700024 | 700023 | 50012 | 500133 | 50034 | 50013 => AadstsArea::Credential,
+        7000215 | 7000222 | 7000218 | 700027 | 700024 | 700023 | 50012 | 500133 | 50034 | 50013 => {
+            AadstsArea::Credential
+        }
         1002012 | 70011 | 700022 | 500011 | 65001 | 650057 => AadstsArea::Permission,
         _ => AadstsArea::Other,
     }
@@ -138,12 +151,18 @@ pub fn explain_aadsts(code: u64) -> (&'static str, &'static str) {
             "The user account does not exist in the tenant (a user sign-in was attempted).",
             "usersync signs in as an application; check the tenant ID and that the credential belongs to an application, not a user.",
         ),
-        50011 => ("The reply address does not match.", "Not used by client credentials; check the configured login URL."),
+        50011 => (
+            "The reply address does not match.",
+            "Not used by client credentials; check the configured login URL.",
+        ),
         1002012 | 70011 => (
             "The requested scope is invalid.",
-            "Client credentials need the scope '{graph}/.default'; check the cloud setting (e.g. https://graph.microsoft.com/.default).",
+            "Client credentials need the scope '<Graph URL>/.default' (https://graph.microsoft.com/.default in the global cloud); check the cloud setting.",
         ),
-        700022 => ("The scope names more than one resource.", "Use a single '{graph}/.default' scope."),
+        700022 => (
+            "The scope names more than one resource.",
+            "Use a single '<Graph URL>/.default' scope.",
+        ),
         500011 => (
             "Microsoft Graph's service principal was not found in the tenant, or the scope names the wrong resource.",
             "Check the cloud setting matches the tenant (the Graph resource URL differs per cloud).",
@@ -156,7 +175,10 @@ pub fn explain_aadsts(code: u64) -> (&'static str, &'static str) {
             "A Conditional Access policy blocked the application's sign-in.",
             "Ask a Conditional Access administrator to exclude this workload identity or allow this server's network location.",
         ),
-        50013 => ("The assertion's signature is invalid.", "Use the private key that belongs to the uploaded certificate."),
+        50013 => (
+            "The assertion's signature is invalid.",
+            "Use the private key that belongs to the uploaded certificate.",
+        ),
         _ => (
             "Entra ID rejected the token request.",
             "See the error text and https://login.microsoftonline.com/error?code=<code> for details.",
@@ -184,7 +206,10 @@ impl GraphErrorBody {
         }
         match serde_json::from_str::<Wrapper>(body) {
             Ok(w) => w.error,
-            Err(_) => GraphErrorBody { code: String::new(), message: body.chars().take(300).collect() },
+            Err(_) => GraphErrorBody {
+                code: String::new(),
+                message: body.chars().take(300).collect(),
+            },
         }
     }
 }
@@ -208,12 +233,17 @@ pub fn explain_graph_error(code: &str) -> (&'static str, &'static str) {
             "The object does not exist (deleted, or the ID is wrong).",
             "Check the configured group IDs/names still exist in the directory.",
         ),
-        "imagenotfound" | "erroritemnotfound" | "errorentitynotfound" => ("The user has no profile picture.", "Nothing to do."),
+        "imagenotfound" | "erroritemnotfound" | "errorentitynotfound" => {
+            ("The user has no profile picture.", "Nothing to do.")
+        }
         "syncstatenotfound" | "resyncrequired" => (
             "The saved delta state is no longer valid.",
             "Nothing to do: usersync falls back to a full read.",
         ),
-        "toomanyrequests" => ("Microsoft Graph throttled the requests.", "Run again later or lower the concurrency."),
+        "toomanyrequests" => (
+            "Microsoft Graph throttled the requests.",
+            "Run again later or lower the concurrency.",
+        ),
         "request_unsupportedquery" | "request_badrequest" | "badrequest" => (
             "Graph rejected the query.",
             "This is a usersync bug or an unsupported tenant type (B2C/External ID do not support delta); please report it.",
@@ -238,16 +268,48 @@ mod tests {
     }
 
     #[test]
+    fn recorded_token_error_fixtures() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph");
+        let e = TokenErrorBody::parse(
+            &std::fs::read_to_string(format!("{dir}/token_error_7000222.json")).unwrap(),
+        );
+        assert_eq!(
+            (e.error.as_str(), e.code()),
+            ("invalid_client", Some(7000222))
+        );
+        assert_eq!(
+            e.correlation_id.as_deref(),
+            Some("aaaa0000-bb11-2222-33cc-444444dddddd")
+        );
+        let e = TokenErrorBody::parse(
+            &std::fs::read_to_string(format!("{dir}/token_error_90002.json")).unwrap(),
+        );
+        assert_eq!(
+            (e.error.as_str(), e.code()),
+            ("invalid_tenant", Some(90002))
+        );
+        assert_eq!(aadsts_area(90002), AadstsArea::Tenant);
+    }
+
+    #[test]
     fn scrapes_code_from_text() {
-        let e = TokenErrorBody::parse(r#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app 'x' are expired."}"#);
+        let e = TokenErrorBody::parse(
+            r#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app 'x' are expired."}"#,
+        );
         assert_eq!(e.code(), Some(7000222));
     }
 
     #[test]
     fn every_listed_code_is_explained() {
-        for code in [90002, 900023, 90038, 50049, 700016, 7000215, 7000222, 700027, 700024, 1002012, 70011, 50034, 500011, 65001, 53003] {
+        for code in [
+            90002, 900023, 90038, 50049, 700016, 7000215, 7000222, 700027, 700024, 1002012, 70011,
+            50034, 500011, 65001, 53003,
+        ] {
             let (what, fix) = explain_aadsts(code);
-            assert_ne!(what, "Entra ID rejected the token request.", "code {code} falls through");
+            assert_ne!(
+                what, "Entra ID rejected the token request.",
+                "code {code} falls through"
+            );
             assert!(!fix.is_empty());
         }
         assert!(explain_aadsts(7000222).1.contains("Certificates & secrets"));
@@ -262,9 +324,22 @@ mod tests {
         let body = r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"date":"2025-02-13T10:17:06","request-id":"93b6","client-request-id":"e70c"}}}"#;
         let e = GraphErrorBody::parse(body);
         assert_eq!(e.code, "Authorization_RequestDenied");
-        assert!(explain_graph_error(&e.code).1.contains("Grant admin consent"));
-        for code in ["InvalidAuthenticationToken", "Authorization_IdentityNotFound", "Request_ResourceNotFound", "ImageNotFound", "syncStateNotFound"] {
-            assert_ne!(explain_graph_error(code).0, "Microsoft Graph returned an error.");
+        assert!(
+            explain_graph_error(&e.code)
+                .1
+                .contains("Grant admin consent")
+        );
+        for code in [
+            "InvalidAuthenticationToken",
+            "Authorization_IdentityNotFound",
+            "Request_ResourceNotFound",
+            "ImageNotFound",
+            "syncStateNotFound",
+        ] {
+            assert_ne!(
+                explain_graph_error(code).0,
+                "Microsoft Graph returned an error."
+            );
         }
     }
 }

@@ -38,11 +38,18 @@ use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use usersync_core::model::{PhotoRef, SourceGroup, SourceSnapshot, SourceUser};
-use usersync_core::ports::{ConnectorError, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead, SourceSyncState};
+use usersync_core::ports::{
+    ConnectorError, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead, SourceSyncState,
+};
 
 /// Application permissions that allow reading user photos
 /// (<https://learn.microsoft.com/graph/api/profilephoto-get>).
-pub const PHOTO_ROLES: &[&str] = &["User.Read.All", "User.ReadWrite.All", "ProfilePhoto.Read.All", "ProfilePhoto.ReadWrite.All"];
+pub const PHOTO_ROLES: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "ProfilePhoto.Read.All",
+    "ProfilePhoto.ReadWrite.All",
+];
 
 /// The Entra ID source.
 pub struct GraphSource {
@@ -55,7 +62,11 @@ pub struct GraphSource {
 /// How one listing ended.
 enum RoundEnd {
     Done(Option<String>),
-    Failed { err: CallError, page: usize, url: String },
+    Failed {
+        err: CallError,
+        page: usize,
+        url: String,
+    },
 }
 
 /// Which users need fresh photo tags.
@@ -75,7 +86,18 @@ struct Outcome {
 }
 
 fn short(url: &str) -> String {
-    if url.len() > 160 { format!("{}…", &url[..url.char_indices().nth(160).map(|(i, _)| i).unwrap_or(url.len())]) } else { url.to_string() }
+    if url.len() > 160 {
+        format!(
+            "{}…",
+            &url[..url
+                .char_indices()
+                .nth(160)
+                .map(|(i, _)| i)
+                .unwrap_or(url.len())]
+        )
+    } else {
+        url.to_string()
+    }
 }
 
 fn is_systemic(e: &CallError) -> bool {
@@ -90,16 +112,27 @@ impl GraphSource {
     /// Builds the source; checks the configuration (IDs present, certificate readable).
     pub fn new(cfg: GraphSourceConfig) -> Result<Self, ConnectorError> {
         if cfg.tenant_id.trim().is_empty() {
-            return Err(ConnectorError::new(ErrorKind::Invalid, "tenant_id is empty: paste the Directory (tenant) ID from the app registration's Overview page"));
+            return Err(ConnectorError::new(
+                ErrorKind::Invalid,
+                "tenant_id is empty: paste the Directory (tenant) ID from the app registration's Overview page",
+            ));
         }
         if cfg.client_id.trim().is_empty() {
-            return Err(ConnectorError::new(ErrorKind::Invalid, "client_id is empty: paste the Application (client) ID from the app registration's Overview page"));
+            return Err(ConnectorError::new(
+                ErrorKind::Invalid,
+                "client_id is empty: paste the Application (client) ID from the app registration's Overview page",
+            ));
         }
         if let GraphCredential::Certificate { cert_pem, .. } = &cfg.credential {
-            super::auth::cert_der_from_pem(cert_pem).map_err(|e| ConnectorError::new(ErrorKind::Invalid, e))?;
+            super::auth::cert_der_from_pem(cert_pem)
+                .map_err(|e| ConnectorError::new(ErrorKind::Invalid, e))?;
         }
         let client = Arc::new(GraphClient::new(&cfg)?);
-        Ok(Self { cfg, client, tags: std::sync::Mutex::new(HashMap::new()) })
+        Ok(Self {
+            cfg,
+            client,
+            tags: std::sync::Mutex::new(HashMap::new()),
+        })
     }
 
     /// Request counters (all requests this source made, token requests included).
@@ -112,7 +145,13 @@ impl GraphSource {
         ids.sort();
         let mut names = self.cfg.scope_group_names.clone();
         names.sort();
-        format!("graph={};ids={};names={};photos={}", self.client.base(), ids.join(","), names.join("\u{1f}"), self.cfg.read_photos)
+        format!(
+            "graph={};ids={};names={};photos={}",
+            self.client.base(),
+            ids.join(","),
+            names.join("\u{1f}"),
+            self.cfg.read_photos
+        )
     }
 
     /// Why this read must be full, or `None` for a delta read.
@@ -120,7 +159,9 @@ impl GraphSource {
         if self.cfg.force_full {
             return Some("full (forced)".into());
         }
-        let Some(c) = cursor else { return Some("full".into()) };
+        let Some(c) = cursor else {
+            return Some("full".into());
+        };
         if state.snapshot.is_none() {
             return Some("full".into());
         }
@@ -128,10 +169,16 @@ impl GraphSource {
             return Some("full (configuration changed)".into());
         }
         if self.cfg.full_reconcile_every_hours > 0 {
-            let last = c.last_full_read.as_deref().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+            let last = c
+                .last_full_read
+                .as_deref()
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok());
             let due = match last {
                 None => true,
-                Some(t) => jiff::Timestamp::now().duration_since(t).as_secs() >= (self.cfg.full_reconcile_every_hours * 3600) as i64,
+                Some(t) => {
+                    jiff::Timestamp::now().duration_since(t).as_secs()
+                        >= (self.cfg.full_reconcile_every_hours * 3600) as i64
+                }
             };
             if due {
                 return Some("full (periodic reconcile)".into());
@@ -160,12 +207,23 @@ impl GraphSource {
                     }
                     return RoundEnd::Done(page.delta_link);
                 }
-                Err(err) => return RoundEnd::Failed { err, page: page_no, url },
+                Err(err) => {
+                    return RoundEnd::Failed {
+                        err,
+                        page: page_no,
+                        url,
+                    };
+                }
             }
         }
     }
 
-    async fn read_tenant(&self, prev: Option<&SourceSnapshot>, cursor: Option<&Cursor>, full_reason: Option<String>) -> Result<Outcome, ConnectorError> {
+    async fn read_tenant(
+        &self,
+        prev: Option<&SourceSnapshot>,
+        cursor: Option<&Cursor>,
+        full_reason: Option<String>,
+    ) -> Result<Outcome, ConnectorError> {
         let delta_from = match (&full_reason, cursor) {
             (None, Some(c)) => match (&c.users_delta_link, &c.groups_delta_link, prev) {
                 (Some(u), Some(g), Some(p)) => Some((u.clone(), g.clone(), p)),
@@ -174,10 +232,26 @@ impl GraphSource {
             _ => None,
         };
         let Some((ulink, glink, prev_snap)) = delta_from else {
-            return self.tenant_full(full_reason.unwrap_or_else(|| "full".into()), cursor).await;
+            return self
+                .tenant_full(full_reason.unwrap_or_else(|| "full".into()), cursor)
+                .await;
         };
-        let mut users = UserSet { users: prev_snap.users.iter().map(|u| (u.id.clone(), u.clone())).collect(), ..Default::default() };
-        let mut groups = GroupSet { groups: prev_snap.groups.iter().map(|g| (g.id.clone(), g.clone())).collect(), ..Default::default() };
+        let mut users = UserSet {
+            users: prev_snap
+                .users
+                .iter()
+                .map(|u| (u.id.clone(), u.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        let mut groups = GroupSet {
+            groups: prev_snap
+                .groups
+                .iter()
+                .map(|g| (g.id.clone(), g.clone()))
+                .collect(),
+            ..Default::default()
+        };
         let (ru, rg) = tokio::join!(
             self.round(ulink, "users delta", |items| users.apply(items)),
             self.round(glink, "groups delta", |items| groups.apply(items)),
@@ -187,7 +261,9 @@ impl GraphSource {
                 && err.is_delta_reset()
             {
                 tracing::info!("Graph delta state expired or reset; doing a full read");
-                return self.tenant_full("full (delta state expired)".into(), cursor).await;
+                return self
+                    .tenant_full("full (delta state expired)".into(), cursor)
+                    .await;
             }
         }
         groups.prune(&users.removed);
@@ -196,12 +272,24 @@ impl GraphSource {
         Ok(out)
     }
 
-    async fn tenant_full(&self, mode: String, _old: Option<&Cursor>) -> Result<Outcome, ConnectorError> {
+    async fn tenant_full(
+        &self,
+        mode: String,
+        _old: Option<&Cursor>,
+    ) -> Result<Outcome, ConnectorError> {
         let mut users = UserSet::default();
         let mut groups = GroupSet::default();
         let (ru, rg) = tokio::join!(
-            self.round(format!("users/delta?$select={USER_SELECT}"), "users delta", |items| users.apply(items)),
-            self.round(format!("groups/delta?$select={GROUP_SELECT}"), "groups delta", |items| groups.apply(items)),
+            self.round(
+                format!("users/delta?$select={USER_SELECT}"),
+                "users delta",
+                |items| users.apply(items)
+            ),
+            self.round(
+                format!("groups/delta?$select={GROUP_SELECT}"),
+                "groups delta",
+                |items| groups.apply(items)
+            ),
         );
         // Objects removed during an initial round are simply absent.
         groups.prune(&users.removed);
@@ -211,7 +299,14 @@ impl GraphSource {
         Ok(out)
     }
 
-    fn finish_tenant(&self, users: UserSet, groups: GroupSet, ru: RoundEnd, rg: RoundEnd, mode: String) -> Result<Outcome, ConnectorError> {
+    fn finish_tenant(
+        &self,
+        users: UserSet,
+        groups: GroupSet,
+        ru: RoundEnd,
+        rg: RoundEnd,
+        mode: String,
+    ) -> Result<Outcome, ConnectorError> {
         let mut warnings = Vec::new();
         let mut complete = true;
         let mut links = [None, None];
@@ -228,7 +323,11 @@ impl GraphSource {
                     }
                     complete = false;
                     let e = err.into_connector();
-                    warnings.push(format!("{name} delta page {page} failed (GET {}): {}", short(&url), e.message));
+                    warnings.push(format!(
+                        "{name} delta page {page} failed (GET {}): {}",
+                        short(&url),
+                        e.message
+                    ));
                 }
             }
         }
@@ -253,55 +352,111 @@ impl GraphSource {
     }
 
     /// Resolves configured group names to ids (`$filter=displayName eq '…'`).
-    async fn resolve_names(&self, warnings: &mut Vec<String>, complete: &mut bool) -> Result<BTreeSet<String>, ConnectorError> {
+    async fn resolve_names(
+        &self,
+        warnings: &mut Vec<String>,
+        complete: &mut bool,
+    ) -> Result<BTreeSet<String>, ConnectorError> {
         let mut ids: BTreeSet<String> = self.cfg.scope_group_ids.iter().cloned().collect();
         for name in &self.cfg.scope_group_names {
             let filter = format!("displayName eq '{}'", name.replace('\'', "''"));
-            let url = format!("groups?$filter={}&$select=id,displayName", utf8_percent_encode(&filter, NON_ALPHANUMERIC));
+            let url = format!(
+                "groups?$filter={}&$select=id,displayName",
+                utf8_percent_encode(&filter, NON_ALPHANUMERIC)
+            );
             match self.client.get_json(&url, &[], "resolve group name").await {
                 Ok(v) => {
-                    let found: Vec<String> = Page::from_value(v).value.iter().filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+                    let found: Vec<String> = Page::from_value(v)
+                        .value
+                        .iter()
+                        .filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_string))
+                        .collect();
                     if found.is_empty() {
                         *complete = false;
                         warnings.push(format!("scope group '{name}' was not found in the directory; check the name (exact display name) — removals are held back until it is fixed"));
                     }
                     if found.len() > 1 {
-                        warnings.push(format!("scope group name '{name}' matches {} groups; all of them are synced", found.len()));
+                        warnings.push(format!(
+                            "scope group name '{name}' matches {} groups; all of them are synced",
+                            found.len()
+                        ));
                     }
                     ids.extend(found);
                 }
                 Err(e) if is_systemic(&e) => return Err(e.into_connector()),
                 Err(e) => {
                     *complete = false;
-                    warnings.push(format!("resolving scope group '{name}' failed: {}", e.into_connector().message));
+                    warnings.push(format!(
+                        "resolving scope group '{name}' failed: {}",
+                        e.into_connector().message
+                    ));
                 }
             }
         }
         Ok(ids)
     }
 
-    async fn read_scoped(&self, prev: Option<&SourceSnapshot>, cursor: Option<&Cursor>, full_reason: Option<String>) -> Result<Outcome, ConnectorError> {
+    async fn read_scoped(
+        &self,
+        prev: Option<&SourceSnapshot>,
+        cursor: Option<&Cursor>,
+        full_reason: Option<String>,
+    ) -> Result<Outcome, ConnectorError> {
         let mut warnings = Vec::new();
         let mut complete = true;
-        let ids: Vec<String> = self.resolve_names(&mut warnings, &mut complete).await?.into_iter().collect();
+        let ids: Vec<String> = self
+            .resolve_names(&mut warnings, &mut complete)
+            .await?
+            .into_iter()
+            .collect();
         // Names and descriptions: one $batch per 20 groups.
-        let urls: Vec<String> = ids.iter().map(|id| format!("/groups/{id}?$select=id,displayName,description")).collect();
-        let meta = batch_get(&self.client, &urls, self.cfg.max_concurrency, self.cfg.retry.max_delay).await.map_err(|e| e.into_connector())?;
+        let urls: Vec<String> = ids
+            .iter()
+            .map(|id| format!("/groups/{id}?$select=id,displayName,description"))
+            .collect();
+        let meta = batch_get(
+            &self.client,
+            &urls,
+            self.cfg.max_concurrency,
+            self.cfg.retry.max_delay,
+        )
+        .await
+        .map_err(|e| e.into_connector())?;
         let mut groups: BTreeMap<String, SourceGroup> = BTreeMap::new();
         for (id, item) in ids.iter().zip(meta) {
             match item.status {
                 200 => {
-                    groups.insert(id.clone(), SourceGroup {
-                        id: id.clone(),
-                        display_name: item.body.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string(),
-                        description: item.body.get("description").and_then(Value::as_str).map(str::to_string),
-                        member_users: BTreeSet::new(),
-                        member_groups: BTreeSet::new(),
-                    });
+                    groups.insert(
+                        id.clone(),
+                        SourceGroup {
+                            id: id.clone(),
+                            display_name: item
+                                .body
+                                .get("displayName")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string(),
+                            description: item
+                                .body
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                            member_users: BTreeSet::new(),
+                            member_groups: BTreeSet::new(),
+                        },
+                    );
                 }
                 401 | 403 => {
                     let body = item.body.to_string();
-                    let e = json_or_error(super::client::Reply { status: item.status, headers: Default::default(), body: body.into_bytes() }, "GET group").unwrap_err();
+                    let e = json_or_error(
+                        super::client::Reply {
+                            status: item.status,
+                            headers: Default::default(),
+                            body: body.into_bytes(),
+                        },
+                        "GET group",
+                    )
+                    .unwrap_err();
                     return Err(e.into_connector());
                 }
                 404 => {
@@ -333,7 +488,11 @@ impl GraphSource {
                     return Err(err.into_connector());
                 }
                 complete = false;
-                warnings.push(format!("members of group {gid} page {page} failed (GET {}): {}", short(&url), err.into_connector().message));
+                warnings.push(format!(
+                    "members of group {gid} page {page} failed (GET {}): {}",
+                    short(&url),
+                    err.into_connector().message
+                ));
             }
             if let Some(g) = groups.get_mut(&gid) {
                 g.member_users = set.users.keys().cloned().collect();
@@ -343,18 +502,33 @@ impl GraphSource {
         // Photos: all users on full/reconcile reads, else only new or changed users.
         let photos = match (&full_reason, prev) {
             (None, Some(p)) => {
-                let old: HashMap<&str, &SourceUser> = p.users.iter().map(|u| (u.id.as_str(), u)).collect();
+                let old: HashMap<&str, &SourceUser> =
+                    p.users.iter().map(|u| (u.id.as_str(), u)).collect();
                 PhotoTargets::Only(
                     users
                         .values()
-                        .filter(|u| old.get(u.id.as_str()).is_none_or(|o| SourceUser { photo: None, ..(*o).clone() } != SourceUser { photo: None, ..(*u).clone() }))
+                        .filter(|u| {
+                            old.get(u.id.as_str()).is_none_or(|o| {
+                                SourceUser {
+                                    photo: None,
+                                    ..(*o).clone()
+                                } != SourceUser {
+                                    photo: None,
+                                    ..(*u).clone()
+                                }
+                            })
+                        })
                         .map(|u| u.id.clone())
                         .collect(),
                 )
             }
             _ => PhotoTargets::All,
         };
-        let last_full_read = if full_reason.is_some() { Some(jiff::Timestamp::now().to_string()) } else { cursor.and_then(|c| c.last_full_read.clone()) };
+        let last_full_read = if full_reason.is_some() {
+            Some(jiff::Timestamp::now().to_string())
+        } else {
+            cursor.and_then(|c| c.last_full_read.clone())
+        };
         Ok(Outcome {
             users,
             groups,
@@ -364,20 +538,38 @@ impl GraphSource {
                 Some(r) if r != "full" => format!("{r} (scoped groups)"),
                 _ => "full (scoped groups)".into(),
             },
-            cursor: Cursor { version: 1, mode: "scoped".into(), users_delta_link: None, groups_delta_link: None, last_full_read, fingerprint: self.fingerprint() },
+            cursor: Cursor {
+                version: 1,
+                mode: "scoped".into(),
+                users_delta_link: None,
+                groups_delta_link: None,
+                last_full_read,
+                fingerprint: self.fingerprint(),
+            },
             photos,
         })
     }
 
     /// Whether the current token carries a photo permission (`None` if not decodable).
     async fn token_allows_photos(&self) -> Result<Option<bool>, ConnectorError> {
-        let token = self.client.tokens.token().await.map_err(|e| e.into_connector())?;
+        let token = self
+            .client
+            .tokens
+            .token()
+            .await
+            .map_err(|e| e.into_connector())?;
         use secrecy::ExposeSecret;
-        Ok(decode_claims(token.secret.expose_secret()).map(|c| c.roles.iter().any(|r| PHOTO_ROLES.contains(&r.as_str()))))
+        Ok(decode_claims(token.secret.expose_secret())
+            .map(|c| c.roles.iter().any(|r| PHOTO_ROLES.contains(&r.as_str()))))
     }
 
     /// Refreshes photo tags of `targets`; other users keep the tag they carry.
-    async fn refresh_photo_tags(&self, users: &mut BTreeMap<String, SourceUser>, targets: PhotoTargets, warnings: &mut Vec<String>) -> Result<(), ConnectorError> {
+    async fn refresh_photo_tags(
+        &self,
+        users: &mut BTreeMap<String, SourceUser>,
+        targets: PhotoTargets,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConnectorError> {
         if !self.cfg.read_photos {
             for u in users.values_mut() {
                 u.photo = None;
@@ -391,13 +583,23 @@ impl GraphSource {
         }
         let ids: Vec<String> = match targets {
             PhotoTargets::All => users.keys().cloned().collect(),
-            PhotoTargets::Only(set) => set.into_iter().filter(|id| users.contains_key(id)).collect(),
+            PhotoTargets::Only(set) => set
+                .into_iter()
+                .filter(|id| users.contains_key(id))
+                .collect(),
         };
         if ids.is_empty() {
             return Ok(());
         }
         let urls: Vec<String> = ids.iter().map(|id| format!("/users/{id}/photo")).collect();
-        let items = match batch_get(&self.client, &urls, self.cfg.max_concurrency, self.cfg.retry.max_delay).await {
+        let items = match batch_get(
+            &self.client,
+            &urls,
+            self.cfg.max_concurrency,
+            self.cfg.retry.max_delay,
+        )
+        .await
+        {
             Ok(items) => items,
             Err(e) if is_systemic(&e) => return Err(e.into_connector()),
             Err(e) => {
@@ -410,10 +612,16 @@ impl GraphSource {
             let Some(u) = users.get_mut(id) else { continue };
             match item.status {
                 200 => {
-                    let tag = item.body.get("@odata.mediaEtag").and_then(Value::as_str).unwrap_or("");
+                    let tag = item
+                        .body
+                        .get("@odata.mediaEtag")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     let placeholder = item.body.get("id").and_then(Value::as_str) == Some("1x1");
                     // The "no photo" placeholder is a 1x1 GIF with an empty ETag (profilephoto-get).
-                    u.photo = (!tag.is_empty() && !placeholder).then(|| PhotoRef { tag: tag.to_string() });
+                    u.photo = (!tag.is_empty() && !placeholder).then(|| PhotoRef {
+                        tag: tag.to_string(),
+                    });
                 }
                 // Any 404 (ImageNotFound, ErrorItemNotFound, …) means "no photo".
                 404 => u.photo = None,
@@ -452,20 +660,41 @@ impl GraphSource {
             }
         }
         let targets = std::mem::replace(&mut out.photos, PhotoTargets::All);
-        self.refresh_photo_tags(&mut out.users, targets, &mut out.warnings).await?;
+        self.refresh_photo_tags(&mut out.users, targets, &mut out.warnings)
+            .await?;
         {
             let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
             tags.clear();
-            tags.extend(out.users.values().filter_map(|u| u.photo.as_ref().map(|p| (u.id.clone(), p.tag.clone()))));
+            tags.extend(
+                out.users
+                    .values()
+                    .filter_map(|u| u.photo.as_ref().map(|p| (u.id.clone(), p.tag.clone()))),
+            );
         }
-        let snapshot = SourceSnapshot { users: out.users.into_values().collect(), groups: out.groups.into_values().collect(), complete: out.complete, warnings: out.warnings };
-        let next_state = if snapshot.complete { SourceSyncState { cursor: out.cursor.to_value(), snapshot: Some(snapshot.clone()) } } else { state };
+        let snapshot = SourceSnapshot {
+            users: out.users.into_values().collect(),
+            groups: out.groups.into_values().collect(),
+            complete: out.complete,
+            warnings: out.warnings,
+        };
+        let next_state = if snapshot.complete {
+            SourceSyncState {
+                cursor: out.cursor.to_value(),
+                snapshot: Some(snapshot.clone()),
+            }
+        } else {
+            state
+        };
         let stats = ReadStats {
             mode: out.mode,
             requests: self.client.counters.requests() - req0,
             throttled: self.client.counters.throttled() - thr0,
         };
-        Ok(SourceRead { snapshot, next_state, stats })
+        Ok(SourceRead {
+            snapshot,
+            next_state,
+            stats,
+        })
     }
 }
 
@@ -475,7 +704,11 @@ pub fn validate_image(bytes: &[u8]) -> Result<&'static str, String> {
     let mime = match format {
         image::ImageFormat::Jpeg => "image/jpeg",
         image::ImageFormat::Png => "image/png",
-        other => return Err(format!("unsupported image format {other:?} (only JPEG and PNG are synced)")),
+        other => {
+            return Err(format!(
+                "unsupported image format {other:?} (only JPEG and PNG are synced)"
+            ));
+        }
     };
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
@@ -483,7 +716,9 @@ pub fn validate_image(bytes: &[u8]) -> Result<&'static str, String> {
     limits.max_image_height = Some(8192);
     limits.max_alloc = Some(128 * 1024 * 1024);
     reader.limits(limits);
-    reader.decode().map_err(|e| format!("the image does not decode: {e}"))?;
+    reader
+        .decode()
+        .map_err(|e| format!("the image does not decode: {e}"))?;
     Ok(mime)
 }
 
@@ -500,21 +735,52 @@ impl SourceDirectory for GraphSource {
         let id = utf8_percent_encode(source_id, NON_ALPHANUMERIC).to_string();
         let reply = self
             .client
-            .send(Method::GET, &format!("users/{id}/photo/$value"), None, &[], "GET user photo")
+            .send(
+                Method::GET,
+                &format!("users/{id}/photo/$value"),
+                None,
+                &[],
+                "GET user photo",
+            )
             .await
             .map_err(CallError::into_connector)?;
         match reply.status {
             // No photo is normal (ImageNotFound / ErrorItemNotFound / ErrorEntityNotFound).
             404 => Ok(None),
             200 => {
-                let content_type = validate_image(&reply.body).map_err(|m| ConnectorError::new(ErrorKind::Invalid, format!("profile picture of {source_id}: {m}")))?;
-                let known = self.tags.lock().unwrap_or_else(|p| p.into_inner()).get(source_id).cloned();
+                let content_type = validate_image(&reply.body).map_err(|m| {
+                    ConnectorError::new(
+                        ErrorKind::Invalid,
+                        format!("profile picture of {source_id}: {m}"),
+                    )
+                })?;
+                let known = self
+                    .tags
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(source_id)
+                    .cloned();
                 let tag = known
-                    .or_else(|| reply.headers.get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string))
+                    .or_else(|| {
+                        reply
+                            .headers
+                            .get(reqwest::header::ETAG)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    })
                     .unwrap_or_else(|| format!("sha256:{:x}", sha2::Sha256::digest(&reply.body)));
-                Ok(Some(Photo { content_type: content_type.into(), bytes: reply.body, tag }))
+                Ok(Some(Photo {
+                    content_type: content_type.into(),
+                    bytes: reply.body,
+                    tag,
+                }))
             }
-            _ => Err(json_or_error(reply, "GET user photo").err().map(CallError::into_connector).unwrap_or_else(|| ConnectorError::new(ErrorKind::Other, "unexpected photo response"))),
+            _ => Err(json_or_error(reply, "GET user photo")
+                .err()
+                .map(CallError::into_connector)
+                .unwrap_or_else(|| {
+                    ConnectorError::new(ErrorKind::Other, "unexpected photo response")
+                })),
         }
     }
 }
@@ -526,10 +792,17 @@ mod tests {
     #[test]
     fn image_validation() {
         let mut png = Vec::new();
-        image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        image::RgbImage::new(4, 4)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
         assert_eq!(validate_image(&png), Ok("image/png"));
         let mut jpg = Vec::new();
-        image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut jpg), image::ImageFormat::Jpeg).unwrap();
+        image::RgbImage::new(4, 4)
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
         assert_eq!(validate_image(&jpg), Ok("image/jpeg"));
         assert!(validate_image(b"GIF89a\x01\x00\x01\x00").is_err());
         assert!(validate_image(b"<html>").is_err());

@@ -2,12 +2,18 @@
 
 use crate::common::*;
 use secrecy::SecretString;
-use usersync_connectors::atlassian::{AtlassianAuth, AtlassianTargetConfig, Product, test_connection};
+use usersync_connectors::atlassian::{
+    AtlassianAuth, AtlassianTargetConfig, Product, test_connection,
+};
 use usersync_core::check::Verdict;
 use usersync_emulators::atlassian::SeedUser;
 
 fn verdict(r: &usersync_core::check::ConnectionReport, id: &str) -> Verdict {
-    r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("check {id} in {r:#?}")).verdict
+    r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("check {id} in {r:#?}"))
+        .verdict
 }
 
 #[tokio::test]
@@ -29,7 +35,10 @@ async fn non_admin_is_told_which_right_is_missing() {
         s.password = "plain-pw".into();
         emu.handle().seed_user(s);
         let mut cfg = config(p, &emu);
-        cfg.auth = AtlassianAuth::Basic { username: "plain".into(), password: SecretString::from("plain-pw") };
+        cfg.auth = AtlassianAuth::Basic {
+            username: "plain".into(),
+            password: SecretString::from("plain-pw"),
+        };
         let r = test_connection(&cfg).await;
         assert_eq!(verdict(&r, "credentials"), Verdict::Pass, "{p:?}: {r:#?}");
         assert_eq!(verdict(&r, "admin_rights"), Verdict::Fail, "{p:?}: {r:#?}");
@@ -50,8 +59,14 @@ async fn bad_credentials_fail_the_credentials_check() {
         let emu = start(p).await;
         let mut cfg = config(p, &emu);
         cfg.auth = match p {
-            Product::Crowd => AtlassianAuth::CrowdApp { name: "usersync".into(), password: SecretString::from("nope") },
-            _ => AtlassianAuth::Basic { username: "admin".into(), password: SecretString::from("nope") },
+            Product::Crowd => AtlassianAuth::CrowdApp {
+                name: "usersync".into(),
+                password: SecretString::from("nope"),
+            },
+            _ => AtlassianAuth::Basic {
+                username: "admin".into(),
+                password: SecretString::from("nope"),
+            },
         };
         let r = test_connection(&cfg).await;
         assert_eq!(verdict(&r, "reachable"), Verdict::Pass, "{p:?}: {r:#?}");
@@ -63,7 +78,11 @@ async fn bad_credentials_fail_the_credentials_check() {
 #[tokio::test]
 async fn unreachable_and_wrong_path() {
     // Nothing listens on port 9 of localhost.
-    let cfg = AtlassianTargetConfig::new(Product::Jira, "http://127.0.0.1:9/jira", admin_auth(Product::Jira));
+    let cfg = AtlassianTargetConfig::new(
+        Product::Jira,
+        "http://127.0.0.1:9/jira",
+        admin_auth(Product::Jira),
+    );
     let mut cfg = cfg;
     cfg.retry = quick_retry();
     cfg.retry.max_attempts = 1;
@@ -76,7 +95,13 @@ async fn unreachable_and_wrong_path() {
     cfg.base_url = emu.base_url().trim_end_matches("/jira").to_string() + "/wrong";
     let r = test_connection(&cfg).await;
     assert_eq!(verdict(&r, "reachable"), Verdict::Fail, "{r:#?}");
-    assert!(r.checks[0].fix.as_deref().unwrap_or("").contains("context path"));
+    assert!(
+        r.checks[0]
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("context path")
+    );
 }
 
 #[tokio::test]
@@ -84,7 +109,11 @@ async fn bad_ca_bundle_is_a_configuration_failure() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ca.pem");
     std::fs::write(&path, "not a certificate").unwrap();
-    let mut cfg = AtlassianTargetConfig::new(Product::Jira, "https://jira.example.com", admin_auth(Product::Jira));
+    let mut cfg = AtlassianTargetConfig::new(
+        Product::Jira,
+        "https://jira.example.com",
+        admin_auth(Product::Jira),
+    );
     cfg.ca_bundle = Some(path);
     let r = test_connection(&cfg).await;
     assert_eq!(verdict(&r, "configuration"), Verdict::Fail, "{r:#?}");
@@ -101,10 +130,15 @@ fn internal_pki_server() -> (u16, String) {
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "usersync test internal CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "usersync test internal CA");
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -152,7 +186,11 @@ fn internal_pki_server() -> (u16, String) {
 #[tokio::test]
 async fn tls_error_suggests_ca_bundle() {
     let (port, ca_pem) = internal_pki_server();
-    let mut cfg = AtlassianTargetConfig::new(Product::Jira, format!("https://127.0.0.1:{port}/jira"), admin_auth(Product::Jira));
+    let mut cfg = AtlassianTargetConfig::new(
+        Product::Jira,
+        format!("https://127.0.0.1:{port}/jira"),
+        admin_auth(Product::Jira),
+    );
     cfg.retry = quick_retry();
     cfg.retry.max_attempts = 1;
     let r = test_connection(&cfg).await;

@@ -9,7 +9,12 @@ use usersync_core::plan::{AccountSpec, Field, FieldChange};
 use usersync_core::ports::TargetDirectory;
 use usersync_emulators::atlassian::{AtlassianConfig, AtlassianEmulator, Product as EmuProduct};
 
-pub const ALL: [Product; 4] = [Product::Jira, Product::Confluence, Product::Bitbucket, Product::Crowd];
+pub const ALL: [Product; 4] = [
+    Product::Jira,
+    Product::Confluence,
+    Product::Bitbucket,
+    Product::Crowd,
+];
 
 pub fn emu_product(p: Product) -> EmuProduct {
     match p {
@@ -35,14 +40,22 @@ pub async fn start(p: Product) -> AtlassianEmulator {
 }
 
 pub async fn start_with(cfg: AtlassianConfig) -> AtlassianEmulator {
-    AtlassianEmulator::start(cfg).await.expect("emulator starts")
+    AtlassianEmulator::start(cfg)
+        .await
+        .expect("emulator starts")
 }
 
 /// Admin credentials the emulator accepts by default (Crowd: the application).
 pub fn admin_auth(p: Product) -> AtlassianAuth {
     match p {
-        Product::Crowd => AtlassianAuth::CrowdApp { name: "usersync".into(), password: SecretString::from("usersync") },
-        _ => AtlassianAuth::Basic { username: "admin".into(), password: SecretString::from("admin") },
+        Product::Crowd => AtlassianAuth::CrowdApp {
+            name: "usersync".into(),
+            password: SecretString::from("usersync"),
+        },
+        _ => AtlassianAuth::Basic {
+            username: "admin".into(),
+            password: SecretString::from("admin"),
+        },
     }
 }
 
@@ -59,17 +72,28 @@ pub fn target(p: Product, emu: &AtlassianEmulator) -> Arc<dyn TargetDirectory> {
 }
 
 pub fn spec(username: &str, display: &str) -> AccountSpec {
-    AccountSpec { username: username.into(), display_name: display.into(), email: format!("{username}@example.com") }
+    AccountSpec {
+        username: username.into(),
+        display_name: display.into(),
+        email: format!("{username}@example.com"),
+    }
 }
 
 pub fn change(field: Field, before: &str, after: &str) -> FieldChange {
-    FieldChange { field, before: before.into(), after: after.into() }
+    FieldChange {
+        field,
+        before: before.into(),
+        after: after.into(),
+    }
 }
 
 /// A small valid PNG.
 pub fn png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 30) as u8, 128]));
+    let img = image::RgbImage::from_fn(8, 8, |x, y| {
+        image::Rgb([(x * 30) as u8, (y * 30) as u8, 128])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
     out.into_inner()
 }

@@ -13,17 +13,27 @@ async fn storm_of_429_ends_with_the_correct_state() {
         let emu = start(p).await;
         let t = target(p, &emu);
         emu.handle().inject_429(5, 0);
-        t.create_group("storm").await.expect("create group through 429s");
+        t.create_group("storm")
+            .await
+            .expect("create group through 429s");
         emu.handle().inject_429(3, 1);
-        t.create_user(&spec("stormy", "Stormy Weather")).await.expect("create user through 429s");
+        t.create_user(&spec("stormy", "Stormy Weather"))
+            .await
+            .expect("create user through 429s");
         emu.handle().inject_429(4, 0);
-        t.add_members("storm", &["stormy".into()]).await.expect("add member through 429s");
+        t.add_members("storm", &["stormy".into()])
+            .await
+            .expect("add member through 429s");
         let h = emu.handle();
         assert_eq!(h.members("storm"), vec!["stormy".to_string()], "{p:?}");
         // Exactly one user was created despite the retries of a non-idempotent POST.
         assert_eq!(h.users().iter().filter(|u| u.name == "stormy").count(), 1);
         let snap = t.read().await.unwrap();
-        assert!(snap.accounts.iter().any(|a| a.username == "stormy" && a.groups.contains("storm")));
+        assert!(
+            snap.accounts
+                .iter()
+                .any(|a| a.username == "stormy" && a.groups.contains("storm"))
+        );
     }
 }
 
@@ -31,14 +41,21 @@ async fn storm_of_429_ends_with_the_correct_state() {
 #[tokio::test]
 async fn rate_limited_bulk_add_converges() {
     let emu = start(Product::Jira).await;
-    emu.handle().set_rate_limit(Some(RateLimit { capacity: 5, fill_rate: 20, interval_secs: 1 }));
+    emu.handle().set_rate_limit(Some(RateLimit {
+        capacity: 5,
+        fill_rate: 20,
+        interval_secs: 1,
+    }));
     let t = target(Product::Jira, &emu);
     t.create_group("bulk").await.unwrap();
     let names: Vec<String> = (0..12).map(|i| format!("bulk{i:02}")).collect();
     for n in &names {
-        emu.handle().seed_user(usersync_emulators::atlassian::SeedUser::new(n));
+        emu.handle()
+            .seed_user(usersync_emulators::atlassian::SeedUser::new(n));
     }
-    t.add_members("bulk", &names).await.expect("bulk add under rate limit");
+    t.add_members("bulk", &names)
+        .await
+        .expect("bulk add under rate limit");
     assert_eq!(emu.handle().members("bulk").len(), 12);
 }
 
@@ -62,11 +79,23 @@ async fn maintenance_503_is_retried_then_reported() {
 async fn failing_write_carries_the_products_message() {
     for p in ALL {
         let emu = start(p).await;
-        emu.handle().fail_writes_for_user("rejected", 400, "The username contains a forbidden character");
+        emu.handle().fail_writes_for_user(
+            "rejected",
+            400,
+            "The username contains a forbidden character",
+        );
         let t = target(p, &emu);
-        let e = t.create_user(&spec("rejected", "Rejected")).await.unwrap_err();
+        let e = t
+            .create_user(&spec("rejected", "Rejected"))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid, "{p:?}: {}", e.message);
-        assert!(e.message.contains("The username contains a forbidden character"), "{p:?}: {}", e.message);
+        assert!(
+            e.message
+                .contains("The username contains a forbidden character"),
+            "{p:?}: {}",
+            e.message
+        );
         assert_eq!(e.status, Some(400));
     }
 }
@@ -79,7 +108,11 @@ async fn duplicate_create_is_conflict() {
         t.create_user(&spec("twice", "Twice")).await.unwrap();
         let e = t.create_user(&spec("TWICE", "Twice")).await.unwrap_err();
         // Confluence rejects upper case before checking duplicates.
-        let want = if p == Product::Confluence { [ErrorKind::Conflict, ErrorKind::Invalid] } else { [ErrorKind::Conflict; 2] };
+        let want = if p == Product::Confluence {
+            [ErrorKind::Conflict, ErrorKind::Invalid]
+        } else {
+            [ErrorKind::Conflict; 2]
+        };
         assert!(want.contains(&e.kind), "{p:?}: {:?} {}", e.kind, e.message);
         t.create_group("dup").await.unwrap();
         let e = t.create_group("DUP").await.unwrap_err();
@@ -93,9 +126,16 @@ async fn injected_server_error_on_one_route() {
     let mut rule = FailRule::every("POST", "/rest/api/2/group", 500);
     rule.message = "Group could not be created because of another error".into();
     emu.handle().add_fail_rule(rule);
-    let e = target(Product::Jira, &emu).create_group("x").await.unwrap_err();
+    let e = target(Product::Jira, &emu)
+        .create_group("x")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Other);
-    assert!(e.message.contains("Group could not be created"), "{}", e.message);
+    assert!(
+        e.message.contains("Group could not be created"),
+        "{}",
+        e.message
+    );
 }
 
 /// Bad credentials → Auth, for Basic, Bearer and Crowd application credentials.
@@ -104,10 +144,18 @@ async fn bad_credentials_are_auth_errors() {
     for p in ALL {
         let emu = start(p).await;
         let auths = match p {
-            Product::Crowd => vec![AtlassianAuth::CrowdApp { name: "usersync".into(), password: SecretString::from("pw-3f9x-bad") }],
+            Product::Crowd => vec![AtlassianAuth::CrowdApp {
+                name: "usersync".into(),
+                password: SecretString::from("pw-3f9x-bad"),
+            }],
             _ => vec![
-                AtlassianAuth::Basic { username: "admin".into(), password: SecretString::from("pw-3f9x-bad") },
-                AtlassianAuth::Bearer { token: SecretString::from("not-a-token") },
+                AtlassianAuth::Basic {
+                    username: "admin".into(),
+                    password: SecretString::from("pw-3f9x-bad"),
+                },
+                AtlassianAuth::Bearer {
+                    token: SecretString::from("not-a-token"),
+                },
             ],
         };
         for auth in auths {
@@ -116,7 +164,11 @@ async fn bad_credentials_are_auth_errors() {
             let e = build_target(&cfg).unwrap().read().await.unwrap_err();
             assert_eq!(e.kind, ErrorKind::Auth, "{p:?}: {}", e.message);
             assert_eq!(e.status, Some(401));
-            assert!(!e.message.contains("pw-3f9x-bad") && !e.message.contains("not-a-token"), "secret leaked: {}", e.message);
+            assert!(
+                !e.message.contains("pw-3f9x-bad") && !e.message.contains("not-a-token"),
+                "secret leaked: {}",
+                e.message
+            );
         }
     }
 }
@@ -126,7 +178,9 @@ async fn personal_access_token_works() {
     for p in [Product::Jira, Product::Confluence, Product::Bitbucket] {
         let emu = start(p).await;
         let mut cfg = config(p, &emu);
-        cfg.auth = AtlassianAuth::Bearer { token: SecretString::from("emulator-pat") };
+        cfg.auth = AtlassianAuth::Bearer {
+            token: SecretString::from("emulator-pat"),
+        };
         build_target(&cfg).unwrap().read().await.expect("PAT read");
     }
 }

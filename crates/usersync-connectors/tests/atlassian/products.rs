@@ -6,14 +6,20 @@ use usersync_core::ports::{ErrorKind, Photo};
 use usersync_emulators::atlassian::{AtlassianConfig, SeedUser};
 
 fn photo() -> Photo {
-    Photo { content_type: "image/png".into(), bytes: png(), tag: "t1".into() }
+    Photo {
+        content_type: "image/png".into(),
+        bytes: png(),
+        tag: "t1".into(),
+    }
 }
 
 #[tokio::test]
 async fn jira_avatar_three_steps() {
     let emu = start(Product::Jira).await;
     let t = target(Product::Jira, &emu);
-    t.create_user(&spec("avatar.user", "Avatar User")).await.unwrap();
+    t.create_user(&spec("avatar.user", "Avatar User"))
+        .await
+        .unwrap();
     emu.reset_stats();
     t.set_avatar("Avatar.User", &photo()).await.expect("avatar");
     let s = emu.stats();
@@ -27,7 +33,9 @@ async fn jira_avatar_three_steps() {
 async fn bitbucket_avatar_upload() {
     let emu = start(Product::Bitbucket).await;
     let t = target(Product::Bitbucket, &emu);
-    t.create_user(&spec("avatar.user", "Avatar User")).await.unwrap();
+    t.create_user(&spec("avatar.user", "Avatar User"))
+        .await
+        .unwrap();
     t.set_avatar("AVATAR.USER", &photo()).await.expect("avatar");
     assert!(emu.handle().user("avatar.user").unwrap().avatar.is_some());
 }
@@ -38,7 +46,10 @@ async fn avatars_unsupported_where_the_api_has_none() {
         let emu = start(p).await;
         let t = target(p, &emu);
         assert!(!t.capabilities().avatars);
-        assert_eq!(t.set_avatar("admin", &photo()).await.unwrap_err().kind, ErrorKind::Unsupported);
+        assert_eq!(
+            t.set_avatar("admin", &photo()).await.unwrap_err().kind,
+            ErrorKind::Unsupported
+        );
         assert_eq!(emu.stats().writes(), 0);
     }
 }
@@ -56,7 +67,12 @@ async fn bitbucket_batch_membership_is_one_request() {
     }
     emu.reset_stats();
     t.add_members("DEVS", &names).await.expect("batch add");
-    assert_eq!(emu.stats().get("POST /rest/api/1.0/admin/groups/add-users"), 1, "{:?}", emu.stats());
+    assert_eq!(
+        emu.stats().get("POST /rest/api/1.0/admin/groups/add-users"),
+        1,
+        "{:?}",
+        emu.stats()
+    );
     assert_eq!(emu.handle().members("devs"), names);
 }
 
@@ -64,13 +80,18 @@ async fn bitbucket_batch_membership_is_one_request() {
 async fn bitbucket_create_does_not_use_the_default_group_unless_configured() {
     let emu = start(Product::Bitbucket).await;
     let t = target(Product::Bitbucket, &emu);
-    t.create_user(&spec("nolicence", "No Licence")).await.unwrap();
+    t.create_user(&spec("nolicence", "No Licence"))
+        .await
+        .unwrap();
     assert!(emu.handle().groups_of("nolicence").is_empty());
     let mut cfg = config(Product::Bitbucket, &emu);
     cfg.bitbucket_add_to_default_group = true;
     let t = build_target(&cfg).unwrap();
     t.create_user(&spec("licensed", "Licensed")).await.unwrap();
-    assert_eq!(emu.handle().groups_of("licensed"), vec!["stash-users".to_string()]);
+    assert_eq!(
+        emu.handle().groups_of("licensed"),
+        vec!["stash-users".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -78,11 +99,22 @@ async fn jira_application_keys_are_configurable() {
     let emu = start(Product::Jira).await;
     let t = target(Product::Jira, &emu);
     t.create_user(&spec("noaccess", "No Access")).await.unwrap();
-    assert!(emu.handle().groups_of("noaccess").is_empty(), "{:?}", emu.handle().groups_of("noaccess"));
+    assert!(
+        emu.handle().groups_of("noaccess").is_empty(),
+        "{:?}",
+        emu.handle().groups_of("noaccess")
+    );
     let mut cfg = config(Product::Jira, &emu);
     cfg.jira_application_keys = vec!["jira-software".into()];
-    build_target(&cfg).unwrap().create_user(&spec("software", "Software")).await.unwrap();
-    assert_eq!(emu.handle().groups_of("software"), vec!["jira-software-users".to_string()]);
+    build_target(&cfg)
+        .unwrap()
+        .create_user(&spec("software", "Software"))
+        .await
+        .unwrap();
+    assert_eq!(
+        emu.handle().groups_of("software"),
+        vec!["jira-software-users".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -90,7 +122,10 @@ async fn confluence_licence_full_is_licence_full() {
     let emu = start(Product::Confluence).await;
     emu.handle().set_licence_seats(Some(1));
     let t = target(Product::Confluence, &emu);
-    let e = t.create_user(&spec("onetoomany", "One Too Many")).await.unwrap_err();
+    let e = t
+        .create_user(&spec("onetoomany", "One Too Many"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::LicenceFull, "{}", e.message);
     assert_eq!(e.status, Some(402));
 }
@@ -101,7 +136,11 @@ async fn bitbucket_licence_full_on_licence_group() {
     emu.handle().set_licence_seats(Some(1));
     let mut cfg = config(Product::Bitbucket, &emu);
     cfg.bitbucket_add_to_default_group = true;
-    let e = build_target(&cfg).unwrap().create_user(&spec("onetoomany", "One Too Many")).await.unwrap_err();
+    let e = build_target(&cfg)
+        .unwrap()
+        .create_user(&spec("onetoomany", "One Too Many"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::LicenceFull, "{}", e.message);
     assert_eq!(e.status, Some(403));
 }
@@ -129,9 +168,18 @@ async fn reads_are_complete_across_pages() {
         let h = emu.handle();
         assert_eq!(snap.accounts.len(), h.users().len(), "{p:?}");
         assert_eq!(emu.stats().writes(), 0);
-        let licensed: Vec<String> = h.groups().into_iter().map(|g| g.name).filter(|g| h.members(g).len() > 1000).collect();
+        let licensed: Vec<String> = h
+            .groups()
+            .into_iter()
+            .map(|g| g.name)
+            .filter(|g| h.members(g).len() > 1000)
+            .collect();
         for g in licensed {
-            let n = snap.accounts.iter().filter(|a| a.groups.contains(&g)).count();
+            let n = snap
+                .accounts
+                .iter()
+                .filter(|a| a.groups.contains(&g))
+                .count();
             assert_eq!(n, h.members(&g).len(), "{p:?}: members of {g}");
         }
     }
@@ -141,13 +189,28 @@ async fn reads_are_complete_across_pages() {
 /// (JRASERVER-65089) fails the read instead of returning a partial directory.
 #[tokio::test]
 async fn jira_search_cap_fails_instead_of_truncating() {
-    let emu = start_with(AtlassianConfig::new(emu_product(Product::Jira)).with_seed_users(1030)).await;
-    emu.handle().add_fail_rule(usersync_emulators::atlassian::FailRule::every("GET", "/rest/api/2/user/list", 404));
-    let e = target(Product::Jira, &emu).read().await.expect_err("capped listing must fail");
+    let emu =
+        start_with(AtlassianConfig::new(emu_product(Product::Jira)).with_seed_users(1030)).await;
+    emu.handle()
+        .add_fail_rule(usersync_emulators::atlassian::FailRule::every(
+            "GET",
+            "/rest/api/2/user/list",
+            404,
+        ));
+    let e = target(Product::Jira, &emu)
+        .read()
+        .await
+        .expect_err("capped listing must fail");
     assert!(e.message.contains("10.3"), "{}", e.message);
     // Below the cap the fallback is complete.
-    let emu = start_with(AtlassianConfig::new(emu_product(Product::Jira)).with_seed_users(30)).await;
-    emu.handle().add_fail_rule(usersync_emulators::atlassian::FailRule::every("GET", "/rest/api/2/user/list", 404));
+    let emu =
+        start_with(AtlassianConfig::new(emu_product(Product::Jira)).with_seed_users(30)).await;
+    emu.handle()
+        .add_fail_rule(usersync_emulators::atlassian::FailRule::every(
+            "GET",
+            "/rest/api/2/user/list",
+            404,
+        ));
     let snap = target(Product::Jira, &emu).read().await.expect("read");
     assert_eq!(snap.accounts.len(), 31);
 }
@@ -163,7 +226,11 @@ async fn seeded_unmanaged_accounts_are_only_read() {
         let t = target(p, &emu);
         emu.reset_stats();
         let snap = t.read().await.unwrap();
-        let a = snap.accounts.iter().find(|a| a.username == "someone.else").expect("seeded read");
+        let a = snap
+            .accounts
+            .iter()
+            .find(|a| a.username == "someone.else")
+            .expect("seeded read");
         assert!(a.groups.contains("other-team"));
         assert_eq!(emu.stats().writes(), 0);
         let after = emu.handle().snapshot();

@@ -8,7 +8,11 @@ use usersync_core::check::{ConnectionReport, Verdict};
 use usersync_emulators::graph::{DEFAULT_CLIENT_ID, DEFAULT_SECRET_KEY_ID, GraphConfig};
 
 fn verdict(r: &ConnectionReport, id: &str) -> Verdict {
-    r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id} in {r:#?}")).verdict
+    r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id} in {r:#?}"))
+        .verdict
 }
 
 fn check<'a>(r: &'a ConnectionReport, id: &str) -> &'a usersync_core::check::Check {
@@ -22,7 +26,10 @@ async fn healthy_configuration_passes_everything() {
     cfg.read_photos = true;
     let r = test_connection(&cfg).await;
     assert!(r.ok(), "{r:#?}");
-    assert!(r.checks.iter().all(|c| c.verdict == Verdict::Pass), "{r:#?}");
+    assert!(
+        r.checks.iter().all(|c| c.verdict == Verdict::Pass),
+        "{r:#?}"
+    );
     assert_eq!(r.checks.len(), 10);
 }
 
@@ -68,25 +75,47 @@ async fn expired_secret_is_explained() {
 #[tokio::test]
 async fn no_consent_means_no_roles() {
     let emu = start(GraphConfig::tiny()).await;
-    emu.tenant().set_admin_consent(DEFAULT_CLIENT_ID, false).unwrap();
+    emu.tenant()
+        .set_admin_consent(DEFAULT_CLIENT_ID, false)
+        .unwrap();
     let r = test_connection(&config(&emu)).await;
     assert_eq!(verdict(&r, "credentials"), Verdict::Pass);
     assert_eq!(verdict(&r, "admin_consent"), Verdict::Fail, "{r:#?}");
-    assert!(check(&r, "admin_consent").fix.as_ref().unwrap().contains("Grant admin consent"));
+    assert!(
+        check(&r, "admin_consent")
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("Grant admin consent")
+    );
     assert_eq!(verdict(&r, "graph.users"), Verdict::Fail);
-    assert!(check(&r, "graph.users").detail.contains("Authorization_RequestDenied"));
+    assert!(
+        check(&r, "graph.users")
+            .detail
+            .contains("Authorization_RequestDenied")
+    );
 }
 
 #[tokio::test]
 async fn missing_permissions() {
     let emu = start(GraphConfig::tiny()).await;
-    emu.tenant().set_roles(DEFAULT_CLIENT_ID, vec!["User.Read.All".into()]).unwrap();
+    emu.tenant()
+        .set_roles(DEFAULT_CLIENT_ID, vec!["User.Read.All".into()])
+        .unwrap();
     let r = test_connection(&config(&emu)).await;
     assert_eq!(verdict(&r, "permission.sync"), Verdict::Fail, "{r:#?}");
-    assert!(check(&r, "permission.sync").fix.as_ref().unwrap().contains("Directory.Read.All"));
+    assert!(
+        check(&r, "permission.sync")
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("Directory.Read.All")
+    );
     assert_eq!(verdict(&r, "graph.groups"), Verdict::Fail);
 
-    emu.tenant().set_roles(DEFAULT_CLIENT_ID, vec!["Directory.Read.All".into()]).unwrap();
+    emu.tenant()
+        .set_roles(DEFAULT_CLIENT_ID, vec!["Directory.Read.All".into()])
+        .unwrap();
     let mut cfg = config(&emu);
     cfg.read_photos = true;
     let r = test_connection(&cfg).await;
@@ -95,7 +124,12 @@ async fn missing_permissions() {
     assert!(r.ok());
 
     // Least-privilege equivalent set.
-    emu.tenant().set_roles(DEFAULT_CLIENT_ID, vec!["User.Read.All".into(), "GroupMember.Read.All".into()]).unwrap();
+    emu.tenant()
+        .set_roles(
+            DEFAULT_CLIENT_ID,
+            vec!["User.Read.All".into(), "GroupMember.Read.All".into()],
+        )
+        .unwrap();
     let r = test_connection(&cfg).await;
     assert_eq!(verdict(&r, "permission.sync"), Verdict::Pass, "{r:#?}");
     assert_eq!(verdict(&r, "permission.photos"), Verdict::Pass);
@@ -106,7 +140,9 @@ async fn missing_permissions() {
 async fn secret_expiring_soon_warns() {
     let emu = start(GraphConfig::tiny()).await;
     let end = jiff::Timestamp::now().as_second() + 10 * 86_400;
-    emu.tenant().set_secret_expiry(DEFAULT_CLIENT_ID, DEFAULT_SECRET_KEY_ID, end).unwrap();
+    emu.tenant()
+        .set_secret_expiry(DEFAULT_CLIENT_ID, DEFAULT_SECRET_KEY_ID, end)
+        .unwrap();
     let r = test_connection(&config(&emu)).await;
     assert_eq!(verdict(&r, "credential_expiry"), Verdict::Warn, "{r:#?}");
     let c = check(&r, "credential_expiry");
@@ -126,13 +162,27 @@ async fn unreachable_endpoints() {
     quick.max_total_wait = Duration::from_millis(100);
     let mut cfg = config(&emu);
     cfg.retry = quick.clone();
-    cfg.cloud = GraphCloud::Custom { login_url: emu.login_url(), graph_url: format!("http://{closed}/v1.0"), scope: None };
+    cfg.cloud = GraphCloud::Custom {
+        login_url: emu.login_url(),
+        graph_url: format!("http://{closed}/v1.0"),
+        scope: None,
+    };
     let r = test_connection(&cfg).await;
     assert_eq!(verdict(&r, "credentials"), Verdict::Pass);
     assert_eq!(verdict(&r, "graph.users"), Verdict::Fail, "{r:#?}");
-    assert!(check(&r, "graph.users").fix.as_ref().unwrap().contains("firewall"));
+    assert!(
+        check(&r, "graph.users")
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("firewall")
+    );
 
-    cfg.cloud = GraphCloud::Custom { login_url: format!("http://{closed}"), graph_url: emu.graph_url(), scope: None };
+    cfg.cloud = GraphCloud::Custom {
+        login_url: format!("http://{closed}"),
+        graph_url: emu.graph_url(),
+        scope: None,
+    };
     let r = test_connection(&cfg).await;
     assert_eq!(verdict(&r, "login_endpoint"), Verdict::Fail, "{r:#?}");
     assert!(!r.ok());

@@ -32,7 +32,12 @@ async fn throttling_storm_with_decimal_retry_after_ends_correct() {
     // Every user's photo state was settled despite per-item 429s inside $batch.
     let t = emu.tenant();
     for u in &r.snapshot.users {
-        assert_eq!(u.photo.is_some(), t.user_has_photo(&u.id).unwrap(), "photo of {}", u.id);
+        assert_eq!(
+            u.photo.is_some(),
+            t.user_has_photo(&u.id).unwrap(),
+            "photo of {}",
+            u.id
+        );
     }
 }
 
@@ -40,9 +45,20 @@ async fn throttling_storm_with_decimal_retry_after_ends_correct() {
 async fn resource_unit_budget_is_waited_out() {
     let mut gc = GraphConfig::sized(TenantSize::S, 5);
     gc.delta_page_size = 20;
-    gc.faults = FaultConfig { budget: Some(ThrottleBudget { resource_units: 15, window_secs: 0.5 }), retry_after_secs: 0.2, ..FaultConfig::default() };
+    gc.faults = FaultConfig {
+        budget: Some(ThrottleBudget {
+            resource_units: 15,
+            window_secs: 0.5,
+        }),
+        retry_after_secs: 0.2,
+        ..FaultConfig::default()
+    };
     let emu = start(gc).await;
-    let r = GraphSource::new(config(&emu)).unwrap().read(None).await.unwrap();
+    let r = GraphSource::new(config(&emu))
+        .unwrap()
+        .read(None)
+        .await
+        .unwrap();
     assert!(r.snapshot.complete, "{:?}", r.snapshot.warnings);
     assert!(r.stats.throttled > 0, "budget should have throttled");
     emu.tenant().clear_faults();
@@ -59,14 +75,36 @@ async fn failing_page_gives_incomplete_snapshot_and_keeps_state() {
     assert!(first.snapshot.complete);
 
     // A full read whose second users page always fails with 500.
-    emu.tenant().set_faults(FaultConfig { fail_urls: vec![UrlFault { contains: "skiptoken".into(), status: 500, times: 0 }], ..FaultConfig::default() });
+    emu.tenant().set_faults(FaultConfig {
+        fail_urls: vec![UrlFault {
+            contains: "skiptoken".into(),
+            status: 500,
+            times: 0,
+        }],
+        ..FaultConfig::default()
+    });
     let r = src.read(None).await.unwrap();
     assert!(!r.snapshot.complete);
-    assert!(r.snapshot.warnings.iter().any(|w| w.contains("page 2") && w.contains("skiptoken")), "{:?}", r.snapshot.warnings);
+    assert!(
+        r.snapshot
+            .warnings
+            .iter()
+            .any(|w| w.contains("page 2") && w.contains("skiptoken")),
+        "{:?}",
+        r.snapshot.warnings
+    );
     assert_eq!(r.next_state, Default::default(), "state not advanced");
 
     // A delta read that fails keeps the old delta links.
-    emu.tenant().set_faults(FaultConfig { fail_urls: vec![UrlFault { contains: "deltatoken".into(), status: 503, times: 0 }], retry_after_secs: 0.01, ..FaultConfig::default() });
+    emu.tenant().set_faults(FaultConfig {
+        fail_urls: vec![UrlFault {
+            contains: "deltatoken".into(),
+            status: 503,
+            times: 0,
+        }],
+        retry_after_secs: 0.01,
+        ..FaultConfig::default()
+    });
     let r = src.read(Some(first.next_state.clone())).await.unwrap();
     assert!(!r.snapshot.complete);
     assert_eq!(r.next_state, first.next_state);
@@ -75,8 +113,21 @@ async fn failing_page_gives_incomplete_snapshot_and_keeps_state() {
 #[tokio::test]
 async fn revoked_permission_is_an_error_not_a_partial_read() {
     let emu = start(GraphConfig::tiny()).await;
-    emu.tenant().set_roles(usersync_emulators::graph::DEFAULT_CLIENT_ID, vec!["User.Read.All".into()]).unwrap();
-    let err = GraphSource::new(config(&emu)).unwrap().read(None).await.unwrap_err();
+    emu.tenant()
+        .set_roles(
+            usersync_emulators::graph::DEFAULT_CLIENT_ID,
+            vec!["User.Read.All".into()],
+        )
+        .unwrap();
+    let err = GraphSource::new(config(&emu))
+        .unwrap()
+        .read(None)
+        .await
+        .unwrap_err();
     assert!(err.kind.is_systemic(), "{err:?}");
-    assert!(err.message.contains("Authorization_RequestDenied") || err.message.contains("permission"), "{}", err.message);
+    assert!(
+        err.message.contains("Authorization_RequestDenied") || err.message.contains("permission"),
+        "{}",
+        err.message
+    );
 }

@@ -20,7 +20,10 @@ async fn initial_read_of_s_tenant_matches_and_uses_delta() {
     // Only delta endpoints (no per-group member listing).
     assert!(st.get("users.delta") >= 1);
     assert!(st.get("groups.delta") >= 1);
-    assert_eq!(st.get("members") + st.get("transitiveMembers") + st.get("users") + st.get("groups"), 0);
+    assert_eq!(
+        st.get("members") + st.get("transitiveMembers") + st.get("users") + st.get("groups"),
+        0
+    );
     let cursor = Cursor::from_value(&r.next_state.cursor).unwrap();
     assert!(cursor.users_delta_link.unwrap().contains("deltatoken"));
     assert!(cursor.last_full_read.is_some());
@@ -47,16 +50,32 @@ async fn second_run_reads_only_changes_and_patches() {
             ..Default::default()
         })
         .unwrap();
-    t.update_user(&ids[0], UserFields { display_name: Some("Renamed Person".into()), ..Default::default() }).unwrap();
+    t.update_user(
+        &ids[0],
+        UserFields {
+            display_name: Some("Renamed Person".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     t.set_account_enabled(&ids[1], false).unwrap();
     t.delete_user(&ids[2], false).unwrap();
     t.delete_user(&ids[3], true).unwrap();
     t.add_member(&groups[0], &new_id).unwrap();
-    let old_member = t.group_member_ids(&groups[1]).unwrap().into_iter().find(|m| ids.contains(m) && m != &ids[2] && m != &ids[3]);
+    let old_member = t
+        .group_member_ids(&groups[1])
+        .unwrap()
+        .into_iter()
+        .find(|m| ids.contains(m) && m != &ids[2] && m != &ids[3]);
     if let Some(m) = &old_member {
         t.remove_member(&groups[1], m).unwrap();
     }
-    let new_group = t.add_group(GroupFields { display_name: Some("Fresh Group".into()), ..Default::default() }).unwrap();
+    let new_group = t
+        .add_group(GroupFields {
+            display_name: Some("Fresh Group".into()),
+            ..Default::default()
+        })
+        .unwrap();
     t.add_member(&new_group, &ids[0]).unwrap();
     emu.reset_stats();
 
@@ -70,11 +89,22 @@ async fn second_run_reads_only_changes_and_patches() {
     assert_eq!(st.total(), 2, "{st:?}");
     assert_matches_tenant(&second.snapshot, &emu);
     let by_id = |id: &str| second.snapshot.users.iter().find(|u| u.id == id).cloned();
-    assert_eq!(by_id(&ids[0]).unwrap().display_name.as_deref(), Some("Renamed Person"));
+    assert_eq!(
+        by_id(&ids[0]).unwrap().display_name.as_deref(),
+        Some("Renamed Person")
+    );
     assert!(!by_id(&ids[1]).unwrap().enabled);
     assert!(by_id(&ids[2]).is_none() && by_id(&ids[3]).is_none());
-    assert_eq!(by_id(&new_id).unwrap().upn, "new.person@contoso.onmicrosoft.com");
-    let g = second.snapshot.groups.iter().find(|g| g.id == new_group).unwrap();
+    assert_eq!(
+        by_id(&new_id).unwrap().upn,
+        "new.person@contoso.onmicrosoft.com"
+    );
+    let g = second
+        .snapshot
+        .groups
+        .iter()
+        .find(|g| g.id == new_group)
+        .unwrap();
     assert_eq!(g.display_name, "Fresh Group");
     assert!(g.member_users.contains(&ids[0]));
 
@@ -139,7 +169,11 @@ async fn force_full_and_periodic_reconcile() {
     let src = GraphSource::new(cfg.clone()).unwrap();
     let first = src.read(None).await.unwrap();
     cfg.force_full = true;
-    let forced = GraphSource::new(cfg.clone()).unwrap().read(Some(first.next_state.clone())).await.unwrap();
+    let forced = GraphSource::new(cfg.clone())
+        .unwrap()
+        .read(Some(first.next_state.clone()))
+        .await
+        .unwrap();
     assert_eq!(forced.stats.mode, "full (forced)");
     // A cursor whose last full read is old triggers the reconcile.
     cfg.force_full = false;
@@ -147,7 +181,11 @@ async fn force_full_and_periodic_reconcile() {
     let mut c = Cursor::from_value(&state.cursor).unwrap();
     c.last_full_read = Some("2020-01-01T00:00:00Z".into());
     state.cursor = c.to_value();
-    let r = GraphSource::new(cfg).unwrap().read(Some(state)).await.unwrap();
+    let r = GraphSource::new(cfg)
+        .unwrap()
+        .read(Some(state))
+        .await
+        .unwrap();
     assert_eq!(r.stats.mode, "full (periodic reconcile)");
     assert_matches_tenant(&r.snapshot, &emu);
 }
@@ -157,7 +195,12 @@ async fn scoped_groups_read_only_their_members() {
     let emu = start(GraphConfig::sized(TenantSize::S, 11)).await;
     let t = emu.tenant();
     let gids = t.group_ids();
-    let named = t.add_group(GroupFields { display_name: Some("Jira Users".into()), ..Default::default() }).unwrap();
+    let named = t
+        .add_group(GroupFields {
+            display_name: Some("Jira Users".into()),
+            ..Default::default()
+        })
+        .unwrap();
     let uids = t.user_ids();
     for u in &uids[..30] {
         t.add_member(&named, u).unwrap();
@@ -173,8 +216,16 @@ async fn scoped_groups_read_only_their_members() {
     assert_eq!(jira.member_users.len(), 30);
     assert_eq!(jira.display_name, "Jira Users");
     let st = emu.stats();
-    assert_eq!(st.get("users.delta") + st.get("groups.delta"), 0, "no tenant-wide read: {st:?}");
+    assert_eq!(
+        st.get("users.delta") + st.get("groups.delta"),
+        0,
+        "no tenant-wide read: {st:?}"
+    );
     assert!(r.snapshot.users.len() < 1000);
+    assert!(
+        r.snapshot.users.iter().all(|u| !u.upn.is_empty()),
+        "member users carry their properties"
+    );
     assert!(r.stats.mode.contains("scoped"));
 }
 
@@ -190,8 +241,18 @@ async fn photos_tags_by_batch_and_download() {
     let st = emu.stats();
     assert_eq!(st.get("batch"), n.div_ceil(20), "{st:?}");
     let t = emu.tenant();
-    let with = r.snapshot.users.iter().find(|u| u.photo.is_some()).expect("some users have photos");
-    let without = r.snapshot.users.iter().find(|u| u.photo.is_none()).expect("some users have none");
+    let with = r
+        .snapshot
+        .users
+        .iter()
+        .find(|u| u.photo.is_some())
+        .expect("some users have photos");
+    let without = r
+        .snapshot
+        .users
+        .iter()
+        .find(|u| u.photo.is_none())
+        .expect("some users have none");
     assert_eq!(t.user_has_photo(&with.id), Some(true));
     assert_eq!(t.user_has_photo(&without.id), Some(false));
     let p = src.photo(&with.id).await.unwrap().unwrap();
@@ -201,18 +262,38 @@ async fn photos_tags_by_batch_and_download() {
 
     // A delta run fetches tags only for changed users.
     t.set_photo(&without.id, true).unwrap();
-    t.update_user(&without.id, UserFields { display_name: Some("Now With Photo".into()), ..Default::default() }).unwrap();
+    t.update_user(
+        &without.id,
+        UserFields {
+            display_name: Some("Now With Photo".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     emu.reset_stats();
     let r2 = src.read(Some(r.next_state)).await.unwrap();
     assert_eq!(emu.stats().get("batch"), 1);
     assert_eq!(emu.stats().get("batch.item"), 1);
-    assert!(r2.snapshot.users.iter().find(|u| u.id == without.id).unwrap().photo.is_some());
+    assert!(
+        r2.snapshot
+            .users
+            .iter()
+            .find(|u| u.id == without.id)
+            .unwrap()
+            .photo
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn photos_without_user_read_all_are_skipped_with_one_warning() {
     let emu = start(GraphConfig::tiny()).await;
-    emu.tenant().set_roles(usersync_emulators::graph::DEFAULT_CLIENT_ID, vec!["Directory.Read.All".into()]).unwrap();
+    emu.tenant()
+        .set_roles(
+            usersync_emulators::graph::DEFAULT_CLIENT_ID,
+            vec!["Directory.Read.All".into()],
+        )
+        .unwrap();
     let mut cfg = config(&emu);
     cfg.read_photos = true;
     let r = GraphSource::new(cfg).unwrap().read(None).await.unwrap();
@@ -229,14 +310,44 @@ async fn certificate_credential_reads() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph");
     let cert = std::fs::read_to_string(format!("{dir}/test_client_cert.pem")).unwrap();
     let key = std::fs::read_to_string(format!("{dir}/test_client_key.pem")).unwrap();
-    emu.tenant().add_certificate(usersync_emulators::graph::DEFAULT_CLIENT_ID, &cert).unwrap();
-    for alg in [usersync_connectors::graph::AssertionAlgorithm::PS256, usersync_connectors::graph::AssertionAlgorithm::RS256] {
+    emu.tenant()
+        .add_certificate(usersync_emulators::graph::DEFAULT_CLIENT_ID, &cert)
+        .unwrap();
+    for alg in [
+        usersync_connectors::graph::AssertionAlgorithm::PS256,
+        usersync_connectors::graph::AssertionAlgorithm::RS256,
+    ] {
         let mut cfg = config(&emu);
-        cfg.credential = usersync_connectors::graph::GraphCredential::Certificate { cert_pem: cert.clone(), key_pem: key.clone().into(), algorithm: alg };
-        let r = GraphSource::new(cfg.clone()).unwrap().read(None).await.unwrap();
+        cfg.credential = usersync_connectors::graph::GraphCredential::Certificate {
+            cert_pem: cert.clone(),
+            key_pem: key.clone().into(),
+            algorithm: alg,
+        };
+        let r = GraphSource::new(cfg.clone())
+            .unwrap()
+            .read(None)
+            .await
+            .unwrap();
         assert!(r.snapshot.complete);
         assert_matches_tenant(&r.snapshot, &emu);
         let report = usersync_connectors::graph::test_connection(&cfg).await;
         assert!(report.ok(), "{report:#?}");
     }
+}
+
+#[tokio::test]
+async fn token_is_cached_and_refreshed_before_expiry() {
+    let emu = start(GraphConfig::tiny()).await;
+    emu.tenant().set_token_lifetime(2);
+    let src = GraphSource::new(config(&emu)).unwrap();
+    let first = src.read(None).await.unwrap();
+    assert_eq!(emu.stats().get("token"), 1);
+    let again = src.read(Some(first.next_state.clone())).await.unwrap();
+    assert_eq!(again.stats.mode, "delta");
+    assert_eq!(emu.stats().get("token"), 1, "cached");
+    // Refreshed at half-life for short-lived tokens (5 minutes early for normal ones).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    src.read(Some(first.next_state)).await.unwrap();
+    assert_eq!(emu.stats().get("token"), 2);
+    assert_eq!(emu.stats().get("unauthorized"), 0);
 }

@@ -3,8 +3,8 @@
 //! reaches the plan is sorted, so the output is deterministic.
 
 use super::{
-    Conflict, ConflictKind, FieldChange, Field, OpKind, Operation, Phase, Plan,
-    PlanCounts, PlanInput, SkippedUser,
+    Conflict, ConflictKind, Field, FieldChange, OpKind, Operation, Phase, Plan, PlanCounts,
+    PlanInput, SkippedUser,
 };
 use crate::config::{AdoptMode, LeaverAction};
 use crate::desired::DesiredState;
@@ -88,7 +88,11 @@ impl<'a> Planner<'a> {
         if let Some(i) = link.target_key.as_deref().and_then(|k| self.by_key.get(k)) {
             return Some(*i);
         }
-        if let Some(i) = link.pending_username.as_deref().and_then(|p| self.by_name.get(&name_key(p))) {
+        if let Some(i) = link
+            .pending_username
+            .as_deref()
+            .and_then(|p| self.by_name.get(&name_key(p)))
+        {
             return Some(*i);
         }
         self.by_name.get(&name_key(&link.username)).copied()
@@ -124,7 +128,11 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         by_name: HashMap::with_capacity(accounts.len()),
         by_key: HashMap::with_capacity(accounts.len()),
         owner: HashMap::with_capacity(input.links.users.len()),
-        protected: policy.protected_accounts.iter().map(|n| name_key(n.trim())).collect(),
+        protected: policy
+            .protected_accounts
+            .iter()
+            .map(|n| name_key(n.trim()))
+            .collect(),
         ops: Vec::new(),
         touched: HashSet::new(),
         conflicts: desired.conflicts.clone(),
@@ -214,7 +222,10 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                         dg.name, tgroups[i].name
                     ));
                 }
-                mgroups.push(MGroup { name: tgroups[i].name.clone(), members: &dg.members });
+                mgroups.push(MGroup {
+                    name: tgroups[i].name.clone(),
+                    members: &dg.members,
+                });
                 continue;
             }
             if name_key(&gl.name) == key {
@@ -223,8 +234,17 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 } else {
                     "the managed group is missing from the target (deleted outside usersync?); it is created again"
                 };
-                p.push(OpKind::CreateGroup { source_id: sid.clone(), name: dg.name.clone() }, why);
-                mgroups.push(MGroup { name: dg.name.clone(), members: &dg.members });
+                p.push(
+                    OpKind::CreateGroup {
+                        source_id: sid.clone(),
+                        name: dg.name.clone(),
+                    },
+                    why,
+                );
+                mgroups.push(MGroup {
+                    name: dg.name.clone(),
+                    members: &dg.members,
+                });
                 continue;
             }
         }
@@ -233,14 +253,18 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 kind: ConflictKind::GroupNameTaken,
                 name: dg.name.clone(),
                 source_ids: vec![sid.clone()],
-                detail: "the source group has the name of a configured access group; it is not synced".into(),
+                detail:
+                    "the source group has the name of a configured access group; it is not synced"
+                        .into(),
             });
             continue;
         }
         match gby_name.get(&key) {
             Some(&i) => {
                 let owner = gowner.get(&i).copied().filter(|o| *o != sid.as_str());
-                if let Some(old) = owner.filter(|o| !desired.groups.contains_key(*o) && !desired.blocked_groups.contains(*o)) {
+                if let Some(old) = owner.filter(|o| {
+                    !desired.groups.contains_key(*o) && !desired.blocked_groups.contains(*o)
+                }) {
                     // The group's previous source group left (e.g. deleted and recreated in
                     // Entra): the new one takes the target group over instead of a delete and
                     // a re-create, which would lose the permissions granted to it.
@@ -250,29 +274,42 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     );
                     gowner.insert(i, sid.as_str());
                     taken_over.insert(i);
-                    mgroups.push(MGroup { name: tgroups[i].name.clone(), members: &dg.members });
+                    mgroups.push(MGroup {
+                        name: tgroups[i].name.clone(),
+                        members: &dg.members,
+                    });
                 } else if let Some(other) = owner {
                     p.conflicts.push(Conflict {
                         kind: ConflictKind::GroupNameTaken,
                         name: dg.name.clone(),
                         source_ids: vec![sid.clone()],
-                        detail: format!("the target group {:?} is managed for source group {other}", tgroups[i].name),
+                        detail: format!(
+                            "the target group {:?} is managed for source group {other}",
+                            tgroups[i].name
+                        ),
                     });
                 } else if policy.adopt_existing != AdoptMode::Never {
                     p.push(
-                        OpKind::AdoptGroup { source_id: sid.clone(), name: tgroups[i].name.clone() },
+                        OpKind::AdoptGroup {
+                            source_id: sid.clone(),
+                            name: tgroups[i].name.clone(),
+                        },
                         "an existing target group has the source group's name and adoption is on",
                     );
                     gowner.insert(i, sid.as_str());
-                    mgroups.push(MGroup { name: tgroups[i].name.clone(), members: &dg.members });
+                    mgroups.push(MGroup {
+                        name: tgroups[i].name.clone(),
+                        members: &dg.members,
+                    });
                 } else {
                     p.conflicts.push(Conflict {
                         kind: ConflictKind::UnmanagedGroup,
                         name: tgroups[i].name.clone(),
                         source_ids: vec![sid.clone()],
-                        detail: "a target group with this name exists but was not created by usersync; \
+                        detail:
+                            "a target group with this name exists but was not created by usersync; \
                                  set policy.adopt_existing to adopt it, or rename one of the groups"
-                            .into(),
+                                .into(),
                     });
                 }
             }
@@ -282,8 +319,17 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 } else {
                     "new group in the source scope"
                 };
-                p.push(OpKind::CreateGroup { source_id: sid.clone(), name: dg.name.clone() }, why);
-                mgroups.push(MGroup { name: dg.name.clone(), members: &dg.members });
+                p.push(
+                    OpKind::CreateGroup {
+                        source_id: sid.clone(),
+                        name: dg.name.clone(),
+                    },
+                    why,
+                );
+                mgroups.push(MGroup {
+                    name: dg.name.clone(),
+                    members: &dg.members,
+                });
             }
         }
     }
@@ -315,7 +361,13 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         if !complete {
             p.withheld += 1;
         } else if policy.delete_groups {
-            p.push(OpKind::DeleteGroup { source_id: sid.to_string(), name: name.clone() }, why);
+            p.push(
+                OpKind::DeleteGroup {
+                    source_id: sid.to_string(),
+                    name: name.clone(),
+                },
+                why,
+            );
         } else {
             p.warnings.push(format!(
                 "managed group {name:?} is kept although {why} (policy.delete_groups is off)"
@@ -328,12 +380,16 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
     if policy.adopt_existing == AdoptMode::ByUsernameOrEmail {
         for (i, a) in accounts.iter().enumerate() {
             if !p.owner.contains_key(&i) && !a.email.trim().is_empty() {
-                by_email.entry(a.email.trim().to_lowercase()).or_default().push(i);
+                by_email
+                    .entry(a.email.trim().to_lowercase())
+                    .or_default()
+                    .push(i);
             }
         }
     }
     let sync_avatars = policy.sync_avatars && caps.avatars;
-    let mut musers: Vec<MUser<'_>> = Vec::with_capacity(desired.users.len() + input.links.users.len());
+    let mut musers: Vec<MUser<'_>> =
+        Vec::with_capacity(desired.users.len() + input.links.users.len());
     for (sid, d) in &desired.users {
         let link = input.links.users.get(sid);
         let mut acct = resolved.get(sid.as_str()).copied();
@@ -344,7 +400,9 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     source_id: sid.clone(),
                     upn: d.upn.clone(),
                     username: Some(d.account.username.clone()),
-                    reason: "disabled in the source and has no account in the target; none is created".into(),
+                    reason:
+                        "disabled in the source and has no account in the target; none is created"
+                            .into(),
                 });
                 continue;
             }
@@ -374,7 +432,11 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     continue;
                 }
                 p.push(
-                    OpKind::AdoptUser { source_id: sid.clone(), username: accounts[i].username.clone(), target_key: accounts[i].key.clone() },
+                    OpKind::AdoptUser {
+                        source_id: sid.clone(),
+                        username: accounts[i].username.clone(),
+                        target_key: accounts[i].key.clone(),
+                    },
                     "an existing account has the same username and adoption is on",
                 );
                 acct = Some(i);
@@ -382,7 +444,12 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 let email = d.account.email.trim().to_lowercase();
                 let candidates: Vec<usize> = by_email
                     .get(&email)
-                    .map(|v| v.iter().copied().filter(|i| !p.owner.contains_key(i)).collect())
+                    .map(|v| {
+                        v.iter()
+                            .copied()
+                            .filter(|i| !p.owner.contains_key(i))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 match candidates.as_slice() {
                     [i] => {
@@ -410,14 +477,26 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     Some(l) if l.pending_username.is_some() => {
                         "re-issues a create that an earlier run did not confirm (no account exists under the pending name)"
                     }
-                    Some(_) => "the managed account is missing from the target (deleted outside usersync?); it is created again",
+                    Some(_) => {
+                        "the managed account is missing from the target (deleted outside usersync?); it is created again"
+                    }
                     None => "new user in the source scope",
                 };
-                p.push(OpKind::CreateUser { source_id: sid.clone(), account: d.account.clone() }, why);
+                p.push(
+                    OpKind::CreateUser {
+                        source_id: sid.clone(),
+                        account: d.account.clone(),
+                    },
+                    why,
+                );
                 if sync_avatars {
                     if let Some(tag) = &d.photo_tag {
                         p.push(
-                            OpKind::SetAvatar { source_id: sid.clone(), username: d.account.username.clone(), photo_tag: tag.clone() },
+                            OpKind::SetAvatar {
+                                source_id: sid.clone(),
+                                username: d.account.username.clone(),
+                                photo_tag: tag.clone(),
+                            },
                             "the new account gets the source profile picture",
                         );
                     }
@@ -447,7 +526,8 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         let mut name = a.username.clone();
         if name_key(want) != name_key(&name) {
             if protected {
-                p.warnings.push(format!("protected account {name} is not renamed to {want}"));
+                p.warnings
+                    .push(format!("protected account {name} is not renamed to {want}"));
             } else if !caps.rename {
                 p.warnings.push(format!(
                     "{} cannot rename accounts: {name} keeps its login name although the source now maps \
@@ -467,7 +547,11 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 });
             } else {
                 p.push(
-                    OpKind::RenameUser { source_id: sid.clone(), from: name.clone(), to: want.clone() },
+                    OpKind::RenameUser {
+                        source_id: sid.clone(),
+                        from: name.clone(),
+                        to: want.clone(),
+                    },
                     format!("the source username changed (UPN now {})", d.upn),
                 );
                 name = want.clone();
@@ -478,15 +562,24 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         if d.enabled {
             if !active {
                 p.push(
-                    OpKind::ReactivateUser { source_id: sid.clone(), username: name.clone() },
+                    OpKind::ReactivateUser {
+                        source_id: sid.clone(),
+                        username: name.clone(),
+                    },
                     "returning user: enabled and in scope in the source again",
                 );
             }
         } else {
-            mode = if caps.deactivate { Mode::Disabled } else { Mode::Fallback };
+            mode = if caps.deactivate {
+                Mode::Disabled
+            } else {
+                Mode::Fallback
+            };
             if active {
                 if protected {
-                    p.warnings.push(format!("protected account {name} is disabled in the source but is not deactivated"));
+                    p.warnings.push(format!(
+                        "protected account {name} is disabled in the source but is not deactivated"
+                    ));
                     mode = Mode::Frozen;
                 } else if !complete {
                     p.withheld += 1;
@@ -496,7 +589,13 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     if !caps.deactivate {
                         why.push_str(&p.fallback_note());
                     }
-                    p.push(OpKind::DeactivateUser { source_id: sid.clone(), username: name.clone() }, why);
+                    p.push(
+                        OpKind::DeactivateUser {
+                            source_id: sid.clone(),
+                            username: name.clone(),
+                        },
+                        why,
+                    );
                 }
             } else if !complete {
                 mode = Mode::Frozen;
@@ -504,18 +603,36 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         }
         let mut changes = Vec::new();
         if a.display_name != d.account.display_name {
-            changes.push(FieldChange { field: Field::DisplayName, before: a.display_name.clone(), after: d.account.display_name.clone() });
+            changes.push(FieldChange {
+                field: Field::DisplayName,
+                before: a.display_name.clone(),
+                after: d.account.display_name.clone(),
+            });
         }
         if !a.email.trim().eq_ignore_ascii_case(d.account.email.trim()) {
-            changes.push(FieldChange { field: Field::Email, before: a.email.clone(), after: d.account.email.clone() });
+            changes.push(FieldChange {
+                field: Field::Email,
+                before: a.email.clone(),
+                after: d.account.email.clone(),
+            });
         }
         if !changes.is_empty() {
             let fields: Vec<&str> = changes
                 .iter()
-                .map(|c| if c.field == Field::DisplayName { "display name" } else { "e-mail" })
+                .map(|c| {
+                    if c.field == Field::DisplayName {
+                        "display name"
+                    } else {
+                        "e-mail"
+                    }
+                })
                 .collect();
             p.push(
-                OpKind::UpdateUser { source_id: sid.clone(), username: name.clone(), changes },
+                OpKind::UpdateUser {
+                    source_id: sid.clone(),
+                    username: name.clone(),
+                    changes,
+                },
                 format!("the source {} changed", fields.join(" and ")),
             );
         }
@@ -523,13 +640,24 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
             if let Some(tag) = &d.photo_tag {
                 if link.and_then(|l| l.photo_tag.as_ref()) != Some(tag) {
                     p.push(
-                        OpKind::SetAvatar { source_id: sid.clone(), username: name.clone(), photo_tag: tag.clone() },
+                        OpKind::SetAvatar {
+                            source_id: sid.clone(),
+                            username: name.clone(),
+                            photo_tag: tag.clone(),
+                        },
                         "the source profile picture changed",
                     );
                 }
             }
         }
-        musers.push(MUser { source_id: sid, name, account: Some(i), mode, protected, why: String::new() });
+        musers.push(MUser {
+            source_id: sid,
+            name,
+            account: Some(i),
+            mode,
+            protected,
+            why: String::new(),
+        });
     }
 
     // ---- Leavers: linked users no longer synced ----
@@ -570,13 +698,20 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         };
         let active = p.is_active(a, Some(link));
         if mu.protected {
-            p.warnings.push(format!("protected account {} is {why} but is left as it is", a.username));
+            p.warnings.push(format!(
+                "protected account {} is {why} but is left as it is",
+                a.username
+            ));
         } else if !complete {
             if active && policy.leaver_action != LeaverAction::Keep {
                 p.withheld += 1;
             }
         } else {
-            let deact_mode = if caps.deactivate { Mode::Leaver } else { Mode::Fallback };
+            let deact_mode = if caps.deactivate {
+                Mode::Leaver
+            } else {
+                Mode::Fallback
+            };
             let mut action = policy.leaver_action;
             if action == LeaverAction::Delete && !caps.delete_user {
                 p.warnings.push(format!(
@@ -587,11 +722,20 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
             }
             let grace = i64::from(policy.delete_grace_days);
             let deactivate = |p: &mut Planner<'_>, extra: &str| {
-                let mut reason = format!("{why}; policy leaver_action = {}{extra}", action_name(action));
+                let mut reason = format!(
+                    "{why}; policy leaver_action = {}{extra}",
+                    action_name(action)
+                );
                 if !caps.deactivate {
                     reason.push_str(&p.fallback_note());
                 }
-                p.push(OpKind::DeactivateUser { source_id: sid.clone(), username: a.username.clone() }, reason);
+                p.push(
+                    OpKind::DeactivateUser {
+                        source_id: sid.clone(),
+                        username: a.username.clone(),
+                    },
+                    reason,
+                );
             };
             match action {
                 LeaverAction::Keep => {}
@@ -603,14 +747,20 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 }
                 LeaverAction::Delete if grace == 0 => {
                     p.push(
-                        OpKind::DeleteUser { source_id: sid.clone(), username: a.username.clone() },
+                        OpKind::DeleteUser {
+                            source_id: sid.clone(),
+                            username: a.username.clone(),
+                        },
                         format!("{why}; policy leaver_action = delete with no grace period"),
                     );
                 }
                 LeaverAction::Delete => {
                     mu.mode = deact_mode;
                     if active {
-                        deactivate(&mut p, &format!("; the account is deleted after {grace} days"));
+                        deactivate(
+                            &mut p,
+                            &format!("; the account is deleted after {grace} days"),
+                        );
                     } else {
                         match link.deactivated_at_ms {
                             Some(t) if input.now_ms - t >= grace * DAY_MS => {
@@ -623,7 +773,9 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                             Some(_) => {}
                             None => deactivate(
                                 &mut p,
-                                &format!("; already inactive, this records the time so the account is deleted after {grace} days"),
+                                &format!(
+                                    "; already inactive, this records the time so the account is deleted after {grace} days"
+                                ),
                             ),
                         }
                     }
@@ -661,11 +813,27 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         }
         let current: BTreeSet<GRef> = mu
             .account
-            .map(|i| accounts[i].groups.iter().filter_map(|g| gindex.get(&name_key(g)).copied()).collect())
+            .map(|i| {
+                accounts[i]
+                    .groups
+                    .iter()
+                    .filter_map(|g| gindex.get(&name_key(g)).copied())
+                    .collect()
+            })
             .unwrap_or_default();
-        let wanted_managed = || want.get(mu.source_id).into_iter().flatten().map(|&gi| GRef::Managed(gi));
+        let wanted_managed = || {
+            want.get(mu.source_id)
+                .into_iter()
+                .flatten()
+                .map(|&gi| GRef::Managed(gi))
+        };
         let access_all = || (0..access.len()).map(GRef::Access);
-        let current_access = || current.iter().copied().filter(|r| matches!(r, GRef::Access(_)));
+        let current_access = || {
+            current
+                .iter()
+                .copied()
+                .filter(|r| matches!(r, GRef::Access(_)))
+        };
         let target: BTreeSet<GRef> = match mu.mode {
             Mode::Active => wanted_managed().chain(access_all()).collect(),
             Mode::Disabled => wanted_managed().chain(current_access()).collect(),
@@ -686,8 +854,14 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 continue;
             }
             let reason = match mu.mode {
-                Mode::Fallback => format!("deactivation fallback: {} cannot deactivate accounts", caps.product),
-                Mode::Leaver => format!("{} is {}; leavers are removed from managed groups", mu.name, mu.why),
+                Mode::Fallback => format!(
+                    "deactivation fallback: {} cannot deactivate accounts",
+                    caps.product
+                ),
+                Mode::Leaver => format!(
+                    "{} is {}; leavers are removed from managed groups",
+                    mu.name, mu.why
+                ),
                 _ => format!("{} is no longer a member of the source group", mu.name),
             };
             removes.push((*r, mu.name.clone(), reason));
@@ -708,15 +882,33 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         };
         if caps.batch_membership {
             let reason = format!("{} {what}", plural(users.len(), "user", "users"));
-            p.push(OpKind::AddMembers { group, usernames: users }, reason);
+            p.push(
+                OpKind::AddMembers {
+                    group,
+                    usernames: users,
+                },
+                reason,
+            );
         } else {
             for u in users {
-                p.push(OpKind::AddMembers { group: group.clone(), usernames: vec![u] }, what);
+                p.push(
+                    OpKind::AddMembers {
+                        group: group.clone(),
+                        usernames: vec![u],
+                    },
+                    what,
+                );
             }
         }
     }
     for (r, username, reason) in removes {
-        p.push(OpKind::RemoveMember { group: gname(r).to_string(), username }, reason);
+        p.push(
+            OpKind::RemoveMember {
+                group: gname(r).to_string(),
+                username,
+            },
+            reason,
+        );
     }
 
     // ---- Guard, lists, order ----
@@ -726,8 +918,13 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         .filter(|(k, _)| matches!(k, OpKind::DeactivateUser { .. } | OpKind::DeleteUser { .. }))
         .count();
     let g = &policy.guard;
-    let pct = if managed_accounts == 0 { 100.0 } else { removals as f64 * 100.0 / managed_accounts as f64 };
-    let over = removals > g.max_count || (removals >= g.percent_floor && removals > 0 && pct > g.max_percent);
+    let pct = if managed_accounts == 0 {
+        100.0
+    } else {
+        removals as f64 * 100.0 / managed_accounts as f64
+    };
+    let over = removals > g.max_count
+        || (removals >= g.percent_floor && removals > 0 && pct > g.max_percent);
     let mut held = None;
     if over {
         let what = format!(
@@ -736,7 +933,9 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
             g.max_count, g.max_percent, g.percent_floor
         );
         if g.allow_mass_removal {
-            p.warnings.push(format!("mass-removal guard overridden (allow_mass_removal): {what}"));
+            p.warnings.push(format!(
+                "mass-removal guard overridden (allow_mass_removal): {what}"
+            ));
         } else {
             held = Some(format!(
                 "held by the mass-removal guard: {what}. Review the plan; if it is intended, run again \
@@ -764,18 +963,35 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         .map(|(_, a)| a)
         .collect();
     target_only.sort_by_cached_key(|a| (name_key(&a.username), a.username.clone()));
-    let target_only: Vec<String> = target_only.into_iter().map(|a| a.username.clone()).collect();
+    let target_only: Vec<String> = target_only
+        .into_iter()
+        .map(|a| a.username.clone())
+        .collect();
 
     let mut keyed: Vec<((Phase, String, String), OpKind, String)> = p
         .ops
         .drain(..)
-        .map(|(k, r)| ((k.phase(), k.sort_name(), k.source_id().unwrap_or_default().to_string()), k, r))
+        .map(|(k, r)| {
+            (
+                (
+                    k.phase(),
+                    k.sort_name(),
+                    k.source_id().unwrap_or_default().to_string(),
+                ),
+                k,
+                r,
+            )
+        })
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let ops: Vec<Operation> = keyed
         .into_iter()
         .enumerate()
-        .map(|(seq, (_, kind, reason))| Operation { seq: seq as u32, kind, reason })
+        .map(|(seq, (_, kind, reason))| Operation {
+            seq: seq as u32,
+            kind,
+            reason,
+        })
         .collect();
 
     let mut conflicts = p.conflicts;

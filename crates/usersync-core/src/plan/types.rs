@@ -268,13 +268,22 @@ impl OpKind {
             | OpKind::DeleteUser { username, .. }
             | OpKind::SetAvatar { username, .. } => username.to_lowercase(),
             OpKind::RenameUser { from, .. } => from.to_lowercase(),
-            OpKind::AdoptGroup { name, .. } | OpKind::CreateGroup { name, .. } | OpKind::DeleteGroup { name, .. } => {
-                name.to_lowercase()
-            }
+            OpKind::AdoptGroup { name, .. }
+            | OpKind::CreateGroup { name, .. }
+            | OpKind::DeleteGroup { name, .. } => name.to_lowercase(),
             OpKind::AddMembers { group, usernames } => {
-                format!("{}\u{0}{}", group.to_lowercase(), usernames.first().map(|u| u.to_lowercase()).unwrap_or_default())
+                format!(
+                    "{}\u{0}{}",
+                    group.to_lowercase(),
+                    usernames
+                        .first()
+                        .map(|u| u.to_lowercase())
+                        .unwrap_or_default()
+                )
             }
-            OpKind::RemoveMember { group, username } => format!("{}\u{0}{}", group.to_lowercase(), username.to_lowercase()),
+            OpKind::RemoveMember { group, username } => {
+                format!("{}\u{0}{}", group.to_lowercase(), username.to_lowercase())
+            }
         }
     }
 
@@ -282,7 +291,10 @@ impl OpKind {
     pub fn is_removal(&self) -> bool {
         matches!(
             self,
-            OpKind::DeactivateUser { .. } | OpKind::DeleteUser { .. } | OpKind::DeleteGroup { .. } | OpKind::RemoveMember { .. }
+            OpKind::DeactivateUser { .. }
+                | OpKind::DeleteUser { .. }
+                | OpKind::DeleteGroup { .. }
+                | OpKind::RemoveMember { .. }
         )
     }
 }

@@ -53,22 +53,44 @@ pub fn sg(id: &str, name: &str, users: &[&str], groups: &[&str]) -> SourceGroup 
 }
 
 pub fn source(users: Vec<SourceUser>, groups: Vec<SourceGroup>) -> SourceSnapshot {
-    SourceSnapshot { users, groups, complete: true, warnings: vec![] }
+    SourceSnapshot {
+        users,
+        groups,
+        complete: true,
+        warnings: vec![],
+    }
 }
 
-pub fn ta(username: &str, display: &str, email: &str, active: bool, groups: &[&str]) -> TargetAccount {
+pub fn ta(
+    username: &str,
+    display: &str,
+    email: &str,
+    active: bool,
+    groups: &[&str],
+) -> TargetAccount {
     TargetAccount {
         username: username.into(),
         key: Some(format!("key-{}", username.to_lowercase())),
         display_name: display.into(),
         email: email.into(),
         active,
-        groups: groups.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        groups: groups
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>(),
     }
 }
 
 pub fn target(accounts: Vec<TargetAccount>, groups: &[&str]) -> TargetSnapshot {
-    TargetSnapshot { accounts, groups: groups.iter().map(|g| TargetGroup { name: g.to_string() }).collect() }
+    TargetSnapshot {
+        accounts,
+        groups: groups
+            .iter()
+            .map(|g| TargetGroup {
+                name: g.to_string(),
+            })
+            .collect(),
+    }
 }
 
 pub fn ul(sid: &str, username: &str) -> UserLink {
@@ -83,18 +105,31 @@ pub fn ul(sid: &str, username: &str) -> UserLink {
 }
 
 pub fn gl(sid: &str, name: &str) -> GroupLink {
-    GroupLink { source_id: sid.into(), name: name.into(), pending: false }
+    GroupLink {
+        source_id: sid.into(),
+        name: name.into(),
+        pending: false,
+    }
 }
 
 pub fn links(users: Vec<UserLink>, groups: Vec<GroupLink>) -> LinkTable {
     LinkTable {
-        users: users.into_iter().map(|l| (l.source_id.clone(), l)).collect(),
-        groups: groups.into_iter().map(|g| (g.source_id.clone(), g)).collect(),
+        users: users
+            .into_iter()
+            .map(|l| (l.source_id.clone(), l))
+            .collect(),
+        groups: groups
+            .into_iter()
+            .map(|g| (g.source_id.clone(), g))
+            .collect(),
     }
 }
 
 pub fn caps() -> TargetCapabilities {
-    TargetCapabilities { product: "Jira Data Center".into(), ..full_capabilities() }
+    TargetCapabilities {
+        product: "Jira Data Center".into(),
+        ..full_capabilities()
+    }
 }
 
 pub fn settings() -> SyncSettings {
@@ -109,24 +144,55 @@ pub fn make_plan(
     c: &TargetCapabilities,
     now_ms: i64,
 ) -> Plan {
-    plan(&PlanInput { source: src, target: tgt, links: lt, settings: s, capabilities: c, now_ms })
+    plan(&PlanInput {
+        source: src,
+        target: tgt,
+        links: lt,
+        settings: s,
+        capabilities: c,
+        now_ms,
+    })
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 /// Applies `plan` to `fake` with a fresh MemoryJournal over `lt`; returns the report and the
 /// resulting link table.
-pub fn apply_to(plan: &Plan, fake: &FakeTarget, src: &SourceSnapshot, lt: &LinkTable, now_ms: i64) -> (Report, LinkTable) {
+pub fn apply_to(
+    plan: &Plan,
+    fake: &FakeTarget,
+    src: &SourceSnapshot,
+    lt: &LinkTable,
+    now_ms: i64,
+) -> (Report, LinkTable) {
     let journal = MemoryJournal::new(lt.clone(), now_ms);
-    let source = FakeSource { snapshot: src.clone() };
-    let report = block_on(apply(plan, fake, &source, &journal, &ApplyOptions::default(), &()));
+    let source = FakeSource {
+        snapshot: src.clone(),
+    };
+    let report = block_on(apply(
+        plan,
+        fake,
+        &source,
+        &journal,
+        &ApplyOptions::default(),
+        &(),
+    ));
     (report, journal.link_table())
 }
 
 /// Plans against the fake's current state.
-pub fn plan_fake(src: &SourceSnapshot, fake: &FakeTarget, lt: &LinkTable, s: &SyncSettings, now_ms: i64) -> Plan {
+pub fn plan_fake(
+    src: &SourceSnapshot,
+    fake: &FakeTarget,
+    lt: &LinkTable,
+    s: &SyncSettings,
+    now_ms: i64,
+) -> Plan {
     let tgt = fake.snapshot();
     make_plan(src, &tgt, lt, s, &fake.capabilities(), now_ms)
 }

@@ -34,6 +34,9 @@ pub struct Args {
     /// Crowd application password.
     #[arg(long, default_value = "usersync")]
     pub crowd_app_password: String,
+    /// Remote addresses the Crowd application may call from (repeatable; default 127.0.0.1, ::1).
+    #[arg(long)]
+    pub crowd_allowed_address: Vec<std::net::IpAddr>,
     /// Number of pre-existing unmanaged accounts (`user0001`..) to seed.
     #[arg(long, default_value_t = 0)]
     pub seed_users: usize,
@@ -82,6 +85,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     cfg.pat = Some(args.pat);
     cfg.crowd_app = (args.crowd_app_name, args.crowd_app_password);
+    if !args.crowd_allowed_address.is_empty() {
+        cfg.crowd_allowed_addresses = args.crowd_allowed_address;
+    }
     cfg.latency = Duration::from_millis(args.latency_ms);
     cfg.rate_limit = args
         .rate_limit

@@ -207,7 +207,27 @@ fn to_xml(name: &str, v: &Value) -> String {
         Value::Object(m) => {
             let mut attrs = String::new();
             let mut body = String::new();
-            for (k, x) in m {
+            // JAXB writes elements in declaration order (UserEntity, GroupEntity, ErrorEntity);
+            // serde_json maps are sorted, so restore that order.
+            const ORDER: [&str; 14] = [
+                "link",
+                "first-name",
+                "last-name",
+                "display-name",
+                "email",
+                "password",
+                "key",
+                "description",
+                "type",
+                "active",
+                "attributes",
+                "reason",
+                "message",
+                "values",
+            ];
+            let mut fields: Vec<(&String, &Value)> = m.iter().collect();
+            fields.sort_by_key(|(k, _)| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+            for (k, x) in fields {
                 match (k.as_str(), x) {
                     ("name" | "expand", Value::String(s)) if name != "error" => {
                         attrs.push_str(&format!(" {k}=\"{}\"", xml_escape(s)));
@@ -228,7 +248,8 @@ fn to_xml(name: &str, v: &Value) -> String {
                     (_, Value::Array(items)) => {
                         let child = item_name(k);
                         let inner: String = items.iter().map(|i| to_xml(child, i)).collect();
-                        if k == "attributes" && name == "attributes" {
+                        if k == name {
+                            // `<users><user/>..</users>`: the list is the element itself.
                             body.push_str(&inner);
                         } else {
                             body.push_str(&format!("<{k}>{inner}</{k}>"));
@@ -1114,7 +1135,7 @@ fn term_matches(
 /// supported here -> 400 ILLEGAL_ARGUMENT).
 fn parse_cql(cql: &str) -> Result<Vec<Term>, Response> {
     let mut terms = Vec::new();
-    let lower = cql.to_lowercase();
+    let lower = cql.to_ascii_lowercase();
     if lower.contains(" or ") || cql.contains('(') {
         return Err(error(
             400,
@@ -1124,7 +1145,8 @@ fn parse_cql(cql: &str) -> Result<Vec<Term>, Response> {
     }
     let mut rest = cql;
     loop {
-        let (part, next) = match rest.to_lowercase().find(" and ") {
+        // ASCII lower-casing keeps byte offsets valid for slicing `rest`.
+        let (part, next) = match rest.to_ascii_lowercase().find(" and ") {
             Some(i) => (&rest[..i], Some(&rest[i + 5..])),
             None => (rest, None),
         };

@@ -619,7 +619,7 @@ async fn get_group(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): Raw
         let (a, bnd) = range.split_once(':').unwrap_or(("0", "49"));
         let a: usize = a.parse().unwrap_or(0);
         let bnd: usize = bnd.parse().unwrap_or(a + 49);
-        let (items, _) = page(&members, a, bnd.saturating_sub(a) + 1);
+        let (items, _) = page(&members, a, bnd.saturating_sub(a).saturating_add(1));
         bean["users"]["items"] =
             Value::Array(items.iter().map(|u| user_bean(&sh, &st, u, "")).collect());
         bean["users"]["start-index"] = j!(a);

@@ -7,7 +7,7 @@
 //! error bodies (each handler cites the Atlassian documentation or OpenAPI it follows; the
 //! shared reference is `/work/shared/brief/atlassian-rest.md`). Latency, rate limiting, fault
 //! injection and request counting are in [`faults`]; tests read and change the state through
-//! [`DirectoryHandle`] or `GET {base}/_emulator/state` and `/_emulator/stats` ([`control`]).
+//! [`DirectoryHandle`] or `GET {base}/_emulator/state` and `/_emulator/stats` (module `control`).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -33,14 +33,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-pub mod bitbucket;
+mod bitbucket;
 pub mod cli;
-pub mod confluence;
-pub mod control;
-pub mod crowd;
+mod confluence;
+mod control;
+mod crowd;
 pub mod directory;
 pub mod faults;
-pub mod jira;
+mod jira;
 
 pub use directory::{AppRole, Avatar, DirectoryHandle, Group, SeedUser, Snapshot, User};
 pub use faults::{FailRule, FaultConfig, RateLimit, RequestStats};

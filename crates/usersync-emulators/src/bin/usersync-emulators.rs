@@ -4,7 +4,10 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "usersync-emulators", about = "Graph and Atlassian Data Center emulators")]
+#[command(
+    name = "usersync-emulators",
+    about = "Graph and Atlassian Data Center emulators"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

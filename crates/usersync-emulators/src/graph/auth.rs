@@ -35,9 +35,6 @@ pub struct Secret {
     pub value: String,
     /// Expiry, unix seconds (`endDateTime`).
     pub end: i64,
-    /// `displayName` of the credential.
-    #[serde(default)]
-    pub display_name: Option<String>,
 }
 
 /// An app registration (application object + service principal in the tenant).

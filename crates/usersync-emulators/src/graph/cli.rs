@@ -89,6 +89,9 @@ pub struct Args {
     /// Budget window seconds.
     #[arg(long, default_value_t = 10.0)]
     pub budget_window: f64,
+    /// Count each request as one unit (a plain requests-per-window budget).
+    #[arg(long)]
+    pub budget_per_request: bool,
     /// Fault RNG seed.
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
@@ -129,7 +132,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             key_id: DEFAULT_SECRET_KEY_ID.into(),
             value: args.client_secret.clone(),
             end: 4_102_444_800,
-            display_name: Some("default".into()),
         }],
         certificates,
         granted_roles: args
@@ -164,6 +166,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             budget: args.budget_units.map(|u| ThrottleBudget {
                 resource_units: u,
                 window_secs: args.budget_window,
+                per_request: args.budget_per_request,
             }),
             ..FaultConfig::default()
         },

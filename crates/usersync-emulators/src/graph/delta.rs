@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
-use super::model::{Directory, Life, MemberRef, decode_ref};
+use super::model::{ALL_CHANGED, Directory, Life, MemberRef, TRACKED_USER_PROPS, decode_ref};
 use super::odata::{
     GResult, GraphError, GraphResponse, Query, context, decode_token, enc, encode_token,
 };
@@ -309,12 +309,15 @@ fn latest(
     Ok(finish(ctx, path, set, &r, true, Vec::new(), None))
 }
 
-/// `GET /users/delta`.
+/// `GET /users/delta`. With `Prefer: return=minimal` (`minimal`) a later round returns only
+/// the changed properties of updated users.
+/// <https://learn.microsoft.com/graph/api/user-delta> (Request headers).
 pub(crate) fn users(
     ctx: &Ctx<'_>,
     dir: &Directory,
     q: &Query,
     _path: &str,
+    minimal: bool,
 ) -> GResult<GraphResponse> {
     let path = "/users/delta";
     let Some(r) = start_round(ctx, dir, q, path, "u")? else {
@@ -342,6 +345,30 @@ pub(crate) fn users(
             }
         } else if u.seq > r.since && u.seq <= r.upto {
             value.push(match u.life {
+                Life::Active if minimal => {
+                    let mask = dir
+                        .user_changes
+                        .get(&(i as u32))
+                        .map(|v| {
+                            v.iter()
+                                .filter(|(seq, _)| *seq > r.since && *seq <= r.upto)
+                                .fold(0, |m, (_, x)| m | x)
+                        })
+                        .unwrap_or(ALL_CHANGED);
+                    let changed: Vec<&str> = sel
+                        .iter()
+                        .copied()
+                        .filter(|p| {
+                            *p == "id"
+                                || mask == ALL_CHANGED
+                                || TRACKED_USER_PROPS
+                                    .iter()
+                                    .position(|t| t == p)
+                                    .is_some_and(|b| mask & (1 << b) != 0)
+                        })
+                        .collect();
+                    Value::Object(user_json(u, &changed, dir))
+                }
                 Life::Active => Value::Object(user_json(u, &sel, dir)),
                 l => removed(u.id.to_string(), l),
             });

@@ -23,6 +23,10 @@ pub struct ThrottleBudget {
     pub resource_units: u32,
     /// Window length in seconds (Graph: 10).
     pub window_secs: f64,
+    /// Count every request as 1 unit instead of its ResourceUnit cost (a plain
+    /// "N requests per window" bucket).
+    #[serde(default)]
+    pub per_request: bool,
 }
 
 /// Fail one specific Graph request (1-based count of Graph requests including `$batch` items).
@@ -207,6 +211,7 @@ impl FaultState {
             self.bucket =
                 (self.bucket + now.duration_since(self.last_refill).as_secs_f64() * rate).min(cap);
             self.last_refill = now;
+            let cost = if b.per_request { 1 } else { cost };
             if self.bucket < cost as f64 {
                 let wait = (cost as f64 - self.bucket) / rate;
                 d.error = Some(self.fault(429, app, tenant, "ResourceUnitLimitExceeded", wait));

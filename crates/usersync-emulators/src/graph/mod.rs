@@ -150,7 +150,6 @@ pub fn default_app() -> AppRegistration {
             key_id: DEFAULT_SECRET_KEY_ID.into(),
             value: DEFAULT_CLIENT_SECRET.into(),
             end: 4_102_444_800, // 2100-01-01
-            display_name: Some("default".into()),
         }],
         certificates: Vec::new(),
         granted_roles: vec![

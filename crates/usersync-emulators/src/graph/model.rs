@@ -27,6 +27,37 @@ pub fn decode_ref(r: MemberRef) -> (bool, u32) {
     (r & GROUP_BIT != 0, r & !GROUP_BIT)
 }
 
+/// User properties whose changes are tracked per change, for delta with
+/// `Prefer: return=minimal` (only changed properties are returned).
+/// <https://learn.microsoft.com/graph/api/user-delta> (Request headers).
+pub const TRACKED_USER_PROPS: &[&str] = &[
+    "userPrincipalName",
+    "displayName",
+    "givenName",
+    "surname",
+    "mail",
+    "accountEnabled",
+    "onPremisesSamAccountName",
+    "employeeId",
+    "userType",
+    "jobTitle",
+    "department",
+    "mailNickname",
+    "proxyAddresses",
+    "identities",
+    "externalUserState",
+];
+/// "Everything changed" (creation, restore).
+pub const ALL_CHANGED: u64 = u64::MAX;
+
+/// Bit mask of tracked property names.
+pub fn prop_mask(names: &[&str]) -> u64 {
+    names
+        .iter()
+        .filter_map(|n| TRACKED_USER_PROPS.iter().position(|t| t == n))
+        .fold(0, |m, i| m | (1 << i))
+}
+
 /// Lifecycle state of a directory object.
 ///
 /// Soft-deleted objects sit in "deleted items" and can be restored; delta reports them as
@@ -163,6 +194,8 @@ pub struct Directory {
     pub domain: String,
     /// Counter for ids of objects created at run time (deterministic).
     pub created_counter: u64,
+    /// Per-user property change log since start-up: (seq, [`prop_mask`]).
+    pub user_changes: HashMap<u32, Vec<(Seq, u64)>>,
 }
 
 impl Directory {
@@ -289,7 +322,7 @@ impl Directory {
             .clone()
             .unwrap_or_else(|| format!("user{}@{}", &id.simple().to_string()[..12], self.domain));
         let seq = self.next_seq();
-        self.push_user(User {
+        let idx = self.push_user(User {
             id,
             upn: upn.into(),
             mail: f.mail.clone().map(Into::into),
@@ -310,7 +343,12 @@ impl Directory {
             created: now,
             seq,
             life: Life::Active,
-        })
+        })?;
+        self.user_changes
+            .entry(idx)
+            .or_default()
+            .push((seq, ALL_CHANGED));
+        Ok(idx)
     }
 
     /// Applies a patch to a user; bumps its change sequence.
@@ -327,6 +365,33 @@ impl Directory {
             self.user_by_upn.insert(key, idx);
         }
         let seq = self.next_seq();
+        let mut names: Vec<&str> = Vec::new();
+        let mut mark = |present: bool, props: &[&'static str]| {
+            if present {
+                names.extend_from_slice(props);
+            }
+        };
+        mark(
+            f.user_principal_name.is_some(),
+            &["userPrincipalName", "mailNickname", "identities"],
+        );
+        mark(f.display_name.is_some(), &["displayName"]);
+        mark(f.given_name.is_some(), &["givenName"]);
+        mark(f.surname.is_some(), &["surname"]);
+        mark(f.mail.is_some(), &["mail", "proxyAddresses"]);
+        mark(f.account_enabled.is_some(), &["accountEnabled"]);
+        mark(
+            f.on_premises_sam_account_name.is_some(),
+            &["onPremisesSamAccountName"],
+        );
+        mark(f.employee_id.is_some(), &["employeeId"]);
+        mark(f.user_type.is_some(), &["userType", "externalUserState"]);
+        mark(f.job_title.is_some(), &["jobTitle"]);
+        mark(f.department.is_some(), &["department"]);
+        let mask = prop_mask(&names);
+        if mask != 0 {
+            self.user_changes.entry(idx).or_default().push((seq, mask));
+        }
         let u = &mut self.users[idx as usize];
         let set = |dst: &mut Option<Box<str>>, src: &Option<String>| {
             if let Some(v) = src {
@@ -470,6 +535,10 @@ impl Directory {
             anyhow::bail!("user is not in deleted items");
         }
         let seq = self.next_seq();
+        self.user_changes
+            .entry(idx)
+            .or_default()
+            .push((seq, ALL_CHANGED));
         let u = &mut self.users[idx as usize];
         u.life = Life::Active;
         u.seq = seq;

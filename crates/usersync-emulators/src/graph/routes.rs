@@ -79,6 +79,17 @@ pub const PERM_ORG: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 
+/// Permissions that can read user objects; members/memberOf listings return users with
+/// limited information without one of them.
+/// <https://learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects>
+pub const USER_READERS: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "User.ReadBasic.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
 /// Page size defaults/maxima: <https://learn.microsoft.com/graph/api/user-list>,
 /// <https://learn.microsoft.com/graph/api/group-list> (100 / 999).
 pub const DEFAULT_PAGE: usize = 100;
@@ -403,7 +414,15 @@ fn handle(
         }
         Route::UsersDelta => {
             need(ctx, PERM_USERS)?;
-            super::delta::users(ctx, dir, q, path)
+            let minimal = headers
+                .get_all("prefer")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| {
+                    v.split(',')
+                        .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
+                });
+            super::delta::users(ctx, dir, q, path, minimal)
         }
         Route::GroupsDelta => {
             need(ctx, PERM_GROUP_DELTA)?;
@@ -451,7 +470,7 @@ fn handle(
                     .iter()
                     .filter(|&&r| dir.ref_active(r))
                     .take(20)
-                    .map(|&r| member_json(dir, r, &usel))
+                    .map(|&r| member_json(dir, r, &usel, !ctx.claims.has_any(USER_READERS)))
                     .collect();
                 m.insert("members".into(), Value::Array(items));
             } else if let Some(e) = &q.expand {
@@ -869,12 +888,22 @@ pub fn group_json(g: &Group, sel: &[&str], dir: &Directory) -> Map<String, Value
 
 /// A polymorphic directoryObject with `@odata.type`; `sel` names are applied to whichever
 /// type the member is (unknown-for-that-type names are skipped).
-pub fn member_json(dir: &Directory, r: MemberRef, sel: &[&str]) -> Value {
+pub fn member_json(dir: &Directory, r: MemberRef, sel: &[&str], limited_users: bool) -> Value {
     let (is_group, i) = decode_ref(r);
     let mut m = if is_group {
         let g = &dir.groups[i as usize];
         let mut m = group_json(g, sel, dir);
         m.insert("@odata.type".into(), json!("#microsoft.graph.group"));
+        m
+    } else if limited_users {
+        // Limited information: only `@odata.type` and `id`, other properties null.
+        // https://learn.microsoft.com/graph/permissions-overview#limited-information-returned-for-inaccessible-member-objects
+        let mut m: Map<String, Value> = sel
+            .iter()
+            .filter(|p| USER_PROPS.contains(p))
+            .map(|p| ((*p).to_string(), Value::Null))
+            .collect();
+        m.insert("@odata.type".into(), json!("#microsoft.graph.user"));
         m
     } else {
         let u = &dir.users[i as usize];
@@ -882,8 +911,7 @@ pub fn member_json(dir: &Directory, r: MemberRef, sel: &[&str]) -> Value {
         m.insert("@odata.type".into(), json!("#microsoft.graph.user"));
         m
     };
-    m.entry("id")
-        .or_insert_with(|| Value::String(dir.ref_id(r).to_string()));
+    m.insert("id".into(), Value::String(dir.ref_id(r).to_string()));
     Value::Object(m)
 }
 
@@ -1264,6 +1292,7 @@ fn directory_objects(
                 )
             })? as usize,
     };
+    let limited_users = !ctx.claims.has_any(USER_READERS);
     let mut out = Vec::new();
     let mut pos = start;
     while pos < list.len() && out.len() < size {
@@ -1276,7 +1305,7 @@ fn directory_objects(
                 continue;
             }
         }
-        out.push(member_json(dir, r, &sel));
+        out.push(member_json(dir, r, &sel, limited_users));
     }
     let set = match cast {
         Some("user") => "users",
@@ -1424,7 +1453,7 @@ pub fn application_json(a: &super::auth::AppState, domain: &str) -> Map<String, 
         .map(|s| {
             json!({
                 "customKeyIdentifier": null,
-                "displayName": s.display_name,
+                "displayName": null,
                 "endDateTime": iso(s.end),
                 "hint": s.value.chars().take(3).collect::<String>(),
                 "keyId": s.key_id,
