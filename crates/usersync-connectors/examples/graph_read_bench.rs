@@ -9,12 +9,19 @@ use secrecy::SecretString;
 use std::time::Instant;
 use usersync_connectors::graph::{GraphCloud, GraphCredential, GraphSource, GraphSourceConfig};
 use usersync_core::ports::SourceDirectory;
-use usersync_emulators::graph::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphConfig, GraphEmulator, RequestStats, TenantSize};
+use usersync_emulators::graph::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphConfig, GraphEmulator,
+    RequestStats, TenantSize,
+};
 
 fn vm_hwm() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
         .unwrap_or_else(|| "?".into())
 }
 
@@ -24,7 +31,11 @@ fn print_stats(label: &str, st: &RequestStats, minimum: &[(&str, u64)]) {
         if k == "requests" || *v == 0 {
             continue;
         }
-        let min = minimum.iter().find(|(m, _)| m == k).map(|(_, n)| format!("  (theoretical minimum {n})")).unwrap_or_default();
+        let min = minimum
+            .iter()
+            .find(|(m, _)| m == k)
+            .map(|(_, n)| format!("  (theoretical minimum {n})"))
+            .unwrap_or_default();
         println!("    {k:<16} {v:>7}{min}");
     }
 }
@@ -39,21 +50,26 @@ async fn main() -> anyhow::Result<()> {
     let (page, members_page) = (gc.delta_page_size as u64, gc.delta_members_per_page as u64);
     let t0 = Instant::now();
     let emu = GraphEmulator::start(gc).await?;
-    println!("tenant {size:?}: {u} users, {g} groups, ~{m} memberships (generated in {:.1?})", t0.elapsed());
+    println!(
+        "tenant {size:?}: {u} users, {g} groups, ~{m} memberships (generated in {:.1?})",
+        t0.elapsed()
+    );
     println!("emulator delta page: {page} objects, {members_page} members@delta entries per page");
 
-    let mut cfg = GraphSourceConfig::new(DEFAULT_TENANT_ID, DEFAULT_CLIENT_ID, GraphCredential::Secret(SecretString::from(DEFAULT_CLIENT_SECRET)));
-    cfg.cloud = GraphCloud::Custom { login_url: emu.login_url(), graph_url: emu.graph_url(), scope: None };
+    let mut cfg = GraphSourceConfig::new(
+        DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        GraphCredential::Secret(SecretString::from(DEFAULT_CLIENT_SECRET)),
+    );
+    cfg.cloud = GraphCloud::Custom {
+        login_url: emu.login_url(),
+        graph_url: emu.graph_url(),
+        scope: None,
+    };
     cfg.read_photos = photos;
     let src = GraphSource::new(cfg)?;
 
-    let (u, g, m) = (u as u64, g as u64, m as u64);
-    let min_initial = [
-        ("token", 1),
-        ("users.delta", u.div_ceil(page)),
-        ("groups.delta", g.div_ceil(page).max(m.div_ceil(members_page))),
-        ("batch", if photos { u.div_ceil(20) } else { 0 }),
-    ];
+    let (u, g) = (u as u64, g as u64);
     println!(
         "theoretical minimum at Graph's documented maximum page of 999: users {} + groups {} requests",
         u.div_ceil(999),
@@ -70,9 +86,31 @@ async fn main() -> anyhow::Result<()> {
         d1,
         first.snapshot.users.len(),
         first.snapshot.groups.len(),
-        first.snapshot.groups.iter().map(|g| g.member_users.len() + g.member_groups.len()).sum::<usize>(),
+        first
+            .snapshot
+            .groups
+            .iter()
+            .map(|g| g.member_users.len() + g.member_groups.len())
+            .sum::<usize>(),
         first.snapshot.complete
     );
+    // Lower bounds at the emulator's page sizes: every users page holds `page` users; every
+    // groups page holds at most `page` groups and `members_page` member entries.
+    let edges = first
+        .snapshot
+        .groups
+        .iter()
+        .map(|g| (g.member_users.len() + g.member_groups.len()) as u64)
+        .sum::<u64>();
+    let min_initial = [
+        ("token", 1),
+        ("users.delta", u.div_ceil(page)),
+        (
+            "groups.delta",
+            g.div_ceil(page).max(edges.div_ceil(members_page)),
+        ),
+        ("batch", if photos { u.div_ceil(20) } else { 0 }),
+    ];
     print_stats("initial", &emu.stats(), &min_initial);
     println!("  peak RSS after initial read: {}", vm_hwm());
 
@@ -80,8 +118,15 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let second = src.read(Some(first.next_state)).await?;
     let d2 = t.elapsed();
-    println!("no-change read ({}): {:.2?}, complete={}", second.stats.mode, d2, second.snapshot.complete);
-    print_stats("no-change", &emu.stats(), &[("users.delta", 1), ("groups.delta", 1)]);
+    println!(
+        "no-change read ({}): {:.2?}, complete={}",
+        second.stats.mode, d2, second.snapshot.complete
+    );
+    print_stats(
+        "no-change",
+        &emu.stats(),
+        &[("users.delta", 1), ("groups.delta", 1)],
+    );
     println!("  peak RSS: {}", vm_hwm());
     Ok(())
 }

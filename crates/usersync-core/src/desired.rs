@@ -8,7 +8,7 @@ use crate::model::{SourceSnapshot, name_key};
 use crate::plan::{AccountSpec, Conflict, ConflictKind, SkippedUser};
 use crate::ports::TargetCapabilities;
 use crate::scope::{ScopeError, resolve_scope};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A source user as the target should have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,20 +122,28 @@ pub fn desired_state(
     }
     out.skipped.sort_by(|a, b| a.source_id.cmp(&b.source_id));
 
-    for (id, g) in scope.groups {
-        let members = g
-            .members
-            .into_iter()
-            .filter(|m| out.users.contains_key(m))
-            .collect();
-        out.groups.insert(
-            id,
-            DesiredGroup {
-                source_id: g.source_id,
-                name: g.name,
-                members,
-            },
-        );
-    }
+    // Hash lookups: this touches every membership.
+    let synced: HashSet<&str> = out.users.keys().map(String::as_str).collect();
+    let groups: BTreeMap<String, DesiredGroup> = scope
+        .groups
+        .into_iter()
+        .map(|(id, g)| {
+            let members = g
+                .members
+                .into_iter()
+                .filter(|m| synced.contains(m.as_str()))
+                .collect();
+            (
+                id,
+                DesiredGroup {
+                    source_id: g.source_id,
+                    name: g.name,
+                    members,
+                },
+            )
+        })
+        .collect();
+    drop(synced);
+    out.groups = groups;
     Ok(out)
 }

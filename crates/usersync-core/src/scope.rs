@@ -181,10 +181,9 @@ pub fn resolve_scope(
             .or_default()
             .push(i);
     }
-    let mut scope = Scope {
-        users,
-        ..Scope::default()
-    };
+    // Hash lookups: membership filtering touches every membership (millions at scale).
+    let user_index: HashSet<&str> = users.iter().map(String::as_str).collect();
+    let mut scope = Scope::default();
     for (key, idxs) in by_name {
         if key.is_empty() {
             for &i in &idxs {
@@ -225,7 +224,7 @@ pub fn resolve_scope(
         let g = synced[i];
         let in_scope: BTreeSet<String> = members[i]
             .iter()
-            .filter(|id| scope.users.contains(**id))
+            .filter(|id| user_index.contains(**id))
             .map(|id| id.to_string())
             .collect();
         scope.groups.insert(
@@ -237,5 +236,7 @@ pub fn resolve_scope(
             },
         );
     }
+    drop(user_index);
+    scope.users = users;
     Ok(scope)
 }

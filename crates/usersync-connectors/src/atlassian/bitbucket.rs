@@ -423,3 +423,28 @@ impl TargetDirectory for BitbucketTarget {
         resp.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_user_page() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/atlassian/bitbucket-users-page.json"
+        ))
+        .unwrap();
+        let page: Page<RestUser> = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (page.is_last_page, page.next_page_start),
+            (Some(false), Some(25))
+        );
+        let u = &page.values[0];
+        assert_eq!(
+            (u.name.as_str(), u.id, u.slug.as_deref()),
+            ("jcitizen", Some(101), Some("jcitizen"))
+        );
+        assert_eq!(u.email_address.as_deref(), Some("jane@example.com"));
+    }
+}

@@ -458,3 +458,35 @@ impl TargetDirectory for ConfluenceTarget {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_user_with_expansions() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/atlassian/confluence-user-page.json"
+        ))
+        .unwrap();
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let a = person(&page["results"][0]).unwrap();
+        assert_eq!(a.username, "jdoe");
+        assert_eq!(a.key.as_deref(), Some("4028d6768851c8900188556ba6000014"));
+        assert_eq!(
+            (a.display_name.as_str(), a.email.as_str(), a.active),
+            ("Jane Doe", "jdoe@example.com", false)
+        );
+        // No `_links.next`: last page.
+        assert!(page["_links"].get("next").is_none());
+        // Status as an object, and no status at all (treated as active).
+        assert!(
+            !person(&json!({"username":"x","status":{"value":"disabled"}}))
+                .unwrap()
+                .active
+        );
+        assert!(person(&json!({"username":"x"})).unwrap().active);
+        assert!(person(&json!({"type":"anonymous"})).is_none());
+    }
+}

@@ -472,3 +472,24 @@ impl TargetDirectory for CrowdTarget {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_real_server_user_list() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/atlassian/crowd-users.json"
+        ))
+        .unwrap();
+        let users: Users = serde_json::from_str(&body).unwrap();
+        let u = &users.users[0];
+        assert_eq!(u.name, "user01");
+        assert_eq!(u.display_name.as_deref(), Some("User01"));
+        assert_eq!(u.email.as_deref(), Some("user01@example.net"));
+        assert!(u.active);
+        assert!(u.key.is_none());
+    }
+}

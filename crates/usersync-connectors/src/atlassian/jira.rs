@@ -18,7 +18,7 @@
 //!   user does not count toward the licence.
 //! - Avatars use the documented three steps: temporary upload, crop/confirm, select.
 
-use super::client::{Client, json_body, run_all, seg, unexpected};
+use super::client::{Client, json_body, run_all, unexpected};
 use super::{AtlassianTargetConfig, Product};
 use crate::http::Idempotency;
 use async_trait::async_trait;
@@ -545,7 +545,7 @@ impl TargetDirectory for JiraTarget {
                     .req(Method::POST, &format!("{API}/user/avatar/temporary"))
                     .query(&[
                         ("username", username.to_string()),
-                        ("filename", format!("{}.{ext}", seg(username))),
+                        ("filename", format!("avatar.{ext}")),
                         ("size", photo.bytes.len().to_string()),
                     ])
                     .header("X-Atlassian-Token", "no-check")
@@ -600,5 +600,43 @@ impl TargetDirectory for JiraTarget {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/atlassian/");
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{FIX}{name}")).expect("fixture")
+    }
+
+    #[test]
+    fn parses_documented_user_list_page() {
+        let page: StreamPage = serde_json::from_str(&fixture("jira-user-list.json")).unwrap();
+        assert_eq!(page.is_last, Some(false));
+        assert_eq!(page.next_cursor, Some(serde_json::json!("10101")));
+        assert_eq!(page.values.len(), 2);
+        let fred = &page.values[0];
+        assert_eq!(fred.key.as_deref(), Some("JIRAUSER10100"));
+        assert_eq!(fred.email_address.as_deref(), Some("fred@example.com"));
+        assert!(fred.active && !fred.deleted);
+        assert!(!page.values[1].active);
+    }
+
+    #[test]
+    fn parses_documented_member_page_and_picker() {
+        let page: MemberPage = serde_json::from_str(&fixture("jira-group-member.json")).unwrap();
+        assert_eq!(
+            (page.is_last, page.total, page.values.len()),
+            (Some(false), Some(5), 1)
+        );
+        let picker: GroupSuggestions =
+            serde_json::from_str(&fixture("jira-groups-picker.json")).unwrap();
+        // 2 of 25: the read must fail rather than return a partial list.
+        assert_eq!(picker.total, Some(25));
+        assert_eq!(picker.groups[0].name, "jdog-developers");
     }
 }

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// One batch's request indices and its answers by request id.
+type ChunkAnswer = (Vec<usize>, BTreeMap<String, BatchItem>);
+
 /// Graph's limit of requests per batch.
 pub const MAX_BATCH: usize = 20;
 
@@ -101,7 +104,7 @@ pub async fn batch_get(
             break;
         }
         let chunks: Vec<Vec<usize>> = pending.chunks(MAX_BATCH).map(<[usize]>::to_vec).collect();
-        let answers: Vec<Result<(Vec<usize>, BTreeMap<String, BatchItem>), CallError>> = futures::stream::iter(chunks)
+        let answers: Vec<Result<ChunkAnswer, CallError>> = futures::stream::iter(chunks)
             .map(|chunk| async move {
                 let requests: Vec<Value> = chunk
                     .iter()

@@ -220,7 +220,7 @@ impl GraphSource {
 
     async fn read_tenant(
         &self,
-        prev: Option<&SourceSnapshot>,
+        prev: Option<SourceSnapshot>,
         cursor: Option<&Cursor>,
         full_reason: Option<String>,
     ) -> Result<Outcome, ConnectorError> {
@@ -239,16 +239,16 @@ impl GraphSource {
         let mut users = UserSet {
             users: prev_snap
                 .users
-                .iter()
-                .map(|u| (u.id.clone(), u.clone()))
+                .into_iter()
+                .map(|u| (u.id.clone(), u))
                 .collect(),
             ..Default::default()
         };
         let mut groups = GroupSet {
             groups: prev_snap
                 .groups
-                .iter()
-                .map(|g| (g.id.clone(), g.clone()))
+                .into_iter()
+                .map(|g| (g.id.clone(), g))
                 .collect(),
             ..Default::default()
         };
@@ -638,27 +638,34 @@ impl GraphSource {
         Ok(())
     }
 
-    async fn read_inner(&self, state: SourceSyncState) -> Result<SourceRead, ConnectorError> {
+    async fn read_inner(&self, mut state: SourceSyncState) -> Result<SourceRead, ConnectorError> {
         let req0 = self.client.counters.requests();
         let thr0 = self.client.counters.throttled();
         let cursor = Cursor::from_value(&state.cursor);
         let full_reason = self.full_reason(&state, cursor.as_ref());
-        let prev = state.snapshot.as_ref();
+        // Tags carried over to users re-read in full (photos are not part of delta).
+        let prev_photos: HashMap<String, PhotoRef> = state
+            .snapshot
+            .iter()
+            .flat_map(|s| s.users.iter())
+            .filter_map(|u| u.photo.clone().map(|p| (u.id.clone(), p)))
+            .collect();
         let mut out = if self.cfg.is_scoped() {
-            self.read_scoped(prev, cursor.as_ref(), full_reason).await?
+            self.read_scoped(state.snapshot.as_ref(), cursor.as_ref(), full_reason)
+                .await?
         } else {
-            self.read_tenant(prev, cursor.as_ref(), full_reason).await?
+            // The previous snapshot is patched in place (moved, not copied: large tenants).
+            self.read_tenant(state.snapshot.take(), cursor.as_ref(), full_reason)
+                .await?
         };
-        // Users re-read in full don't carry their previous tag yet; keep it unless refreshed.
-        if let Some(p) = prev {
-            for old in &p.users {
-                if let Some(u) = out.users.get_mut(&old.id)
-                    && u.photo.is_none()
-                {
-                    u.photo = old.photo.clone();
-                }
+        for u in out.users.values_mut() {
+            if u.photo.is_none()
+                && let Some(p) = prev_photos.get(&u.id)
+            {
+                u.photo = Some(p.clone());
             }
         }
+        drop(prev_photos);
         let targets = std::mem::replace(&mut out.photos, PhotoTargets::All);
         self.refresh_photo_tags(&mut out.users, targets, &mut out.warnings)
             .await?;
@@ -677,6 +684,8 @@ impl GraphSource {
             complete: out.complete,
             warnings: out.warnings,
         };
+        // Incomplete: the saved state must not advance, so hand back the old cursor (the store
+        // does not save incomplete reads anyway; the snapshot may have been consumed above).
         let next_state = if snapshot.complete {
             SourceSyncState {
                 cursor: out.cursor.to_value(),

@@ -192,3 +192,52 @@ async fn crowd_credentials_only_for_crowd() {
     cfg.auth = admin_auth(Product::Crowd);
     assert_eq!(build_target(&cfg).err().unwrap().kind, ErrorKind::Invalid);
 }
+
+/// Concurrency per target is bounded by `max_concurrency` (and reported in capabilities).
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    use std::time::{Duration, Instant};
+    let emu = start(Product::Jira).await;
+    let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        emu.handle()
+            .seed_user(usersync_emulators::atlassian::SeedUser::new(n));
+    }
+    emu.handle().seed_group("g1");
+    emu.handle().seed_group("g2");
+    emu.handle().set_latency(Duration::from_millis(100));
+    let mut cfg = config(Product::Jira, &emu);
+    cfg.max_concurrency = 2;
+    let t = build_target(&cfg).unwrap();
+    assert_eq!(t.capabilities().max_concurrency, 2);
+    let started = Instant::now();
+    t.add_members("g1", &names).await.unwrap();
+    let serialised = started.elapsed();
+    // 8 requests, 2 at a time, 100 ms each: at least 4 rounds.
+    assert!(serialised >= Duration::from_millis(390), "{serialised:?}");
+    cfg.max_concurrency = 8;
+    let t = build_target(&cfg).unwrap();
+    let started = Instant::now();
+    t.add_members("g2", &names).await.unwrap();
+    assert!(
+        started.elapsed() < serialised,
+        "{:?} vs {serialised:?}",
+        started.elapsed()
+    );
+    assert_eq!(emu.handle().members("g1").len(), 8);
+    assert_eq!(emu.handle().members("g2").len(), 8);
+}
+
+/// The per-request timeout is configurable; a slow server ends in Unreachable ("timed out").
+#[tokio::test]
+async fn timeout_is_configurable() {
+    use std::time::Duration;
+    let emu = start(Product::Bitbucket).await;
+    emu.handle().set_latency(Duration::from_millis(800));
+    let mut cfg = config(Product::Bitbucket, &emu);
+    cfg.timeout = Duration::from_millis(100);
+    cfg.retry.max_attempts = 2;
+    let e = build_target(&cfg).unwrap().read().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unreachable, "{}", e.message);
+    assert!(e.message.contains("timed out"), "{}", e.message);
+}

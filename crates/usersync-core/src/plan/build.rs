@@ -793,6 +793,13 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
     for (ai, a) in access.iter().enumerate() {
         gindex.insert(name_key(a), GRef::Access(ai));
     }
+    let mut gexact: HashMap<&str, GRef> = HashMap::with_capacity(gindex.len());
+    for (gi, g) in mgroups.iter().enumerate() {
+        gexact.insert(g.name.as_str(), GRef::Managed(gi));
+    }
+    for (ai, a) in access.iter().enumerate() {
+        gexact.insert(a.as_str(), GRef::Access(ai));
+    }
     let mut want: HashMap<&str, Vec<usize>> = HashMap::with_capacity(musers.len());
     for (gi, g) in mgroups.iter().enumerate() {
         for m in g.members {
@@ -817,7 +824,13 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 accounts[i]
                     .groups
                     .iter()
-                    .filter_map(|g| gindex.get(&name_key(g)).copied())
+                    // Exact-case hit first: avoids lower-casing millions of names.
+                    .filter_map(|g| {
+                        gexact
+                            .get(g.as_str())
+                            .or_else(|| gindex.get(&name_key(g)))
+                            .copied()
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -874,7 +887,7 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
     let mut add_list: Vec<(GRef, Vec<String>)> = adds.into_iter().collect();
     add_list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (r, mut users) in add_list {
-        users.sort_unstable_by_key(|u| name_key(u));
+        users.sort_by_cached_key(|u| name_key(u));
         let group = gname(r).to_string();
         let what = match r {
             GRef::Managed(_) => "members of the source group",

@@ -22,7 +22,7 @@ use super::model::{ALL_CHANGED, Directory, Life, MemberRef, TRACKED_USER_PROPS, 
 use super::odata::{
     GResult, GraphError, GraphResponse, Query, context, decode_token, enc, encode_token,
 };
-use super::routes::{GROUP_PROPS, USER_DEFAULT, USER_PROPS, group_json, resolve_select, user_json};
+use super::props::{GROUP_PROPS, USER_DEFAULT, USER_PROPS, group_json, resolve_select, user_json};
 
 /// Paging state of one delta round (inside `$skiptoken`).
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod apps;
 pub mod auth;
 pub mod batch;
 pub mod cli;
@@ -29,8 +30,11 @@ pub mod control;
 pub mod delta;
 pub mod faults;
 pub mod generator;
+pub mod listing;
 pub mod model;
 pub mod odata;
+pub mod photos;
+pub mod props;
 pub mod routes;
 pub mod tls;
 
