@@ -77,6 +77,30 @@ fn source() -> SourceSnapshot {
     }
 }
 
+/// User + system CPU time of this process (ms), so figures survive a busy machine.
+fn cpu_ms() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some((rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?) * 10)
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `f`, printing wall and CPU time.
+fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    let (t, c) = (Instant::now(), cpu_ms());
+    let out = f();
+    print!(
+        "{label:<26} wall {:>8.2?}  cpu {:>6} ms",
+        t.elapsed(),
+        cpu_ms() - c
+    );
+    out
+}
+
 fn peak_rss() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -126,13 +150,15 @@ fn main() {
     // Initial sync: empty target, no links.
     let empty_t = TargetSnapshot::default();
     let empty_l = LinkTable::default();
-    let t = Instant::now();
-    let scope = usersync_core::scope::resolve_scope(&src, &settings.scope).expect("valid scope");
-    println!("  (scope alone:         {:>8.2?})", t.elapsed());
+    let scope = timed("initial  scope alone", || {
+        usersync_core::scope::resolve_scope(&src, &settings.scope).expect("valid scope")
+    });
+    println!();
     drop(scope);
-    let t = Instant::now();
-    let desired = desired_state(&src, &settings, &caps).expect("valid settings");
-    println!("initial  mapping+scope: {:>8.2?}", t.elapsed());
+    let desired = timed("initial  mapping+scope", || {
+        desired_state(&src, &settings, &caps).expect("valid settings")
+    });
+    println!();
     let input = PlanInput {
         source: &src,
         target: &empty_t,
@@ -141,13 +167,8 @@ fn main() {
         capabilities: &caps,
         now_ms,
     };
-    let t = Instant::now();
-    let initial = plan_desired(&input, &desired);
-    println!(
-        "initial  plan:          {:>8.2?}  {}",
-        t.elapsed(),
-        summary(&initial)
-    );
+    let initial = timed("initial  plan", || plan_desired(&input, &desired));
+    println!("\n    {}", summary(&initial));
 
     // Target = desired: every account and group exists, linked, with its memberships.
     let mut groups_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
@@ -198,9 +219,10 @@ fn main() {
     }
     drop(desired);
 
-    let t = Instant::now();
-    let desired = desired_state(&src, &settings, &caps).expect("valid settings");
-    println!("no-change mapping+scope: {:>7.2?}", t.elapsed());
+    let desired = timed("no-change mapping+scope", || {
+        desired_state(&src, &settings, &caps).expect("valid settings")
+    });
+    println!();
     let input = PlanInput {
         source: &src,
         target: &target,
@@ -209,12 +231,7 @@ fn main() {
         capabilities: &caps,
         now_ms,
     };
-    let t = Instant::now();
-    let replan = plan_desired(&input, &desired);
-    println!(
-        "no-change plan:          {:>7.2?}  {}",
-        t.elapsed(),
-        summary(&replan)
-    );
+    let replan = timed("no-change plan", || plan_desired(&input, &desired));
+    println!("\n    {}", summary(&replan));
     println!("peak RSS (VmHWM): {}", peak_rss());
 }

@@ -176,10 +176,13 @@ pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
 }
 
 fn explain_toml(e: &toml::de::Error) -> String {
-    let msg = e.message();
-    let hint = if msg.contains("client_secret") && msg.contains("string")
-        || msg.contains("invalid type: string")
-    {
+    // serde quotes the offending value; when that value is an inline secret it must not be
+    // echoed, so values are never repeated back.
+    let msg = regex::Regex::new(r#"string "(?:[^"\\]|\\.)*""#)
+        .map(|re| re.replace_all(e.message(), "a string").into_owned())
+        .unwrap_or_else(|_| "invalid value".into());
+    let msg = msg.as_str();
+    let hint = if msg.contains("expected struct SecretRef") {
         "\nhint: secrets are never written inline; use e.g. `client_secret = { env = \"ENTRA_SECRET\" }` or `{ file = \"/run/secrets/entra\" }`"
     } else {
         ""

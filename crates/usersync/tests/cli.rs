@@ -154,7 +154,10 @@ async fn simulate_then_sync_then_nothing() {
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
     assert_eq!(report["schema_version"], 1);
     assert_eq!(jira.stats().writes(), 0, "simulate must not write");
-    assert_eq!(jira.handle().snapshot(), before);
+    assert_eq!(
+        serde_json::to_value(jira.handle().snapshot()).unwrap(),
+        serde_json::to_value(before).unwrap()
+    );
 
     let out = tokio::task::spawn_blocking({
         let d = d.clone();
@@ -242,4 +245,61 @@ async fn mass_removal_is_held_with_exit_4_until_overridden() {
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(jira.stats().writes() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_sync_converges_on_the_next_run() {
+    let (graph, jira) = emulators(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path().to_path_buf();
+    // Slow writes so the kill lands in the middle of the apply.
+    jira.handle().set_latency(std::time::Duration::from_millis(15));
+    let mut child = bin()
+        .arg("--config")
+        .arg(d.join("usersync.toml"))
+        .arg("sync")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some writes happened, then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while jira.stats().writes() < 30 {
+        assert!(std::time::Instant::now() < deadline, "sync never started writing");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = jira.handle().users().len();
+    jira.handle().set_latency(std::time::Duration::ZERO);
+
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let users = jira.handle().users();
+    assert!(users.len() >= partial);
+    // No duplicates: every e-mail (unique per generated source user) appears once.
+    let mut emails: Vec<String> = users.iter().map(|u| u.email.to_lowercase()).collect();
+    let n = emails.len();
+    emails.sort();
+    emails.dedup();
+    assert_eq!(emails.len(), n, "duplicate accounts after an interrupted apply");
+
+    // Converged: one more run has nothing to do.
+    jira.reset_stats();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["--format", "json", "sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(jira.stats().writes(), 0, "not converged: {}", out.stdout);
+    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"])).await.unwrap();
+    assert!(out.stdout.contains("interrupted"), "{}", out.stdout);
 }

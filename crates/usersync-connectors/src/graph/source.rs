@@ -19,7 +19,10 @@
 //!   changes.
 //! - Completeness: a page that still fails after the shared retry policy stops that listing
 //!   (its nextLink is lost with it); the snapshot is returned with `complete = false`, a
-//!   warning naming the request, and the input state as `next_state`. Credential and
+//!   warning naming the request, and `next_state` carrying the *old* cursor (delta links never
+//!   advance; in whole-tenant mode the old snapshot was patched in place, so `next_state.snapshot`
+//!   is `None`, which would force a full read if it were ever saved). Throttling that outlasts
+//!   the retry budget and unreachable hosts are treated the same way. Credential and
 //!   permission failures (token errors, 401, 403) are returned as `Err` — they would fail every
 //!   request.
 
@@ -257,13 +260,21 @@ impl GraphSource {
             self.round(glink, "groups delta", |items| groups.apply(items)),
         );
         for r in [&ru, &rg] {
-            if let RoundEnd::Failed { err, .. } = r
-                && err.is_delta_reset()
-            {
-                tracing::info!("Graph delta state expired or reset; doing a full read");
-                return self
-                    .tenant_full("full (delta state expired)".into(), cursor)
-                    .await;
+            if let RoundEnd::Failed { err, page, .. } = r {
+                if err.is_delta_reset() {
+                    tracing::info!("Graph delta state expired or reset; doing a full read");
+                    return self
+                        .tenant_full("full (delta state expired)".into(), cursor)
+                        .await;
+                }
+                // A saved deltaLink rejected outright as a bad request (e.g. "Specified delta
+                // token is invalid") can never succeed; a full read replaces it.
+                if *page == 1 && err.status() == Some(400) {
+                    tracing::warn!("Graph rejected the saved delta link; doing a full read");
+                    return self
+                        .tenant_full("full (delta state invalid)".into(), cursor)
+                        .await;
+                }
             }
         }
         groups.prune(&users.removed);

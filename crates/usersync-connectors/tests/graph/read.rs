@@ -351,3 +351,20 @@ async fn token_is_cached_and_refreshed_before_expiry() {
     assert_eq!(emu.stats().get("token"), 2);
     assert_eq!(emu.stats().get("unauthorized"), 0);
 }
+
+#[tokio::test]
+async fn rejected_delta_link_falls_back_to_full_read() {
+    let emu = start(GraphConfig::tiny()).await;
+    let src = GraphSource::new(config(&emu)).unwrap();
+    let first = src.read(None).await.unwrap();
+    let mut state = first.next_state;
+    let mut c = Cursor::from_value(&state.cursor).unwrap();
+    let link = c.users_delta_link.take().unwrap();
+    let cut = link.find("deltatoken=").unwrap() + "deltatoken=".len();
+    c.users_delta_link = Some(format!("{}garbage", &link[..cut]));
+    state.cursor = c.to_value();
+    let r = src.read(Some(state)).await.unwrap();
+    assert_eq!(r.stats.mode, "full (delta state invalid)");
+    assert!(r.snapshot.complete);
+    assert_matches_tenant(&r.snapshot, &emu);
+}
