@@ -90,10 +90,10 @@ pub fn apply_outcome_to_links(
                     l.pending_username = None;
                 }
             }
-            OpKind::CreateGroup { source_id, .. } => {
-                if links.groups.get(source_id).is_some_and(|g| g.pending) {
-                    links.groups.remove(source_id);
-                }
+            OpKind::CreateGroup { source_id, .. }
+                if links.groups.get(source_id).is_some_and(|g| g.pending) =>
+            {
+                links.groups.remove(source_id);
             }
             _ => {}
         }

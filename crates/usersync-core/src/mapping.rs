@@ -169,3 +169,67 @@ fn email(user: &SourceUser) -> String {
     }
     guest_original_address(&user.upn).unwrap_or_else(|| user.upn.trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::full_capabilities;
+
+    fn user(upn: &str, mail: Option<&str>) -> SourceUser {
+        SourceUser {
+            id: "id".into(),
+            upn: upn.into(),
+            mail: mail.map(str::to_string),
+            given_name: Some("Ann".into()),
+            surname: Some("Lee".into()),
+            display_name: None,
+            enabled: true,
+            sam_account_name: None,
+            employee_id: None,
+            photo: None,
+        }
+    }
+
+    #[test]
+    fn guest_upn_becomes_original_address() {
+        assert_eq!(
+            guest_original_address("first.last_example.com#EXT#@tenant.onmicrosoft.com").as_deref(),
+            Some("first.last@example.com")
+        );
+        assert_eq!(guest_original_address("a_b@example.com"), None);
+    }
+
+    #[test]
+    fn source_fallback_and_transforms() {
+        let caps = full_capabilities();
+        let settings = MappingSettings {
+            username_source: UsernameSource::SamAccountName,
+            username_fallback: Some(UsernameSource::Mail),
+            username_transforms: vec![UsernameTransform::StripDomain, UsernameTransform::Lowercase],
+        };
+        let spec = map_user(
+            &user("x@t.com", Some("Ann.Lee@Example.com")),
+            &settings,
+            &caps,
+        )
+        .expect("maps");
+        assert_eq!(spec.username, "ann.lee");
+        assert_eq!(spec.display_name, "Ann Lee");
+        assert_eq!(spec.email, "Ann.Lee@Example.com");
+        let guest = user("ann_partner.org#EXT#@t.onmicrosoft.com", None);
+        let spec = map_user(&guest, &MappingSettings::default(), &caps).expect("maps");
+        assert_eq!(
+            (spec.username.as_str(), spec.email.as_str()),
+            ("ann@partner.org", "ann@partner.org")
+        );
+    }
+
+    #[test]
+    fn invalid_names_are_rejected() {
+        for bad in ["", "a b", "a\u{7}b", "a<b", "a\"b", "a+b", "a\\b"] {
+            assert!(validate_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_username(&"x".repeat(256)).is_err());
+        assert!(validate_username(&"x".repeat(255)).is_ok());
+    }
+}

@@ -180,6 +180,8 @@ fn check_scenario(src: &SourceSnapshot, start_t: &TargetSnapshot, start_l: &Link
                 "limit {limit}, lose_journal {lose_journal}"
             );
             assert!(final_l.users.values().all(|u| u.pending_username.is_none()));
+            assert!(final_l.groups.values().all(|g| !g.pending));
+            assert_eq!(final_l.groups.len(), reference_l.groups.len());
         }
     }
 }

@@ -289,7 +289,11 @@ fn op_usernames(k: &OpKind) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // 96 cases keep the suite at well under a second; PROPTEST_CASES=5000 for a deep run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn deterministic(old in world(), new in world(), k in knobs(), d in drift()) {

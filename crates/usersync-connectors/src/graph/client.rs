@@ -252,3 +252,53 @@ pub fn json_or_error(reply: Reply, what: &str) -> Result<Value, CallError> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: u16, body: &str) -> CallError {
+        json_or_error(
+            Reply {
+                status,
+                headers: Default::default(),
+                body: body.as_bytes().to_vec(),
+            },
+            "GET x",
+        )
+        .unwrap_err()
+    }
+
+    #[test]
+    fn delta_reset_answers() {
+        // Captured 410 (graph docs issue #2350) and the codes of graph/errors.
+        let gone = err(
+            410,
+            r#"{"error":{"code":"SyncStateNotFound","message":"The sync state generation is not found; generation=149;[highest=157][157][155][156].","innerError":{"request-id":"r","date":"d"}}}"#,
+        );
+        assert!(gone.is_delta_reset());
+        assert!(
+            err(
+                400,
+                r#"{"error":{"code":"syncStateNotFound","message":"expired"}}"#
+            )
+            .is_delta_reset()
+        );
+        assert!(
+            err(
+                400,
+                r#"{"error":{"code":"resyncRequired","message":"reset"}}"#
+            )
+            .is_delta_reset()
+        );
+        let denied = err(
+            403,
+            r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#,
+        );
+        assert!(!denied.is_delta_reset());
+        let e = denied.into_connector();
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+        assert!(e.message.contains("Grant admin consent"));
+        assert_eq!(err(500, "<html>").code(), "");
+    }
+}

@@ -213,6 +213,15 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         let link = input.links.groups.get(sid);
         if let Some(gl) = link {
             if let Some(&i) = gby_name.get(&name_key(&gl.name)) {
+                if gl.pending {
+                    p.push(
+                        OpKind::AdoptGroup {
+                            source_id: sid.clone(),
+                            name: tgroups[i].name.clone(),
+                        },
+                        "confirms a group create an earlier run did not record: the group exists",
+                    );
+                }
                 // Atlassian groups cannot be renamed and permission schemes refer to them by
                 // name, so a group renamed at the source keeps its target name.
                 if name_key(&gl.name) != key {
@@ -489,17 +498,15 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     },
                     why,
                 );
-                if sync_avatars {
-                    if let Some(tag) = &d.photo_tag {
-                        p.push(
-                            OpKind::SetAvatar {
-                                source_id: sid.clone(),
-                                username: d.account.username.clone(),
-                                photo_tag: tag.clone(),
-                            },
-                            "the new account gets the source profile picture",
-                        );
-                    }
+                if let Some(tag) = d.photo_tag.as_ref().filter(|_| sync_avatars) {
+                    p.push(
+                        OpKind::SetAvatar {
+                            source_id: sid.clone(),
+                            username: d.account.username.clone(),
+                            photo_tag: tag.clone(),
+                        },
+                        "the new account gets the source profile picture",
+                    );
                 }
                 musers.push(MUser {
                     source_id: sid,
@@ -636,19 +643,20 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 format!("the source {} changed", fields.join(" and ")),
             );
         }
-        if sync_avatars && d.enabled {
-            if let Some(tag) = &d.photo_tag {
-                if link.and_then(|l| l.photo_tag.as_ref()) != Some(tag) {
-                    p.push(
-                        OpKind::SetAvatar {
-                            source_id: sid.clone(),
-                            username: name.clone(),
-                            photo_tag: tag.clone(),
-                        },
-                        "the source profile picture changed",
-                    );
-                }
-            }
+        let uploaded = link.and_then(|l| l.photo_tag.as_ref());
+        if let Some(tag) = d
+            .photo_tag
+            .as_ref()
+            .filter(|t| sync_avatars && d.enabled && uploaded != Some(*t))
+        {
+            p.push(
+                OpKind::SetAvatar {
+                    source_id: sid.clone(),
+                    username: name.clone(),
+                    photo_tag: tag.clone(),
+                },
+                "the source profile picture changed",
+            );
         }
         musers.push(MUser {
             source_id: sid,
@@ -885,7 +893,7 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         }
     }
     let mut add_list: Vec<(GRef, Vec<String>)> = adds.into_iter().collect();
-    add_list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    add_list.sort_unstable_by_key(|a| a.0);
     for (r, mut users) in add_list {
         users.sort_by_cached_key(|u| name_key(u));
         let group = gname(r).to_string();
