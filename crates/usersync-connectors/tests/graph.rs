@@ -8,5 +8,7 @@ mod common;
 mod connection;
 #[path = "graph/faults.rs"]
 mod faults;
+#[path = "graph/plan.rs"]
+mod plan;
 #[path = "graph/read.rs"]
 mod read;
