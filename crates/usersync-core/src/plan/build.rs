@@ -40,6 +40,8 @@ struct MUser<'a> {
     protected: bool,
     /// Why the user is leaving (for removal reasons).
     why: String,
+    /// In the desired state (false for leavers).
+    synced: bool,
 }
 
 /// A group target memberships are kept in.
@@ -515,6 +517,7 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     mode: Mode::Active,
                     protected: p.is_protected(&d.account.username),
                     why: String::new(),
+                    synced: true,
                 });
                 continue;
             }
@@ -665,6 +668,7 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
             mode,
             protected,
             why: String::new(),
+            synced: true,
         });
     }
 
@@ -703,6 +707,7 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
             mode: Mode::Frozen,
             protected: p.is_protected(&a.username),
             why: why.to_string(),
+            synced: false,
         };
         let active = p.is_active(a, Some(link));
         if mu.protected {
@@ -826,7 +831,8 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         if mu.mode == Mode::Frozen {
             continue;
         }
-        let current: BTreeSet<GRef> = mu
+        // Sorted, de-duplicated vectors: far cheaper than a tree set per user at scale.
+        let mut current: Vec<GRef> = mu
             .account
             .map(|i| {
                 accounts[i]
@@ -842,6 +848,8 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                     .collect()
             })
             .unwrap_or_default();
+        current.sort_unstable();
+        current.dedup();
         let wanted_managed = || {
             want.get(mu.source_id)
                 .into_iter()
@@ -855,18 +863,20 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
                 .copied()
                 .filter(|r| matches!(r, GRef::Access(_)))
         };
-        let target: BTreeSet<GRef> = match mu.mode {
+        let mut target: Vec<GRef> = match mu.mode {
             Mode::Active => wanted_managed().chain(access_all()).collect(),
             Mode::Disabled => wanted_managed().chain(current_access()).collect(),
             Mode::Leaver => current_access().collect(),
-            Mode::Fallback | Mode::Frozen => BTreeSet::new(),
+            Mode::Fallback | Mode::Frozen => Vec::new(),
         };
+        target.sort_unstable();
+        target.dedup();
         let mut changed = false;
-        for r in target.difference(&current) {
+        for r in target.iter().filter(|r| current.binary_search(r).is_err()) {
             adds.entry(*r).or_default().push(mu.name.clone());
             changed = true;
         }
-        for r in current.difference(&target) {
+        for r in current.iter().filter(|r| target.binary_search(r).is_err()) {
             if mu.protected {
                 continue;
             }
@@ -968,11 +978,7 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
     let unchanged = {
         let mut v: Vec<&MUser<'_>> = musers
             .iter()
-            .filter(|m| {
-                m.account.is_some()
-                    && desired.users.contains_key(m.source_id)
-                    && !p.touched.contains(m.source_id)
-            })
+            .filter(|m| m.account.is_some() && m.synced && !p.touched.contains(m.source_id))
             .collect();
         v.sort_by_cached_key(|m| (name_key(&m.name), m.source_id));
         v.into_iter().map(|m| m.name.clone()).collect::<Vec<_>>()
