@@ -154,10 +154,16 @@ pub async fn send(
                 let ambiguous = err.is_timeout() || err.is_body() || err.is_decode();
                 let can_retry = idempotency == Idempotency::Idempotent || !ambiguous;
                 let d = backoff(policy, attempt);
-                if !can_retry || attempt >= policy.max_attempts || waited + d > policy.max_total_wait {
+                if !can_retry
+                    || attempt >= policy.max_attempts
+                    || waited + d > policy.max_total_wait
+                {
                     let mut e = ConnectorError::new(
                         ErrorKind::Unreachable,
-                        format!("{what}: {} (after {attempt} attempts) — check the URL, DNS, proxy and TLS settings", describe(&err)),
+                        format!(
+                            "{what}: {} (after {attempt} attempts) — check the URL, DNS, proxy and TLS settings",
+                            describe(&err)
+                        ),
                     );
                     e.status = None;
                     return Err(e);
@@ -186,7 +192,11 @@ pub fn describe(err: &reqwest::Error) -> String {
     };
     let mut msg = kind.to_string();
     if let Some(url) = err.url() {
-        msg.push_str(&format!(" to {}://{}", url.scheme(), url.host_str().unwrap_or("?")));
+        msg.push_str(&format!(
+            " to {}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or("?")
+        ));
         if let Some(p) = url.port() {
             msg.push_str(&format!(":{p}"));
         }
@@ -206,10 +216,16 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("2.128"), Some(Duration::from_millis(2128)));
+        assert_eq!(
+            parse_retry_after("2.128"),
+            Some(Duration::from_millis(2128))
+        );
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("soon"), None);
         // A date in the past means "now".
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
     }
 }

@@ -910,6 +910,7 @@ async fn failing_write(p: Product) {
     t.sync_ok().await;
     user_mut(&mut t.src, "u-carol").display_name = Some("Carol Cooper".into());
     user_mut(&mut t.src, "u-alice").display_name = Some("Alice Archer".into());
+    user_mut(&mut t.src, "u-dave").mail = Some("dave.davis@example.com".into());
     group_mut(&mut t.src, "g-sales")
         .member_users
         .insert("u-bob".into());
@@ -947,9 +948,14 @@ async fn failing_write(p: Product) {
         t.h.user("alice").expect("alice").display_name,
         "Alice Archer"
     );
+    assert_eq!(
+        t.h.user("dave").expect("dave").email,
+        "dave.davis@example.com"
+    );
     assert_eq!(t.h.members("Sales"), ["bob", "dave"]);
-    // Only the applied change is reported as a change.
-    assert_eq!(run.report.users.modified.len(), 1, "{p:?}");
+    // Only the applied changes are reported as changes.
+    assert_eq!(run.report.users.modified.len(), 2, "{p:?}");
+    assert_eq!(run.report.counts.users_updated, 2, "{p:?}");
 
     t.h.update_faults(|f| f.fail_users.clear());
     let run = t.sync_ok().await;

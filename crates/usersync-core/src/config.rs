@@ -1,6 +1,6 @@
 //! Sync settings the engine needs: how source users map to target accounts, which users are in
-//! scope, and what happens to leavers. Deserialisable from the TOML config file; validated by
-//! [`SyncSettings::validate`], whose errors name the field and the fix.
+//! scope, and what happens to leavers. Deserialisable from the TOML config file; the
+//! binary validates it on load with errors that name the field and the fix.
 
 use serde::{Deserialize, Serialize};
 

@@ -160,10 +160,10 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         )
     })?;
     let mut cfg = parse(&text).with_context(|| format!("in {}", path.display()))?;
-    if cfg.data_dir.is_relative() {
-        if let Some(dir) = path.parent() {
-            cfg.data_dir = dir.join(&cfg.data_dir);
-        }
+    if cfg.data_dir.is_relative()
+        && let Some(dir) = path.parent()
+    {
+        cfg.data_dir = dir.join(&cfg.data_dir);
     }
     Ok(cfg)
 }

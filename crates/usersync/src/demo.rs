@@ -89,12 +89,14 @@ fn show(runs: &[TargetRun], format: Format, graph: &GraphEmulator, jira: &Atlass
 /// Runs the demo.
 pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
     let users = a.users.clamp(10, 100_000) as u32;
-    let mut gcfg = GraphConfig::default();
-    gcfg.directory = DirectorySeed::Custom {
-        users,
-        groups: (users / 10).max(3),
-        memberships: users * 3,
-        seed: 42,
+    let gcfg = GraphConfig {
+        directory: DirectorySeed::Custom {
+            users,
+            groups: (users / 10).max(3),
+            memberships: users * 3,
+            seed: 42,
+        },
+        ..GraphConfig::default()
     };
     let graph = GraphEmulator::start(gcfg)
         .await

@@ -68,7 +68,13 @@ impl Progress {
 }
 
 impl usersync_core::engine::Progress for Progress {
-    fn on_outcome(&self, _: &usersync_core::plan::Operation, _: &usersync_core::plan::OpOutcome, _: usize, _: usize) {
+    fn on_outcome(
+        &self,
+        _: &usersync_core::plan::Operation,
+        _: &usersync_core::plan::OpOutcome,
+        _: usize,
+        _: usize,
+    ) {
         if let Some(pb) = &self.0 {
             pb.inc(1);
         }

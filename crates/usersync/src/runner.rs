@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use usersync_connectors::atlassian::{self, AtlassianAuth, AtlassianTargetConfig, Product};
-use usersync_connectors::graph::{self, GraphCloud, GraphCredential, GraphSource, GraphSourceConfig};
+use usersync_connectors::graph::{
+    self, GraphCloud, GraphCredential, GraphSource, GraphSourceConfig,
+};
 use usersync_core::plan::{PlanInput, plan};
 use usersync_core::ports::SourceDirectory;
 use usersync_core::report::Report;
@@ -46,16 +48,23 @@ fn now_ms() -> i64 {
 }
 
 fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// Builds the Graph connector's settings from the file.
 pub fn source_config(s: &SourceConfig) -> anyhow::Result<GraphSourceConfig> {
     let credential = match (&s.client_secret, &s.certificate_file, &s.private_key) {
-        (Some(secret), _, _) => GraphCredential::Secret(resolve_secret(secret, "source.client_secret")?),
+        (Some(secret), _, _) => {
+            GraphCredential::Secret(resolve_secret(secret, "source.client_secret")?)
+        }
         (None, Some(cert), Some(key)) => {
             let cert_pem = std::fs::read_to_string(cert).with_context(|| {
-                format!("source.certificate_file: cannot read {} — check the path", cert.display())
+                format!(
+                    "source.certificate_file: cannot read {} — check the path",
+                    cert.display()
+                )
             })?;
             GraphCredential::Certificate {
                 cert_pem,
@@ -73,13 +82,19 @@ pub fn source_config(s: &SourceConfig) -> anyhow::Result<GraphSourceConfig> {
             scope: None,
         },
         (_, Some(_), None) | (_, None, Some(_)) => {
-            return Err(exit::config_err("source.login_url / source.graph_url: set both, or neither (and use source.cloud)"));
+            return Err(exit::config_err(
+                "source.login_url / source.graph_url: set both, or neither (and use source.cloud)",
+            ));
         }
         (None | Some("global"), None, None) => GraphCloud::Global,
         (Some("us_gov_l4"), None, None) => GraphCloud::UsGovL4,
         (Some("us_gov_l5"), None, None) => GraphCloud::UsGovL5Dod,
         (Some("china"), None, None) => GraphCloud::China,
-        (Some(other), None, None) => return Err(exit::config_err(format!("source.cloud: unknown cloud `{other}`"))),
+        (Some(other), None, None) => {
+            return Err(exit::config_err(format!(
+                "source.cloud: unknown cloud `{other}`"
+            )));
+        }
     };
     cfg.read_photos = s.sync_photos;
     if let Some(h) = s.full_reconcile_every_hours {
@@ -322,7 +337,6 @@ async fn run_target(
         );
         let opts = usersync_core::engine::ApplyOptions {
             max_concurrency: caps.max_concurrency,
-            ..Default::default()
         };
         let result =
             usersync_core::engine::apply(&the_plan, target.as_ref(), source, &journal, &opts, &bar)

@@ -67,12 +67,14 @@ access_groups = ["jira-software-users"]
 }
 
 async fn emulators(users: u32) -> (GraphEmulator, AtlassianEmulator) {
-    let mut g = GraphConfig::default();
-    g.directory = DirectorySeed::Custom {
-        users,
-        groups: 5,
-        memberships: users * 2,
-        seed: 7,
+    let g = GraphConfig {
+        directory: DirectorySeed::Custom {
+            users,
+            groups: 5,
+            memberships: users * 2,
+            seed: 7,
+        },
+        ..GraphConfig::default()
     };
     let graph = GraphEmulator::start(g).await.unwrap();
     let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2))
@@ -254,7 +256,8 @@ async fn killed_sync_converges_on_the_next_run() {
     write_config(dir.path(), &graph, &jira, "");
     let d = dir.path().to_path_buf();
     // Slow writes so the kill lands in the middle of the apply.
-    jira.handle().set_latency(std::time::Duration::from_millis(15));
+    jira.handle()
+        .set_latency(std::time::Duration::from_millis(15));
     let mut child = bin()
         .arg("--config")
         .arg(d.join("usersync.toml"))
@@ -266,7 +269,10 @@ async fn killed_sync_converges_on_the_next_run() {
     // Wait until some writes happened, then kill -9.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while jira.stats().writes() < 30 {
-        assert!(std::time::Instant::now() < deadline, "sync never started writing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sync never started writing"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     child.kill().unwrap();
@@ -288,7 +294,11 @@ async fn killed_sync_converges_on_the_next_run() {
     let n = emails.len();
     emails.sort();
     emails.dedup();
-    assert_eq!(emails.len(), n, "duplicate accounts after an interrupted apply");
+    assert_eq!(
+        emails.len(),
+        n,
+        "duplicate accounts after an interrupted apply"
+    );
 
     // Converged: one more run has nothing to do.
     jira.reset_stats();
@@ -300,6 +310,8 @@ async fn killed_sync_converges_on_the_next_run() {
     .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(jira.stats().writes(), 0, "not converged: {}", out.stdout);
-    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"]))
+        .await
+        .unwrap();
     assert!(out.stdout.contains("interrupted"), "{}", out.stdout);
 }
