@@ -1360,18 +1360,13 @@ per_product!(
     unmanaged_untouched,
 );
 
-/// Tests that assert the correct behaviour where the product code is wrong today. Ignored so
-/// the suite stays green; run with `--ignored` to see them fail.
-mod known_bugs {
+/// Regression tests for bugs these end-to-end tests found.
+mod regressions {
     use super::*;
 
     /// With batch membership (Bitbucket) the engine drops the users whose create failed from an
-    /// `AddMembers` batch (`usersync-core/src/engine.rs`, `Run::write`, `OpKind::AddMembers`)
-    /// but the op is reported `Applied` and the report (`report.rs`, `Report::add_change`)
-    /// lists — and counts — every username of the planned batch, including the ones never
-    /// added.
+    /// `AddMembers` batch; the report must not list (or count) those memberships as added.
     #[tokio::test]
-    #[ignore = "BUG: report lists batch memberships of users whose create failed (engine.rs AddMembers / report.rs add_change)"]
     async fn bitbucket_report_lists_memberships_of_a_failed_create() {
         let mut t = Harness::new(Product::Bitbucket).await;
         t.h.fail_writes_for_user("carol", 400, "Username carol is reserved");

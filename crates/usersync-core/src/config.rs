@@ -111,7 +111,8 @@ pub enum AdoptMode {
     ByUsernameOrEmail,
 }
 
-/// The mass-removal guard.
+/// The mass-removal guard. Independently of these limits, a run that would deactivate or
+/// delete every managed account (two or more) is always held.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemovalGuard {

@@ -2,6 +2,7 @@
 //! `docs/report-schema.md`) and a readable text summary. Built from a plan, plus per-operation
 //! outcomes after an apply; simulate and sync share this code.
 
+use crate::model::name_key;
 use crate::plan::{
     Conflict, FieldChange, OpKind, OpOutcome, Operation, Plan, PlanCounts, SkippedUser,
 };
@@ -225,6 +226,24 @@ impl Report {
             warnings: plan.warnings.clone(),
             operations: Vec::with_capacity(plan.ops.len()),
         };
+        // Accounts that do not exist under their planned name because their create, adopt or
+        // rename did not apply. The engine drops them from membership batches, so the report
+        // must not list those memberships as added.
+        let absent: std::collections::BTreeSet<String> = match outcomes {
+            Some(o) => plan
+                .ops
+                .iter()
+                .zip(o)
+                .filter(|(_, out)| !matches!(out, OpOutcome::Applied { .. }))
+                .filter_map(|(op, _)| match &op.kind {
+                    OpKind::CreateUser { account, .. } => Some(name_key(&account.username)),
+                    OpKind::AdoptUser { username, .. } => Some(name_key(username)),
+                    OpKind::RenameUser { to, .. } => Some(name_key(to)),
+                    _ => None,
+                })
+                .collect(),
+            None => Default::default(),
+        };
         for (i, op) in plan.ops.iter().enumerate() {
             let outcome = outcomes.and_then(|o| o.get(i)).cloned();
             match &outcome {
@@ -238,7 +257,7 @@ impl Report {
                 .as_ref()
                 .is_none_or(|o| matches!(o, OpOutcome::Applied { .. }))
             {
-                r.add_change(op);
+                r.add_change(op, &absent);
             }
             r.operations.push(OpRecord {
                 op: op.clone(),
@@ -265,7 +284,7 @@ impl Report {
         r
     }
 
-    fn add_change(&mut self, op: &Operation) {
+    fn add_change(&mut self, op: &Operation, absent: &std::collections::BTreeSet<String>) {
         let entry = |sid: &str, name: &str| UserEntry {
             username: name.to_string(),
             source_id: sid.to_string(),
@@ -313,14 +332,15 @@ impl Report {
             OpKind::CreateGroup { name, .. } => self.groups.added.push(name.clone()),
             OpKind::AdoptGroup { name, .. } => self.groups.adopted.push(name.clone()),
             OpKind::DeleteGroup { name, .. } => self.groups.removed.push(name.clone()),
-            OpKind::AddMembers { group, usernames } => {
-                self.memberships
-                    .added
-                    .extend(usernames.iter().map(|u| Membership {
+            OpKind::AddMembers { group, usernames } => self.memberships.added.extend(
+                usernames
+                    .iter()
+                    .filter(|u| !absent.contains(&name_key(u)))
+                    .map(|u| Membership {
                         group: group.clone(),
                         username: u.clone(),
-                    }))
-            }
+                    }),
+            ),
             OpKind::RemoveMember { group, username } => self.memberships.removed.push(Membership {
                 group: group.clone(),
                 username: username.clone(),

@@ -954,14 +954,25 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
     } else {
         removals as f64 * 100.0 / managed_accounts as f64
     };
+    // Removing every managed account is held however small the tenant: it is what an empty
+    // (but "complete") source answer or a wrong scope looks like, and never routine.
+    let wipes_all = removals >= 2 && removals >= managed_accounts;
     let over = removals > g.max_count
-        || (removals >= g.percent_floor && removals > 0 && pct > g.max_percent);
+        || (removals >= g.percent_floor && removals > 0 && pct > g.max_percent)
+        || wipes_all;
     let mut held = None;
     if over {
         let what = format!(
             "{removals} accounts would be deactivated or deleted ({pct:.1}% of {managed_accounts} managed \
-             accounts; limits: {} accounts, or {}% once at least {} are affected)",
-            g.max_count, g.max_percent, g.percent_floor
+             accounts; limits: {} accounts, or {}% once at least {} are affected{})",
+            g.max_count,
+            g.max_percent,
+            g.percent_floor,
+            if wipes_all {
+                ", and never every managed account at once"
+            } else {
+                ""
+            }
         );
         if g.allow_mass_removal {
             p.warnings.push(format!(
