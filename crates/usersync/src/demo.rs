@@ -128,6 +128,8 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
 
     headline("1. Test Connection");
     runner::test_connection(&cfg, None, format).await?;
+    graph.reset_stats();
+    jira.reset_stats();
 
     headline("2. Simulated sync (nothing is written)");
     let sim = RunOptions {
