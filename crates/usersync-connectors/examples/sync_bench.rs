@@ -35,7 +35,7 @@ use usersync_connectors::graph::{GraphCloud, GraphCredential, GraphSource, Graph
 use usersync_core::config::{SyncSettings, UsernameSource, UsernameTransform};
 use usersync_core::engine::{ApplyOptions, MemoryJournal, apply};
 use usersync_core::link::LinkTable;
-use usersync_core::model::TargetSnapshot;
+use usersync_core::model::{SourceSnapshot, TargetSnapshot};
 use usersync_core::plan::{OpKind, OpOutcome, Plan, PlanInput, plan};
 use usersync_core::ports::{SourceDirectory, SourceSyncState, TargetCapabilities, TargetDirectory};
 use usersync_emulators::atlassian::{
@@ -241,6 +241,9 @@ struct PhaseResult {
     ops_by_kind: BTreeMap<&'static str, usize>,
     memberships_added: usize,
     held: Option<String>,
+    /// Conflicts and skipped users of the plan.
+    conflicts: usize,
+    skipped: usize,
     /// (applied, failed, skipped).
     outcomes: (usize, usize, usize),
     first_failures: Vec<String>,
@@ -278,9 +281,11 @@ impl PhaseResult {
             println!("    {route:<52} {n:>7}");
         }
         println!(
-            "  plan: {:.2?}, {} operations{}",
+            "  plan: {:.2?}, {} operations, {} conflicts, {} skipped users{}",
             self.t_plan,
             self.ops,
+            self.conflicts,
+            self.skipped,
             self.held
                 .as_ref()
                 .map(|h| format!(" — HELD: {h}"))
@@ -322,6 +327,8 @@ struct Bench {
     settings: SyncSettings,
     links: LinkTable,
     state: Option<SourceSyncState>,
+    /// The source snapshot of the last run (picks the users to change).
+    last_source: SourceSnapshot,
     apply_concurrency: usize,
 }
 
@@ -340,6 +347,7 @@ impl Bench {
             );
         }
         self.state = Some(read.next_state.clone());
+        self.last_source = read.snapshot.clone();
 
         self.atlassian.reset_stats();
         let t = Instant::now();
@@ -430,6 +438,8 @@ impl Bench {
             ops_by_kind,
             memberships_added,
             held: the_plan.held.clone(),
+            conflicts: the_plan.conflicts.len(),
+            skipped: the_plan.skipped.len(),
             outcomes,
             first_failures,
             t_source,
@@ -440,18 +450,59 @@ impl Bench {
         })
     }
 
-    /// Changes about 1% of the tenant's users (at least five): in turn a UPN rename, a display
-    /// name change, a disabled account, a (soft) deleted user and a user added to a group.
-    /// Returns a description of each change.
+    /// Plans from a full (non-incremental) source read against the target as it is now, without
+    /// applying: after a converged incremental sync the plan is empty, so any operation left
+    /// here is a change the incremental read missed. Returns the operations by kind.
+    async fn full_read_plan(&self) -> anyhow::Result<BTreeMap<&'static str, usize>> {
+        let read = self.source.read(None).await?;
+        let snapshot = self.target.read().await?;
+        let caps = self.target.capabilities();
+        let the_plan = plan(&PlanInput {
+            source: &read.snapshot,
+            target: &snapshot,
+            links: &self.links,
+            settings: &self.settings,
+            capabilities: &caps,
+            now_ms: jiff::Timestamp::now().as_millisecond(),
+        });
+        let mut by_kind = BTreeMap::new();
+        for op in &the_plan.ops {
+            *by_kind.entry(kind_name(&op.kind)).or_default() += 1;
+        }
+        Ok(by_kind)
+    }
+
+    /// Changes about 1% of the synced users (at least five), picked evenly among the users
+    /// that have an active managed account: in turn a UPN rename, a display name change, a
+    /// disabled account, a (soft) deleted user, and a user added to a group it is not in
+    /// (a group without nested groups, so the change is not hidden by flattening; its parent
+    /// groups gain the member too). Returns a description of each change.
     fn mutate(&self) -> anyhow::Result<Vec<String>> {
         let t = self.graph.tenant();
-        let users = t.user_ids();
-        let groups = t.group_ids();
+        let snap = &self.last_source;
+        let users: Vec<&str> = snap
+            .users
+            .iter()
+            .filter(|u| {
+                u.enabled
+                    && self
+                        .links
+                        .users
+                        .get(&u.id)
+                        .is_some_and(|l| l.deactivated_at_ms.is_none())
+            })
+            .map(|u| u.id.as_str())
+            .collect();
+        let leaf_groups: Vec<_> = snap
+            .groups
+            .iter()
+            .filter(|g| g.member_groups.is_empty() && self.links.groups.contains_key(&g.id))
+            .collect();
         let n = (users.len() / 100).max(5).min(users.len());
-        let stride = users.len() / n;
+        let stride = users.len() / n.max(1);
         let mut done = Vec::new();
         for i in 0..n {
-            let id = &users[i * stride];
+            let id = users[i * stride];
             let upn = t.user_upn(id).unwrap_or_default();
             match i % 5 {
                 0 => {
@@ -485,14 +536,15 @@ impl Bench {
                     done.push(format!("delete {upn}"));
                 }
                 _ => {
-                    let added = groups
+                    let group = leaf_groups
                         .iter()
                         .cycle()
                         .skip(i)
-                        .take(groups.len())
-                        .find(|g| t.add_member(g, id).unwrap_or(false));
-                    if let Some(g) = added {
-                        done.push(format!("add {upn} to group {g}"));
+                        .take(leaf_groups.len())
+                        .find(|g| !g.member_users.contains(id));
+                    if let Some(g) = group {
+                        t.add_member(&g.id, id)?;
+                        done.push(format!("add {upn} to group {}", g.display_name));
                     }
                 }
             }
@@ -614,6 +666,7 @@ async fn main() -> anyhow::Result<()> {
         settings,
         links: LinkTable::default(),
         state: None,
+        last_source: SourceSnapshot::default(),
         apply_concurrency: 0,
     };
 
@@ -636,5 +689,22 @@ async fn main() -> anyhow::Result<()> {
     results.push(r);
 
     summary(&results);
+
+    let left = bench.full_read_plan().await?;
+    println!(
+        "convergence check (full source read + plan, not applied): {} operations{}",
+        left.values().sum::<usize>(),
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " — the incremental syncs missed: {}",
+                left.iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
     Ok(())
 }
