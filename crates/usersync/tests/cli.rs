@@ -315,3 +315,63 @@ async fn killed_sync_converges_on_the_next_run() {
         .unwrap();
     assert!(out.stdout.contains("interrupted"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_explains_a_wrong_secret_and_exits_6() {
+    let (graph, jira) = emulators(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["test-connection"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+
+    // A wrong client secret and a wrong Jira token: both named, with the fix, never echoed.
+    std::fs::write(d.join("secret"), "not-the-secret-value").unwrap();
+    std::fs::write(d.join("pat"), "not-the-token").unwrap();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["test-connection"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("AADSTS7000215"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Certificates & secrets"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.matches("FAIL").count() >= 2, "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("not-the-secret-value")
+            && !out.stderr.contains("not-the-secret-value")
+    );
+    assert!(!out.stdout.contains("not-the-token") && !out.stderr.contains("not-the-token"));
+
+    // The JSON form carries the same verdicts.
+    let out =
+        tokio::task::spawn_blocking(move || run(&d, &["--format", "json", "test-connection"]))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 6);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let verdicts: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["verdict"].as_str().unwrap())
+        })
+        .collect();
+    assert!(verdicts.contains(&"fail"), "{verdicts:?}");
+}

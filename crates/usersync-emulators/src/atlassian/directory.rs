@@ -159,6 +159,10 @@ pub(crate) struct State {
     pub groups: BTreeMap<String, Group>,
     /// (lower-cased group name, user id).
     pub members: BTreeSet<(String, u64)>,
+    /// (user id, lower-cased group name): the same edges indexed by user, so listing a user's
+    /// groups (done for every user on every Jira/Bitbucket page) is a range scan, not a scan
+    /// of every membership. Kept in step with `members` by the methods below.
+    pub by_user: BTreeSet<(u64, String)>,
     pub next_id: u64,
     pub roles: Vec<AppRole>,
     /// Groups that make a member count as licensed (Confluence "can use", Bitbucket
@@ -250,6 +254,7 @@ impl State {
         let u = self.users.remove(&lc(name))?;
         self.by_id.remove(&u.id);
         self.members.retain(|(_, id)| *id != u.id);
+        self.by_user.retain(|(id, _)| *id != u.id);
         self.user_permissions.remove(&u.id);
         Some(u)
     }
@@ -258,6 +263,7 @@ impl State {
         let g = self.groups.remove(&lc(name))?;
         let l = lc(name);
         self.members.retain(|(gn, _)| *gn != l);
+        self.by_user.retain(|(_, gn)| *gn != l);
         self.group_permissions.remove(&l);
         Some(g)
     }
@@ -277,10 +283,12 @@ impl State {
 
     /// Adds a membership; returns false when it already existed.
     pub fn add_member(&mut self, group: &str, uid: u64) -> bool {
+        self.by_user.insert((uid, lc(group)));
         self.members.insert((lc(group), uid))
     }
 
     pub fn remove_member(&mut self, group: &str, uid: u64) -> bool {
+        self.by_user.remove(&(uid, lc(group)));
         self.members.remove(&(lc(group), uid))
     }
 
@@ -299,10 +307,9 @@ impl State {
 
     /// Groups of a user sorted by lower-cased name.
     pub fn groups_of(&self, uid: u64) -> Vec<Group> {
-        self.members
-            .iter()
-            .filter(|(_, id)| *id == uid)
-            .filter_map(|(g, _)| self.groups.get(g).cloned())
+        self.by_user
+            .range((uid, String::new())..(uid.saturating_add(1), String::new()))
+            .filter_map(|(_, g)| self.groups.get(g).cloned())
             .collect()
     }
 
