@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use usersync_core::ports::{ConnectorError, ErrorKind};
 
+/// Attempts for a request whose connection could not be made at all (refused, DNS failure).
+const CONNECT_ATTEMPTS: u32 = 4;
+
 /// Retry settings.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -153,11 +156,15 @@ pub async fn send(
             Err(err) => {
                 let ambiguous = err.is_timeout() || err.is_body() || err.is_decode();
                 let can_retry = idempotency == Idempotency::Idempotent || !ambiguous;
+                // Refused connections and failed DNS look-ups rarely clear within a run; a few
+                // quick retries cover a restart, then the admin hears about it.
+                let max_attempts = if err.is_connect() {
+                    policy.max_attempts.min(CONNECT_ATTEMPTS)
+                } else {
+                    policy.max_attempts
+                };
                 let d = backoff(policy, attempt);
-                if !can_retry
-                    || attempt >= policy.max_attempts
-                    || waited + d > policy.max_total_wait
-                {
+                if !can_retry || attempt >= max_attempts || waited + d > policy.max_total_wait {
                     let mut e = ConnectorError::new(
                         ErrorKind::Unreachable,
                         format!(

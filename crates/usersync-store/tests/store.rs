@@ -340,6 +340,7 @@ async fn runs_record_plan_report_and_listing() {
     assert_eq!(store.mark_interrupted_runs().await.unwrap(), 0);
 }
 
+/// Builds a deterministic complete source snapshot with `users` users spread over `groups` groups.
 pub fn synthetic_snapshot(users: usize, groups: usize) -> SourceSnapshot {
     let users: Vec<SourceUser> = (0..users)
         .map(|i| SourceUser {

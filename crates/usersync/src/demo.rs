@@ -86,6 +86,19 @@ fn show(runs: &[TargetRun], format: Format, graph: &GraphEmulator, jira: &Atlass
     jira.reset_stats();
 }
 
+/// One run; the demo stops at the first target that fails.
+async fn collect(
+    cfg: &crate::config::FileConfig,
+    opts: &RunOptions,
+    format: Format,
+) -> anyhow::Result<Vec<TargetRun>> {
+    let mut c = runner::run_collect(cfg, opts, format == Format::Text).await?;
+    match c.failures.pop() {
+        Some(e) => Err(e),
+        None => Ok(c.runs),
+    }
+}
+
 /// Runs the demo.
 pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
     let users = a.users.clamp(10, 100_000) as u32;
@@ -136,7 +149,7 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
         apply: false,
         ..Default::default()
     };
-    let runs = runner::run_collect(&cfg, &sim, format == Format::Text).await?;
+    let runs = collect(&cfg, &sim, format).await?;
     show(&runs, format, &graph, &jira);
 
     headline("3. Full sync");
@@ -144,7 +157,7 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
         apply: true,
         ..Default::default()
     };
-    let runs = runner::run_collect(&cfg, &sync, format == Format::Text).await?;
+    let runs = collect(&cfg, &sync, format).await?;
     show(&runs, format, &graph, &jira);
     let mut worst = runs.iter().map(|r| r.code).max().unwrap_or(Code::Success);
 
@@ -194,12 +207,12 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
     );
 
     headline("5. Incremental sync: Graph delta reads only the changes");
-    let runs = runner::run_collect(&cfg, &sync, format == Format::Text).await?;
+    let runs = collect(&cfg, &sync, format).await?;
     show(&runs, format, &graph, &jira);
     worst = worst.max(runs.iter().map(|r| r.code).max().unwrap_or(Code::Success));
 
     headline("6. No changes: nothing to do");
-    let runs = runner::run_collect(&cfg, &sync, format == Format::Text).await?;
+    let runs = collect(&cfg, &sync, format).await?;
     show(&runs, format, &graph, &jira);
     worst = worst.max(runs.iter().map(|r| r.code).max().unwrap_or(Code::Success));
 

@@ -225,17 +225,38 @@ pub async fn test_connection(
 
 /// `simulate` / `sync`: one source read, then one plan (and apply) per target.
 pub async fn run(cfg: &FileConfig, opts: &RunOptions, format: Format) -> anyhow::Result<Code> {
-    let runs = run_collect(cfg, opts, format != Format::Json).await?;
-    output::run_reports(&runs, format);
-    Ok(runs.iter().map(|r| r.code).max().unwrap_or(Code::Success))
+    let collected = run_collect(cfg, opts, format != Format::Json).await?;
+    output::run_reports(&collected.runs, format);
+    let mut code = collected
+        .runs
+        .iter()
+        .map(|r| r.code)
+        .max()
+        .unwrap_or(Code::Success);
+    for e in &collected.failures {
+        eprintln!("error: {}", exit::render(e));
+        code = code.max(exit::classify(e));
+    }
+    Ok(code)
 }
 
-/// Like [`run`], returning the reports instead of printing them.
+/// The runs of one invocation: one per target that could be run, and the errors of those that
+/// could not (each is also recorded in the run history as failed, so nothing fails silently).
+#[derive(Debug)]
+pub struct Collected {
+    /// Completed runs.
+    pub runs: Vec<TargetRun>,
+    /// Targets that failed before a report could be made (unreachable, bad credentials…).
+    pub failures: Vec<anyhow::Error>,
+}
+
+/// Like [`run`], returning the reports instead of printing them. One target failing does not
+/// stop the others.
 pub async fn run_collect(
     cfg: &FileConfig,
     opts: &RunOptions,
     progress: bool,
-) -> anyhow::Result<Vec<TargetRun>> {
+) -> anyhow::Result<Collected> {
     let targets = selected(cfg, opts.target.as_deref())?;
     let store = open_store(cfg).await?;
     let source_name = cfg.source.name.clone();
@@ -269,11 +290,46 @@ pub async fn run_collect(
             .await?;
     }
 
-    let mut out = Vec::new();
+    let mut out = Collected {
+        runs: Vec::new(),
+        failures: Vec::new(),
+    };
     for t in targets {
-        out.push(run_target(cfg, t, &store, source.as_ref(), &read, opts, progress).await?);
+        match run_target(cfg, t, &store, source.as_ref(), &read, opts, progress).await {
+            Ok(r) => out.runs.push(r),
+            Err(e) => {
+                record_failed_run(
+                    &store,
+                    &format!("{}->{}", cfg.source.name, t.name),
+                    opts,
+                    &e,
+                )
+                .await;
+                out.failures.push(e);
+            }
+        }
     }
     Ok(out)
+}
+
+/// Keeps a target that could not be synced in the run history, with the reason.
+async fn record_failed_run(store: &Store, pair: &str, opts: &RunOptions, e: &anyhow::Error) {
+    let mode = if opts.apply {
+        RunMode::Sync
+    } else {
+        RunMode::Simulate
+    };
+    let report = serde_json::json!({ "error": exit::render(e) });
+    let recorded = match store.start_run(pair, mode, now_ms()).await {
+        Ok(id) => store
+            .finish_run(id, RunStatus::Failed, &report, now_ms())
+            .await
+            .map(|_| ()),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = recorded {
+        tracing::warn!(pair, error = %err, "could not record the failed run");
+    }
 }
 
 async fn run_target(

@@ -375,3 +375,43 @@ async fn test_connection_explains_a_wrong_secret_and_exits_6() {
         .collect();
     assert!(verdicts.contains(&"fail"), "{verdicts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_does_not_stop_the_others_and_is_recorded() {
+    let (graph, jira) = emulators(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path().to_path_buf();
+    // A second target whose server is down (nothing listens on port 1).
+    let mut cfg = std::fs::read_to_string(d.join("usersync.toml")).unwrap();
+    cfg.push_str(&format!(
+        "\n[[target]]\nname = \"down\"\nproduct = \"confluence\"\nbase_url = \"http://127.0.0.1:1/confluence\"\nauth = \"bearer\"\nsecret = {{ file = \"{}/pat\" }}\n",
+        d.display()
+    ));
+    std::fs::write(d.join("usersync.toml"), cfg).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["sync"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 6, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("target down"), "{}", out.stderr);
+    assert!(
+        jira.handle().users().len() > 4,
+        "the reachable target was not synced"
+    );
+    let out = tokio::task::spawn_blocking(move || run(&d, &["runs"]))
+        .await
+        .unwrap();
+    assert!(
+        out.stdout.contains("failed") && out.stdout.contains("entra->down"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("succeeded") && out.stdout.contains("entra->jira"),
+        "{}",
+        out.stdout
+    );
+}

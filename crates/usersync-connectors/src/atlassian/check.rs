@@ -96,11 +96,8 @@ fn status_path(p: Product) -> &'static str {
 /// A transport error's fix: TLS problems get the CA hint.
 fn transport_fix(e: &ConnectorError) -> String {
     let m = e.message.to_lowercase();
-    if m.contains("certificate")
-        || m.contains("unknownissuer")
-        || m.contains("tls")
-        || m.contains("handshake")
-    {
+    // Not a bare "tls": our transport messages always suggest checking TLS settings.
+    if m.contains("certificate") || m.contains("unknownissuer") || m.contains("handshake") {
         "TLS failed: the server's certificate is not trusted — add the internal CA with ca_bundle (a PEM file with the issuing CA chain), \
          and check the host name matches the certificate"
             .into()

@@ -43,7 +43,9 @@ pub struct Secret {
 pub struct AppRegistration {
     /// `appId` / `client_id`.
     pub client_id: String,
+    /// Display name of the application (`displayName`).
     pub display_name: String,
+    /// Client secrets (`passwordCredentials`) accepted by the token endpoint.
     pub secrets: Vec<Secret>,
     /// PEM certificates whose public keys verify client assertions (`keyCredentials`).
     #[serde(default)]
@@ -59,7 +61,6 @@ pub struct AppRegistration {
 /// Parsed X.509 certificate facts we need.
 #[derive(Clone, Debug)]
 pub struct CertInfo {
-    pub pem: String,
     pub x5t: String,
     pub x5t_s256: String,
     pub sha1_hex: String,
@@ -225,7 +226,6 @@ pub fn parse_cert_pem(pem: &str) -> anyhow::Result<CertInfo> {
     let sha1 = sha1::Sha1::digest(&der_bytes);
     let sha256 = <sha2::Sha256 as sha2::Digest>::digest(&der_bytes);
     Ok(CertInfo {
-        pem: pem.to_string(),
         x5t: URL_SAFE_NO_PAD.encode(sha1),
         x5t_s256: URL_SAFE_NO_PAD.encode(sha256),
         sha1_hex: sha1.iter().map(|b| format!("{b:02X}")).collect(),

@@ -25,8 +25,10 @@ pub struct Args {
     /// Explicit user count (overrides --size; use with --groups/--memberships).
     #[arg(long)]
     pub users: Option<u32>,
+    /// Explicit group count (with --users).
     #[arg(long)]
     pub groups: Option<u32>,
+    /// Explicit membership count (with --users).
     #[arg(long)]
     pub memberships: Option<u32>,
     /// Generator seed.

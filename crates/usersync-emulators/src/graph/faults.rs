@@ -33,6 +33,7 @@ pub struct ThrottleBudget {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestFault {
+    /// Which Graph request to fail (1-based).
     pub request: u64,
     /// HTTP status to answer with (429, 500, 503, 504, …).
     pub status: u16,
@@ -42,7 +43,9 @@ pub struct RequestFault {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UrlFault {
+    /// Substring of path+query that selects the requests to fail.
     pub contains: String,
+    /// HTTP status to answer with.
     pub status: u16,
     /// How many times to fail (0 = every time).
     #[serde(default)]
@@ -54,6 +57,7 @@ pub struct UrlFault {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct FaultConfig {
+    /// RNG seed for the random faults.
     pub seed: u64,
     /// Probability (0..1) that a Graph request is answered with 429.
     pub throttle_rate: f64,
@@ -73,6 +77,7 @@ pub struct FaultConfig {
     pub fail_urls: Vec<UrlFault>,
     /// Probability that a request is delayed by `slow_ms`.
     pub slow_rate: f64,
+    /// Delay in milliseconds for requests chosen by `slow_rate`.
     pub slow_ms: u64,
 }
 
@@ -248,6 +253,7 @@ impl FaultState {
 /// `$batch` items are counted under their endpoint key as well as `batch.item`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestStats {
+    /// Counter value per endpoint key.
     pub counts: BTreeMap<String, u64>,
 }
 

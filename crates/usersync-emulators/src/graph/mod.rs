@@ -3,14 +3,14 @@
 //! One HTTP(S) server stands in for both `login.microsoftonline.com` and
 //! `graph.microsoft.com`:
 //! - `POST /{tenant}/oauth2/v2.0/token`, `GET /{tenant}/v2.0/.well-known/openid-configuration`,
-//!   `GET /{tenant}/discovery/v2.0/keys`, `GET /common/discovery/instance` ([`auth`]);
+//!   `GET /{tenant}/discovery/v2.0/keys`, `GET /common/discovery/instance` (`auth`);
 //! - `/v1.0/…` Graph: users, groups, members, transitiveMembers, memberOf, delta, photos,
-//!   applications, organization, `$batch` ([`routes`], [`delta`], [`batch`]);
-//! - `/_emulator/…` test control API ([`control`]).
+//!   applications, organization, `$batch` (`routes`, `delta`, `batch`);
+//! - `/_emulator/…` test control API (`control`, driven in-process via [`TenantHandle`]).
 //!
-//! State is an in-memory [`model::Directory`] generated deterministically
-//! ([`generator`]) or loaded from a JSON fixture ([`model::Fixture`]). Faults and throttling
-//! are injected by [`faults`]. Every Graph behaviour cites the Microsoft doc it follows.
+//! State is an in-memory `model::Directory` generated deterministically
+//! (`generator`) or loaded from a JSON fixture ([`Fixture`]). Faults and throttling
+//! are injected by `faults` ([`FaultConfig`]). Every Graph behaviour cites the Microsoft doc it follows.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,21 +22,21 @@
 //! # Ok(()) }
 //! ```
 
-pub mod apps;
-pub mod auth;
-pub mod batch;
+pub(crate) mod apps;
+pub(crate) mod auth;
+pub(crate) mod batch;
 pub mod cli;
-pub mod control;
-pub mod delta;
-pub mod faults;
-pub mod generator;
-pub mod listing;
-pub mod model;
-pub mod odata;
-pub mod photos;
-pub mod props;
-pub mod routes;
-pub mod tls;
+pub(crate) mod control;
+pub(crate) mod delta;
+pub(crate) mod faults;
+pub(crate) mod generator;
+pub(crate) mod listing;
+pub(crate) mod model;
+pub(crate) mod odata;
+pub(crate) mod photos;
+pub(crate) mod props;
+pub(crate) mod routes;
+pub(crate) mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -76,15 +76,24 @@ pub const DEFAULT_SECRET_KEY_ID: &str = "9a1e3a53-8b5c-4f0e-9d2b-6f7c1a2b3c4d";
 #[derive(Clone, Debug)]
 pub enum DirectorySeed {
     /// A preset size from the deterministic generator.
-    Generated { size: TenantSize, seed: u64 },
-    /// Explicit counts for the generator.
-    Custom {
-        users: u32,
-        groups: u32,
-        memberships: u32,
+    Generated {
+        /// Preset tenant size.
+        size: TenantSize,
+        /// Generator seed; the same seed yields the same directory.
         seed: u64,
     },
-    /// A JSON fixture file (format: [`model::Fixture`]).
+    /// Explicit counts for the generator.
+    Custom {
+        /// Number of users.
+        users: u32,
+        /// Number of groups.
+        groups: u32,
+        /// Number of group memberships.
+        memberships: u32,
+        /// Generator seed; the same seed yields the same directory.
+        seed: u64,
+    },
+    /// A JSON fixture file (format: [`Fixture`]).
     FixtureFile(PathBuf),
     /// An in-memory fixture.
     Fixture(Fixture),
@@ -101,7 +110,9 @@ pub struct GraphConfig {
     pub tenant_domain: String,
     /// Registered apps.
     pub apps: Vec<AppRegistration>,
+    /// Where the users and groups come from.
     pub directory: DirectorySeed,
+    /// Fault and throttling injection.
     pub faults: FaultConfig,
     /// Extra latency for every request (benchmarks).
     pub latency: Duration,

@@ -129,17 +129,27 @@ impl Group {
 pub struct UserFields {
     /// Object id (GUID); generated when absent on create.
     pub id: Option<String>,
+    /// `userPrincipalName`: the sign-in name (`user@domain`).
     pub user_principal_name: Option<String>,
+    /// `displayName`: the name shown in address lists.
     pub display_name: Option<String>,
+    /// `givenName`: first name.
     pub given_name: Option<String>,
+    /// `surname`: last name.
     pub surname: Option<String>,
+    /// `mail`: primary SMTP address.
     pub mail: Option<String>,
+    /// `accountEnabled`: whether the account can sign in.
     pub account_enabled: Option<bool>,
+    /// `onPremisesSamAccountName`: the synced on-premises `sAMAccountName`.
     pub on_premises_sam_account_name: Option<String>,
+    /// `employeeId`: employee identifier assigned by the organization.
     pub employee_id: Option<String>,
     /// `Member` or `Guest`.
     pub user_type: Option<String>,
+    /// `jobTitle`: the user's job title.
     pub job_title: Option<String>,
+    /// `department`: the department the user works in.
     pub department: Option<String>,
     /// `true` gives the user a (deterministic) photo, `false` removes it.
     pub has_photo: Option<bool>,
@@ -150,14 +160,21 @@ pub struct UserFields {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GroupFields {
+    /// Object id (GUID); generated when absent on create.
     pub id: Option<String>,
+    /// `displayName`: the group's display name.
     pub display_name: Option<String>,
+    /// `description`: optional free-text description.
     pub description: Option<String>,
+    /// `mailNickname`: mail alias of the group.
     pub mail_nickname: Option<String>,
+    /// `mailEnabled`: whether the group is mail-enabled.
     pub mail_enabled: Option<bool>,
+    /// `securityEnabled`: whether the group is a security group.
     pub security_enabled: Option<bool>,
     /// e.g. `["Unified"]` for a Microsoft 365 group.
     pub group_types: Option<Vec<String>>,
+    /// Initial members: user ids or UPNs, group ids or display names.
     pub members: Option<Vec<String>>,
 }
 
@@ -176,7 +193,9 @@ pub struct GroupFields {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Fixture {
+    /// Users to create.
     pub users: Vec<UserFields>,
+    /// Groups to create; members are resolved after all objects exist.
     pub groups: Vec<GroupFields>,
 }
 

@@ -32,10 +32,6 @@ impl GraphResponse {
             body: Body::Json(v),
         }
     }
-    pub fn header(mut self, k: &str, v: impl Into<String>) -> Self {
-        self.headers.push((k.to_string(), v.into()));
-        self
-    }
 }
 
 /// A Graph error. `innerError` is filled in by the transport layer (it knows the request ids).
