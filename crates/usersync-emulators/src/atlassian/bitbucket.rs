@@ -581,8 +581,8 @@ async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw
         ));
     };
     let all = st
-        .members_of(&grp.name)
-        .iter()
+        .member_refs(&grp.name)
+        .into_iter()
         .filter(|u| matches_filter(u, f))
         .map(|u| detailed_user(&sh, u))
         .collect();

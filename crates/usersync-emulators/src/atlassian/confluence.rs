@@ -577,8 +577,8 @@ async fn group_members(
         return Err(error(404, &format!("Group {name} not found")));
     };
     let all: Vec<Value> = st
-        .members_of(&g.name)
-        .iter()
+        .member_refs(&g.name)
+        .into_iter()
         .map(|u| person(&sh, u, &exp))
         .collect();
     let path = format!("/rest/api/group/{}/member", enc(&g.name));

@@ -294,15 +294,25 @@ impl State {
 
     /// Members of a group sorted by lower-cased name.
     pub fn members_of(&self, group: &str) -> Vec<User> {
+        self.member_refs(group).into_iter().cloned().collect()
+    }
+
+    /// Members of a group sorted by lower-cased name, borrowed: listing a large group page by
+    /// page must not copy every member for every page.
+    pub fn member_refs(&self, group: &str) -> Vec<&User> {
         let l = lc(group);
-        let mut v: Vec<User> = self
+        // Memberships are ordered by (group, user id): take the group's range only. `by_id`
+        // holds the lower-cased names, so sorting needs no allocation.
+        let mut names: Vec<&String> = self
             .members
-            // Memberships are ordered by (group, user id): take the group's range only.
             .range((l.clone(), 0)..=(l, u64::MAX))
-            .filter_map(|(_, id)| self.user_by_id(*id).cloned())
+            .filter_map(|(_, id)| self.by_id.get(id))
             .collect();
-        v.sort_by_key(|u| lc(&u.name));
-        v
+        names.sort_unstable();
+        names
+            .into_iter()
+            .filter_map(|n| self.users.get(n))
+            .collect()
     }
 
     /// Groups of a user sorted by lower-cased name.

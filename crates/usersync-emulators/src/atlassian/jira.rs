@@ -703,8 +703,8 @@ async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw
     let inactive = q.flag("includeInactiveUsers", false);
     let start = q.num("startAt").unwrap_or(0).max(0) as usize;
     let max = q.num("maxResults").unwrap_or(50).clamp(1, 50) as usize;
-    let members: Vec<User> = st
-        .members_of(&g.name)
+    let members: Vec<&User> = st
+        .member_refs(&g.name)
         .into_iter()
         .filter(|u| inactive || u.active)
         .collect();
