@@ -43,6 +43,19 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The policy for a connection test, derived from this one: a test must answer in seconds,
+    /// because an unreachable endpoint or a long throttling wait is itself the finding.
+    pub fn for_connection_test(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.min(3),
+            base_delay: self.base_delay.min(Duration::from_millis(500)),
+            max_delay: Duration::from_secs(5),
+            max_total_wait: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Counters shared by all requests of one connector, for reports and benchmarks.
 #[derive(Debug, Default)]
 pub struct HttpCounters {

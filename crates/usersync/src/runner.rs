@@ -30,6 +30,17 @@ pub struct RunOptions {
     pub target: Option<String>,
 }
 
+impl RunOptions {
+    /// How the run is recorded in the history.
+    fn mode(&self) -> RunMode {
+        if self.apply {
+            RunMode::Sync
+        } else {
+            RunMode::Simulate
+        }
+    }
+}
+
 /// The outcome of one target's run, for callers that want more than the exit code (the demo).
 #[derive(Debug)]
 pub struct TargetRun {
@@ -314,11 +325,7 @@ pub async fn run_collect(
 
 /// Keeps a target that could not be synced in the run history, with the reason.
 async fn record_failed_run(store: &Store, pair: &str, opts: &RunOptions, e: &anyhow::Error) {
-    let mode = if opts.apply {
-        RunMode::Sync
-    } else {
-        RunMode::Simulate
-    };
+    let mode = opts.mode();
     let report = serde_json::json!({ "error": exit::render(e) });
     let recorded = match store.start_run(pair, mode, now_ms()).await {
         Ok(id) => store
@@ -374,11 +381,7 @@ async fn run_target(
         now_ms: started,
     };
     let the_plan = plan(&input);
-    let mode = if opts.apply {
-        RunMode::Sync
-    } else {
-        RunMode::Simulate
-    };
+    let mode = opts.mode();
     let run_id = store.start_run(&pair, mode, started).await?;
     store
         .save_plan(run_id, &serde_json::to_value(&the_plan)?)

@@ -16,9 +16,8 @@
 
 use super::client::Client;
 use super::{AtlassianTargetConfig, Product};
-use crate::http::{Idempotency, RetryPolicy};
+use crate::http::Idempotency;
 use reqwest::Method;
-use std::time::Duration;
 use usersync_core::check::{Check, ConnectionReport};
 use usersync_core::ports::{ConnectorError, ErrorKind};
 
@@ -41,12 +40,7 @@ pub async fn test_connection(cfg: &AtlassianTargetConfig) -> ConnectionReport {
     };
     // A connection test must answer quickly: retry maintenance 503s and throttling only briefly.
     let mut quick = cfg.clone();
-    quick.retry = RetryPolicy {
-        max_attempts: cfg.retry.max_attempts.min(3),
-        base_delay: cfg.retry.base_delay.min(Duration::from_millis(500)),
-        max_delay: Duration::from_secs(5),
-        max_total_wait: Duration::from_secs(10),
-    };
+    quick.retry = cfg.retry.for_connection_test();
     let c = match Client::new(&quick) {
         Ok(c) => c,
         Err(e) => {

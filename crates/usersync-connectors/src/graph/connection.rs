@@ -73,15 +73,7 @@ pub async fn test_connection(cfg: &GraphSourceConfig) -> ConnectionReport {
     // A connection test must answer in seconds: an unreachable endpoint or a long throttling
     // wait is itself the finding, so retry only briefly and time out sooner than a sync would.
     let mut quick = cfg.clone();
-    quick.retry = crate::http::RetryPolicy {
-        max_attempts: cfg.retry.max_attempts.min(3),
-        base_delay: cfg
-            .retry
-            .base_delay
-            .min(std::time::Duration::from_millis(500)),
-        max_delay: std::time::Duration::from_secs(5),
-        max_total_wait: std::time::Duration::from_secs(10),
-    };
+    quick.retry = cfg.retry.for_connection_test();
     quick.request_timeout_secs = cfg.request_timeout_secs.min(15);
     let cfg = &quick;
     let client = match GraphClient::new(cfg) {
