@@ -14,16 +14,9 @@ use usersync_emulators::graph::{
     RequestStats, TenantSize,
 };
 
-fn vm_hwm() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        })
-        .unwrap_or_else(|| "?".into())
-}
+#[path = "support/rss.rs"]
+mod rss;
+use rss::vm_hwm;
 
 fn print_stats(label: &str, st: &RequestStats, minimum: &[(&str, u64)]) {
     println!("  {label}: {} HTTP requests", st.total());

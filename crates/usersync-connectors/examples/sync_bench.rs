@@ -94,17 +94,9 @@ fn parse_args() -> anyhow::Result<Args> {
     })
 }
 
-/// Peak resident set size of the process (`VmHWM`), e.g. `123456 kB`.
-fn vm_hwm() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        })
-        .unwrap_or_else(|| "?".into())
-}
+#[path = "support/rss.rs"]
+mod rss;
+use rss::vm_hwm;
 
 fn emu_product(p: Product) -> EmuProduct {
     match p {
