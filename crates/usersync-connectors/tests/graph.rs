@@ -8,6 +8,8 @@ mod common;
 mod connection;
 #[path = "graph/faults.rs"]
 mod faults;
+#[path = "graph/pages.rs"]
+mod pages;
 #[path = "graph/plan.rs"]
 mod plan;
 #[path = "graph/read.rs"]

@@ -29,11 +29,141 @@ pub struct SourceRead {
     pub stats: ReadStats,
 }
 
+/// Why a source read was full rather than incremental.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum FullReason {
+    /// Nothing usable was saved (first read), or the mode keeps no delta state.
+    #[default]
+    Plain,
+    /// The configuration asked for it (`force_full`, `sync --full`).
+    Forced,
+    /// What the saved state was read with (endpoint, scope, pictures, selected properties)
+    /// differs from the configuration now.
+    ConfigChanged,
+    /// The periodic full reconcile was due.
+    PeriodicReconcile,
+    /// The service said the saved delta state expired or was reset.
+    DeltaExpired,
+    /// The service rejected the saved delta link.
+    DeltaInvalid,
+}
+
+impl FullReason {
+    /// The text in brackets after "full", if any.
+    fn note(self) -> Option<&'static str> {
+        match self {
+            FullReason::Plain => None,
+            FullReason::Forced => Some("forced"),
+            FullReason::ConfigChanged => Some("configuration changed"),
+            FullReason::PeriodicReconcile => Some("periodic reconcile"),
+            FullReason::DeltaExpired => Some("delta state expired"),
+            FullReason::DeltaInvalid => Some("delta state invalid"),
+        }
+    }
+
+    const ALL: [FullReason; 6] = [
+        FullReason::Plain,
+        FullReason::Forced,
+        FullReason::ConfigChanged,
+        FullReason::PeriodicReconcile,
+        FullReason::DeltaExpired,
+        FullReason::DeltaInvalid,
+    ];
+}
+
+/// How a source read was done ([`ReadStats::mode`]). Serialized as the text reports have always
+/// carried (`"full"`, `"delta"`, `"full (delta state expired)"`, `"full (forced) (scoped
+/// groups)"`, …), so reports stored before this type existed still load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadMode {
+    /// Everything was read.
+    Full(FullReason),
+    /// Only changes since the saved delta state were read and patched into the saved snapshot.
+    Delta,
+    /// Only the configured groups and their members were read (always in full).
+    Scoped(FullReason),
+}
+
+impl Default for ReadMode {
+    fn default() -> Self {
+        ReadMode::Full(FullReason::Plain)
+    }
+}
+
+impl ReadMode {
+    /// True for reads that did not start from saved delta state.
+    pub fn is_full(self) -> bool {
+        !matches!(self, ReadMode::Delta)
+    }
+}
+
+impl std::fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (reason, scoped) = match *self {
+            ReadMode::Delta => return f.write_str("delta"),
+            ReadMode::Full(r) => (r, false),
+            ReadMode::Scoped(r) => (r, true),
+        };
+        f.write_str("full")?;
+        if let Some(n) = reason.note() {
+            write!(f, " ({n})")?;
+        }
+        if scoped {
+            f.write_str(" (scoped groups)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "delta" {
+            return Ok(ReadMode::Delta);
+        }
+        let (rest, scoped) = match s.strip_suffix(" (scoped groups)") {
+            Some(r) => (r, true),
+            None => (s, false),
+        };
+        for r in FullReason::ALL {
+            let m = if scoped {
+                ReadMode::Scoped(r)
+            } else {
+                ReadMode::Full(r)
+            };
+            let text = match r.note() {
+                None => "full".to_string(),
+                Some(n) => format!("full ({n})"),
+            };
+            if rest == text {
+                return Ok(m);
+            }
+        }
+        Err(format!(
+            "unknown source read mode '{s}' (expected \"delta\", \"full\" or \"full (reason)\")"
+        ))
+    }
+}
+
+impl Serialize for ReadMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Figures about one source read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadStats {
-    /// `"full"`, `"delta"` or `"full (delta state expired)"` etc.
-    pub mode: String,
+    /// Full (and why) or delta; text in the report (e.g. `"full (delta state expired)"`).
+    pub mode: ReadMode,
     /// HTTP requests made.
     pub requests: u64,
     /// Requests answered with 429 and retried.
@@ -198,4 +328,40 @@ pub trait ApplyJournal: Send + Sync {
     async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError>;
     /// The link table as it stands now.
     async fn links(&self) -> Result<LinkTable, ConnectorError>;
+}
+
+#[cfg(test)]
+mod read_mode_tests {
+    use super::*;
+
+    #[test]
+    fn read_mode_keeps_the_stored_text() {
+        // Every text reports have carried so far loads, and writes back unchanged.
+        for text in [
+            "full",
+            "delta",
+            "full (forced)",
+            "full (configuration changed)",
+            "full (periodic reconcile)",
+            "full (delta state expired)",
+            "full (delta state invalid)",
+            "full (scoped groups)",
+            "full (forced) (scoped groups)",
+            "full (periodic reconcile) (scoped groups)",
+        ] {
+            let json = format!(r#"{{"mode":"{text}","requests":3,"throttled":0}}"#);
+            let rs: ReadStats = serde_json::from_str(&json).unwrap();
+            assert_eq!(rs.mode.to_string(), text);
+            assert_eq!(serde_json::to_string(&rs).unwrap(), json);
+        }
+        assert_eq!(
+            "full (delta state expired)".parse::<ReadMode>(),
+            Ok(ReadMode::Full(FullReason::DeltaExpired))
+        );
+        assert!(!ReadMode::Delta.is_full());
+        let err =
+            serde_json::from_str::<ReadStats>(r#"{"mode":"sideways","requests":0,"throttled":0}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("sideways"), "{err}");
+    }
 }

@@ -5,7 +5,7 @@
 use crate::model::{SourceSnapshot, TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use crate::plan::{AccountSpec, Field, FieldChange};
 use crate::ports::{
-    ConnectorError, Created, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead,
+    ConnectorError, Created, ErrorKind, Photo, ReadMode, ReadStats, SourceDirectory, SourceRead,
     SourceSyncState, TargetCapabilities, TargetDirectory,
 };
 use async_trait::async_trait;
@@ -339,7 +339,7 @@ impl SourceDirectory for FakeSource {
             snapshot: self.snapshot.clone(),
             next_state: SourceSyncState::default(),
             stats: ReadStats {
-                mode: "full".into(),
+                mode: ReadMode::default(),
                 requests: 1,
                 throttled: 0,
             },

@@ -147,11 +147,47 @@ impl GraphClient {
         &self.base
     }
 
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+    /// Checks that an absolute link (a nextLink or deltaLink) is on the configured Graph
+    /// origin (scheme, host and port): the bearer token must never go anywhere else.
+    /// `Err` names the link's origin (never the token).
+    pub fn check_origin(&self, link: &str) -> Result<(), String> {
+        let want = origin(&self.base).unwrap_or_default();
+        match origin(link) {
+            Some(o) if o == want => Ok(()),
+            Some(o) => Err(format!(
+                "the link points to {o}, not the configured Graph endpoint {want}"
+            )),
+            None => Err("the link is not an absolute http(s) URL".into()),
+        }
+    }
+
+    /// The absolute URL a path or link is sent to, normalised the way it goes on the wire (so
+    /// two spellings of one link compare equal).
+    pub fn absolute(&self, path_or_url: &str) -> String {
+        let full = if path_or_url.contains("://") {
             path_or_url.to_string()
         } else {
             format!("{}/{}", self.base, path_or_url.trim_start_matches('/'))
+        };
+        reqwest::Url::parse(&full).map(String::from).unwrap_or(full)
+    }
+
+    fn url(&self, path_or_url: &str) -> Result<String, CallError> {
+        if path_or_url.contains("://") {
+            // Links are followed verbatim (graph/paging), but only to the Graph origin.
+            self.check_origin(path_or_url).map_err(|m| {
+                CallError::Transport(ConnectorError::new(
+                    ErrorKind::Invalid,
+                    format!("refusing to send the Graph access token: {m}"),
+                ))
+            })?;
+            Ok(path_or_url.to_string())
+        } else {
+            Ok(format!(
+                "{}/{}",
+                self.base,
+                path_or_url.trim_start_matches('/')
+            ))
         }
     }
 
@@ -165,7 +201,7 @@ impl GraphClient {
         headers: &[(&str, &str)],
         what: &str,
     ) -> Result<Reply, CallError> {
-        let url = self.url(path_or_url);
+        let url = self.url(path_or_url)?;
         let _permit = self.sem.acquire().await.expect("semaphore never closed");
         let mut refreshed = false;
         loop {
@@ -230,6 +266,20 @@ impl GraphClient {
             .await?;
         json_or_error(reply, what)
     }
+}
+
+/// `scheme://host:port` of an absolute http(s) URL (known default ports filled in).
+fn origin(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
 }
 
 /// Parses a 2xx JSON body, or turns an error status into [`CallError::Status`].
@@ -300,5 +350,39 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Forbidden);
         assert!(e.message.contains("Grant admin consent"));
         assert_eq!(err(500, "<html>").code(), "");
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin("https://graph.microsoft.com/v1.0/users?$skiptoken=x").as_deref(),
+            Some("https://graph.microsoft.com:443")
+        );
+        assert_eq!(
+            origin("HTTP://127.0.0.1:8080/v1.0").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin("ftp://graph.microsoft.com/"), None);
+        assert_eq!(origin("/v1.0/users"), None);
+        let mut cfg = super::super::config::GraphSourceConfig::new(
+            "t",
+            "c",
+            super::super::config::GraphCredential::Secret("s".to_string().into()),
+        );
+        cfg.cloud = super::super::config::GraphCloud::Global;
+        let c = GraphClient::new(&cfg).unwrap();
+        assert!(
+            c.check_origin("https://graph.microsoft.com:443/v1.0/users/delta?$deltatoken=a")
+                .is_ok()
+        );
+        for bad in [
+            "http://graph.microsoft.com/v1.0/users",
+            "https://graph.microsoft.com:8443/v1.0/users",
+            "https://graph.microsoft.com.evil.example/v1.0/users",
+            "https://user@evil.example/v1.0",
+        ] {
+            let e = c.check_origin(bad).unwrap_err();
+            assert!(e.contains("not the configured"), "{bad}: {e}");
+        }
     }
 }

@@ -130,6 +130,11 @@ fn default_timeout() -> u64 {
 fn default_page_size() -> u32 {
     999
 }
+/// Generous on purpose: 300,000 users are ~300 pages at 999 per page and 30,000 even at 10
+/// objects per page; the cap only stops a listing that never ends (see `max_pages_per_read`).
+fn default_max_pages() -> usize {
+    100_000
+}
 
 /// Everything the Entra ID source needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +177,10 @@ pub struct GraphSourceConfig {
     /// and groups is 999.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Most pages followed in one listing (one delta round, or one group's members). A listing
+    /// that goes on longer is stopped and the read treated as incomplete (nothing is removed).
+    #[serde(default = "default_max_pages")]
+    pub max_pages_per_read: usize,
     /// Retry/throttling policy (not part of the config file).
     #[serde(skip)]
     pub retry: RetryPolicy,
@@ -198,6 +207,7 @@ impl GraphSourceConfig {
             max_concurrency: default_concurrency(),
             request_timeout_secs: default_timeout(),
             page_size: default_page_size(),
+            max_pages_per_read: default_max_pages(),
             retry: RetryPolicy::default(),
         }
     }

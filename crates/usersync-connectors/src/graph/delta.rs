@@ -16,13 +16,26 @@ pub const USER_SELECT: &str = "id,userPrincipalName,mail,givenName,surname,displ
 /// Group properties tracked by the group delta (`members` makes Graph return `members@delta`).
 pub const GROUP_SELECT: &str = "displayName,description,members";
 
+/// What a [`Cursor`] was read in: the whole tenant (delta) or selected groups (no delta).
+/// Stored as `"tenant"` / `"scoped"`; anything else makes the cursor unreadable, which forces a
+/// full read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CursorMode {
+    /// `/users/delta` + `/groups/delta` of the whole directory.
+    #[default]
+    Tenant,
+    /// Selected groups' transitive members, read in full every time.
+    Scoped,
+}
+
 /// The connector's persisted state (`SourceSyncState.cursor`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     /// Format version (1).
     pub version: u32,
-    /// `"tenant"` (delta of the whole directory) or `"scoped"` (selected groups, no delta).
-    pub mode: String,
+    /// Whole tenant (delta) or selected groups (no delta).
+    pub mode: CursorMode,
     /// `@odata.deltaLink` of the last complete `/users/delta` round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_delta_link: Option<String>,
@@ -61,19 +74,69 @@ pub struct Page {
     pub delta_link: Option<String>,
 }
 
+/// Which links a listing's pages may carry (<https://learn.microsoft.com/graph/paging>,
+/// <https://learn.microsoft.com/graph/delta-query-overview>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// A delta round: every page has exactly one of `@odata.nextLink` / `@odata.deltaLink`.
+    Delta,
+    /// A plain collection: `@odata.nextLink` on all but the last page, never a deltaLink.
+    Plain,
+}
+
 impl Page {
-    /// Splits a page body.
-    pub fn from_value(mut v: Value) -> Page {
-        let value = match v.get_mut("value").map(Value::take) {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
+    /// Splits a page body, checking it has the documented shape: a `value` array of objects
+    /// with a string `id`, and links that are strings, as `listing` allows. `Err` says what is
+    /// wrong; such a page must make the read incomplete, never count as an empty page.
+    pub fn parse(mut v: Value, listing: Listing) -> Result<Page, String> {
+        let Some(obj) = v.as_object_mut() else {
+            return Err(format!("the body is {}, not a JSON object", kind_of(&v)));
         };
-        let link = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        Page {
-            value,
-            next_link: link("@odata.nextLink"),
-            delta_link: link("@odata.deltaLink"),
+        let value = match obj.remove("value") {
+            Some(Value::Array(a)) => a,
+            Some(other) => return Err(format!("`value` is {}, not an array", kind_of(&other))),
+            None => return Err("`value` is missing".into()),
+        };
+        if let Some(i) = value
+            .iter()
+            .position(|o| o.get("id").and_then(Value::as_str).is_none())
+        {
+            return Err(format!("item {} of `value` has no string `id`", i + 1));
         }
+        let mut link = |k: &str| match obj.remove(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("`{k}` is {}, not a string", kind_of(&other))),
+        };
+        let next_link = link("@odata.nextLink")?;
+        let delta_link = link("@odata.deltaLink")?;
+        match (listing, &next_link, &delta_link) {
+            (Listing::Delta, Some(_), Some(_)) => {
+                Err("the page carries both @odata.nextLink and @odata.deltaLink".into())
+            }
+            (Listing::Delta, None, None) => {
+                Err("the page carries neither @odata.nextLink nor @odata.deltaLink".into())
+            }
+            (Listing::Plain, _, Some(_)) => {
+                Err("a plain listing's page carries an @odata.deltaLink".into())
+            }
+            _ => Ok(Page {
+                value,
+                next_link,
+                delta_link,
+            }),
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -237,7 +300,7 @@ mod tests {
     #[test]
     fn documented_user_delta_page() {
         // https://learn.microsoft.com/graph/delta-query-users — initial page sample.
-        let page = Page::from_value(json!({
+        let page = Page::parse(json!({
           "@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users(displayName,givenName,surname)",
           "@odata.nextLink":"https://graph.microsoft.com/v1.0/users/delta?$skiptoken=oEBwdSP6uehIAxQOWq_3Ksh",
           "value": [
@@ -245,7 +308,7 @@ mod tests {
             {"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6","@removed":{"reason":"deleted"}},
             {"displayName":"Conf Room Adams","id":"6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0"}
           ]
-        }));
+        }), Listing::Delta).unwrap();
         assert!(page.next_link.as_deref().unwrap().contains("$skiptoken="));
         assert!(page.delta_link.is_none());
         let mut set = UserSet::default();
@@ -284,7 +347,7 @@ mod tests {
     #[test]
     fn documented_group_delta_with_members() {
         // https://learn.microsoft.com/graph/delta-query-groups — members@delta sample.
-        let page = Page::from_value(json!({
+        let page = Page::parse(json!({
           "@odata.context":"https://graph.microsoft.com/v1.0/$metadata#groups",
           "@odata.deltaLink":"https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=sZwAFZibx",
           "value": [ {
@@ -293,7 +356,7 @@ mod tests {
             "members@delta": [
               {"@odata.type":"#microsoft.graph.user","id":"632f6bb2-3ec8-4c1f-9073-0027a8c6859","@removed":{"reason":"deleted"}},
               {"@odata.type":"#microsoft.graph.user","id":"37de1ae3-408f-4702-8636-20824abda004"} ] } ]
-        }));
+        }), Listing::Delta).unwrap();
         assert!(page.delta_link.is_some());
         let mut set = GroupSet::default();
         set.apply(&[
@@ -334,7 +397,7 @@ mod tests {
     fn fixtures_parse() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph");
         let text = std::fs::read_to_string(format!("{dir}/users_delta_page.json")).unwrap();
-        let page = Page::from_value(serde_json::from_str(&text).unwrap());
+        let page = Page::parse(serde_json::from_str(&text).unwrap(), Listing::Delta).unwrap();
         let mut set = UserSet::default();
         set.apply(&page.value);
         assert_eq!(set.users.len(), 2);
@@ -345,13 +408,55 @@ mod tests {
     fn cursor_roundtrip() {
         let c = Cursor {
             version: 1,
-            mode: "tenant".into(),
+            mode: CursorMode::Tenant,
             users_delta_link: Some("u".into()),
             groups_delta_link: None,
             last_full_read: None,
             fingerprint: "f".into(),
         };
-        assert_eq!(Cursor::from_value(&c.to_value()), Some(c));
+        assert_eq!(Cursor::from_value(&c.to_value()), Some(c.clone()));
         assert_eq!(Cursor::from_value(&Value::Null), None);
+        // Stored text of the mode is unchanged.
+        assert_eq!(c.to_value()["mode"], "tenant");
+        let mut v = c.to_value();
+        v["mode"] = "scoped".into();
+        assert_eq!(Cursor::from_value(&v).unwrap().mode, CursorMode::Scoped);
+        v["mode"] = "sideways".into();
+        assert_eq!(Cursor::from_value(&v), None);
+    }
+
+    #[test]
+    fn malformed_pages_are_rejected() {
+        let ok = json!({"value":[{"id":"a"}],"@odata.nextLink":"https://g/x"});
+        assert!(Page::parse(ok.clone(), Listing::Delta).is_ok());
+        assert!(Page::parse(ok, Listing::Plain).is_ok());
+        let last = json!({"value":[]});
+        assert!(Page::parse(last.clone(), Listing::Plain).is_ok());
+        let cases = [
+            (
+                json!({"value":null,"@odata.deltaLink":"d"}),
+                "`value` is null",
+            ),
+            (
+                json!({"value":{},"@odata.deltaLink":"d"}),
+                "`value` is an object",
+            ),
+            (json!({"@odata.deltaLink":"d"}), "`value` is missing"),
+            (json!([]), "not a JSON object"),
+            (json!({"value":[{"x":1}],"@odata.deltaLink":"d"}), "item 1"),
+            (json!({"value":[],"@odata.nextLink":5}), "not a string"),
+            (
+                json!({"value":[],"@odata.nextLink":"n","@odata.deltaLink":"d"}),
+                "both",
+            ),
+            (last, "neither"),
+        ];
+        for (body, want) in cases {
+            let e = Page::parse(body.clone(), Listing::Delta).unwrap_err();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        let e =
+            Page::parse(json!({"value":[],"@odata.deltaLink":"d"}), Listing::Plain).unwrap_err();
+        assert!(e.contains("deltaLink"), "{e}");
     }
 }

@@ -30,7 +30,9 @@ use super::auth::decode_claims;
 use super::batch::batch_get;
 use super::client::{CallError, GraphClient, json_or_error};
 use super::config::{GraphCredential, GraphSourceConfig};
-use super::delta::{Cursor, GROUP_SELECT, GroupSet, Page, USER_SELECT, UserSet};
+use super::delta::{
+    Cursor, CursorMode, GROUP_SELECT, GroupSet, Listing, Page, USER_SELECT, UserSet,
+};
 use crate::http::HttpCounters;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -38,11 +40,12 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use serde_json::Value;
 use sha2::Digest;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use usersync_core::model::{PhotoRef, SourceGroup, SourceSnapshot, SourceUser};
 use usersync_core::ports::{
-    ConnectorError, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead, SourceSyncState,
+    ConnectorError, ErrorKind, FullReason, Photo, ReadMode, ReadStats, SourceDirectory, SourceRead,
+    SourceSyncState,
 };
 
 /// Application permissions that allow reading user photos
@@ -70,6 +73,36 @@ enum RoundEnd {
         page: usize,
         url: String,
     },
+    /// A page that cannot be trusted: malformed, a paging loop, too many pages, or a link to
+    /// another origin. The listing stops there; the read is incomplete.
+    Spoiled {
+        page: usize,
+        url: String,
+        why: String,
+    },
+}
+
+impl RoundEnd {
+    /// The warning for a listing that did not end well, or `Err` for a systemic failure.
+    fn problem(self, what: &str) -> Result<Option<String>, ConnectorError> {
+        match self {
+            RoundEnd::Done(_) => Ok(None),
+            RoundEnd::Failed { err, page, url } => {
+                if is_systemic(&err) {
+                    return Err(err.into_connector());
+                }
+                Ok(Some(format!(
+                    "{what} page {page} failed (GET {}): {}; the read is treated as incomplete",
+                    short(&url),
+                    err.into_connector().message
+                )))
+            }
+            RoundEnd::Spoiled { page, url, why } => Ok(Some(format!(
+                "{what} page {page} (GET {}): {why}; the read is treated as incomplete",
+                short(&url)
+            ))),
+        }
+    }
 }
 
 /// Which users need fresh photo tags.
@@ -83,7 +116,7 @@ struct Outcome {
     groups: BTreeMap<String, SourceGroup>,
     complete: bool,
     warnings: Vec<String>,
-    mode: String,
+    mode: ReadMode,
     cursor: Cursor,
     photos: PhotoTargets,
 }
@@ -101,6 +134,18 @@ fn short(url: &str) -> String {
     } else {
         url.to_string()
     }
+}
+
+/// The path of a listing's URL, compared loosely: case-insensitive, without a function call's
+/// `()` (Graph has written `delta()` in links) or a trailing slash.
+fn collection_path(url: &str) -> String {
+    let path = reqwest::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|_| url.split('?').next().unwrap_or(url).to_string());
+    path.to_ascii_lowercase()
+        .replace("()", "")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 fn is_systemic(e: &CallError) -> bool {
@@ -148,8 +193,10 @@ impl GraphSource {
         ids.sort();
         let mut names = self.cfg.scope_group_names.clone();
         names.sort();
+        // The selects are in it because a deltaLink keeps the `$select` it was started with:
+        // state saved before a property was added must be replaced by a full read.
         format!(
-            "graph={};ids={};names={};photos={}",
+            "graph={};ids={};names={};photos={};users_select={USER_SELECT};groups_select={GROUP_SELECT}",
             self.client.base(),
             ids.join(","),
             names.join("\u{1f}"),
@@ -158,18 +205,18 @@ impl GraphSource {
     }
 
     /// Why this read must be full, or `None` for a delta read.
-    fn full_reason(&self, state: &SourceSyncState, cursor: Option<&Cursor>) -> Option<String> {
+    fn full_reason(&self, state: &SourceSyncState, cursor: Option<&Cursor>) -> Option<FullReason> {
         if self.cfg.force_full {
-            return Some("full (forced)".into());
+            return Some(FullReason::Forced);
         }
         let Some(c) = cursor else {
-            return Some("full".into());
+            return Some(FullReason::Plain);
         };
         if state.snapshot.is_none() {
-            return Some("full".into());
+            return Some(FullReason::Plain);
         }
         if c.fingerprint != self.fingerprint() {
-            return Some("full (configuration changed)".into());
+            return Some(FullReason::ConfigChanged);
         }
         if self.cfg.full_reconcile_every_hours > 0 {
             let last = c
@@ -184,32 +231,39 @@ impl GraphSource {
                 }
             };
             if due {
-                return Some("full (periodic reconcile)".into());
+                return Some(FullReason::PeriodicReconcile);
             }
         }
         None
     }
 
-    /// Follows a listing from `start` to its end, applying each page.
-    async fn round(&self, start: String, what: &str, mut apply: impl FnMut(&[Value])) -> RoundEnd {
+    /// Follows a listing from `start` to its end, applying each page. Stops, as
+    /// [`RoundEnd::Spoiled`], at a page without the documented shape, at a link already followed
+    /// (a loop), after `max_pages_per_read` pages, or at a link to another origin
+    /// (<https://learn.microsoft.com/graph/paging>: links are followed verbatim, so they are
+    /// checked before the token goes with them).
+    async fn round(
+        &self,
+        start: String,
+        what: &str,
+        listing: Listing,
+        mut apply: impl FnMut(&[Value]),
+    ) -> RoundEnd {
         let mut url = start;
         let mut page_no = 0usize;
+        let mut visited: HashSet<String> = HashSet::new();
+        let max_pages = self.cfg.max_pages_per_read.max(1);
+        // Every page of a listing is the same resource with a different token (graph/paging);
+        // a link to another path would splice another collection into this one.
+        let collection = collection_path(&self.client.absolute(&url));
         loop {
             page_no += 1;
+            visited.insert(self.client.absolute(&url));
             // `Prefer: odata.maxpagesize` asks for the largest pages where the API honours it;
             // delta ignores `$top` for directory objects.
             let headers = [("Prefer", "odata.maxpagesize=999")];
-            match self.client.get_json(&url, &headers, what).await {
-                Ok(v) => {
-                    let page = Page::from_value(v);
-                    apply(&page.value);
-                    if let Some(next) = page.next_link {
-                        // Followed verbatim: it carries all query options (graph/paging).
-                        url = next;
-                        continue;
-                    }
-                    return RoundEnd::Done(page.delta_link);
-                }
+            let v = match self.client.get_json(&url, &headers, what).await {
+                Ok(v) => v,
                 Err(err) => {
                     return RoundEnd::Failed {
                         err,
@@ -217,7 +271,59 @@ impl GraphSource {
                         url,
                     };
                 }
+            };
+            let spoiled = |why: String, url: String| RoundEnd::Spoiled {
+                page: page_no,
+                url,
+                why,
+            };
+            let page = match Page::parse(v, listing) {
+                Ok(p) => p,
+                Err(why) => {
+                    return spoiled(format!("not a valid page of the listing: {why}"), url);
+                }
+            };
+            apply(&page.value);
+            for (name, link) in [
+                ("@odata.nextLink", &page.next_link),
+                ("@odata.deltaLink", &page.delta_link),
+            ] {
+                if let Some(link) = link
+                    && let Err(why) = self.client.check_origin(link)
+                {
+                    // Never the link itself in the log line: only where it points.
+                    tracing::warn!("{what}: {name} not followed: {why}");
+                    return spoiled(format!("{name} not followed: {why}"), url);
+                }
             }
+            for link in [&page.next_link, &page.delta_link].into_iter().flatten() {
+                let other = collection_path(&self.client.absolute(link));
+                if other != collection {
+                    return spoiled(
+                        format!("a link leads to another collection ({other}, not {collection})"),
+                        url,
+                    );
+                }
+            }
+            let Some(next) = page.next_link else {
+                return RoundEnd::Done(page.delta_link);
+            };
+            if visited.contains(&self.client.absolute(&next)) {
+                return spoiled(
+                    "@odata.nextLink repeats a page already read (a paging loop); stopped".into(),
+                    url,
+                );
+            }
+            if page_no >= max_pages {
+                return spoiled(
+                    format!(
+                        "the listing goes on past {max_pages} pages (max_pages_per_read); stopped"
+                    ),
+                    url,
+                );
+            }
+            // Followed verbatim: it carries all query options (graph/paging).
+            url = next;
         }
     }
 
@@ -225,7 +331,7 @@ impl GraphSource {
         &self,
         prev: Option<SourceSnapshot>,
         cursor: Option<&Cursor>,
-        full_reason: Option<String>,
+        full_reason: Option<FullReason>,
     ) -> Result<Outcome, ConnectorError> {
         let delta_from = match (&full_reason, cursor) {
             (None, Some(c)) => match (&c.users_delta_link, &c.groups_delta_link, prev) {
@@ -236,7 +342,7 @@ impl GraphSource {
         };
         let Some((ulink, glink, prev_snap)) = delta_from else {
             return self
-                .tenant_full(full_reason.unwrap_or_else(|| "full".into()), cursor)
+                .tenant_full(full_reason.unwrap_or_default(), cursor)
                 .await;
         };
         let mut users = UserSet {
@@ -256,36 +362,34 @@ impl GraphSource {
             ..Default::default()
         };
         let (ru, rg) = tokio::join!(
-            self.round(ulink, "users delta", |items| users.apply(items)),
-            self.round(glink, "groups delta", |items| groups.apply(items)),
+            self.round(ulink, "users delta", Listing::Delta, |items| users
+                .apply(items)),
+            self.round(glink, "groups delta", Listing::Delta, |items| groups
+                .apply(items)),
         );
         for r in [&ru, &rg] {
             if let RoundEnd::Failed { err, page, .. } = r {
                 if err.is_delta_reset() {
                     tracing::info!("Graph delta state expired or reset; doing a full read");
-                    return self
-                        .tenant_full("full (delta state expired)".into(), cursor)
-                        .await;
+                    return self.tenant_full(FullReason::DeltaExpired, cursor).await;
                 }
                 // A saved deltaLink rejected outright as a bad request (e.g. "Specified delta
                 // token is invalid") can never succeed; a full read replaces it.
                 if *page == 1 && err.status() == Some(400) {
                     tracing::warn!("Graph rejected the saved delta link; doing a full read");
-                    return self
-                        .tenant_full("full (delta state invalid)".into(), cursor)
-                        .await;
+                    return self.tenant_full(FullReason::DeltaInvalid, cursor).await;
                 }
             }
         }
         groups.prune(&users.removed);
-        let mut out = self.finish_tenant(users, groups, ru, rg, "delta".into())?;
+        let mut out = self.finish_tenant(users, groups, ru, rg, ReadMode::Delta)?;
         out.cursor.last_full_read = cursor.and_then(|c| c.last_full_read.clone());
         Ok(out)
     }
 
     async fn tenant_full(
         &self,
-        mode: String,
+        reason: FullReason,
         _old: Option<&Cursor>,
     ) -> Result<Outcome, ConnectorError> {
         let mut users = UserSet::default();
@@ -294,17 +398,19 @@ impl GraphSource {
             self.round(
                 format!("users/delta?$select={USER_SELECT}"),
                 "users delta",
+                Listing::Delta,
                 |items| users.apply(items)
             ),
             self.round(
                 format!("groups/delta?$select={GROUP_SELECT}"),
                 "groups delta",
+                Listing::Delta,
                 |items| groups.apply(items)
             ),
         );
         // Objects removed during an initial round are simply absent.
         groups.prune(&users.removed);
-        let mut out = self.finish_tenant(users, groups, ru, rg, mode)?;
+        let mut out = self.finish_tenant(users, groups, ru, rg, ReadMode::Full(reason))?;
         out.cursor.last_full_read = Some(jiff::Timestamp::now().to_string());
         out.photos = PhotoTargets::All;
         Ok(out)
@@ -316,7 +422,7 @@ impl GraphSource {
         groups: GroupSet,
         ru: RoundEnd,
         rg: RoundEnd,
-        mode: String,
+        mode: ReadMode,
     ) -> Result<Outcome, ConnectorError> {
         let mut warnings = Vec::new();
         let mut complete = true;
@@ -328,17 +434,11 @@ impl GraphSource {
                     complete = false;
                     warnings.push(format!("{name} delta: the last page carried no @odata.deltaLink; the read is treated as incomplete"));
                 }
-                RoundEnd::Failed { err, page, url } => {
-                    if is_systemic(&err) {
-                        return Err(err.into_connector());
+                other => {
+                    if let Some(w) = other.problem(&format!("{name} delta"))? {
+                        complete = false;
+                        warnings.push(w);
                     }
-                    complete = false;
-                    let e = err.into_connector();
-                    warnings.push(format!(
-                        "{name} delta page {page} failed (GET {}): {}",
-                        short(&url),
-                        e.message
-                    ));
                 }
             }
         }
@@ -352,7 +452,7 @@ impl GraphSource {
             mode,
             cursor: Cursor {
                 version: 1,
-                mode: "tenant".into(),
+                mode: CursorMode::Tenant,
                 users_delta_link: ulink,
                 groups_delta_link: glink,
                 last_full_read: None,
@@ -375,34 +475,34 @@ impl GraphSource {
                 "groups?$filter={}&$select=id,displayName",
                 utf8_percent_encode(&filter, NON_ALPHANUMERIC)
             );
-            match self.client.get_json(&url, &[], "resolve group name").await {
-                Ok(v) => {
-                    let found: Vec<String> = Page::from_value(v)
-                        .value
-                        .iter()
-                        .filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_string))
-                        .collect();
-                    if found.is_empty() {
-                        *complete = false;
-                        warnings.push(format!("scope group '{name}' was not found in the directory; check the name (exact display name) — removals are held back until it is fixed"));
-                    }
-                    if found.len() > 1 {
-                        warnings.push(format!(
-                            "scope group name '{name}' matches {} groups; all of them are synced",
-                            found.len()
-                        ));
-                    }
-                    ids.extend(found);
-                }
-                Err(e) if is_systemic(&e) => return Err(e.into_connector()),
-                Err(e) => {
-                    *complete = false;
-                    warnings.push(format!(
-                        "resolving scope group '{name}' failed: {}",
-                        e.into_connector().message
-                    ));
-                }
+            let mut found: Vec<String> = Vec::new();
+            let end = self
+                .round(url, "resolve group name", Listing::Plain, |items| {
+                    found.extend(
+                        items
+                            .iter()
+                            .filter_map(|g| g.get("id").and_then(Value::as_str))
+                            .map(str::to_string),
+                    )
+                })
+                .await;
+            if let Some(w) = end.problem(&format!("resolving scope group '{name}'"))? {
+                *complete = false;
+                warnings.push(w);
+                ids.extend(found);
+                continue;
             }
+            if found.is_empty() {
+                *complete = false;
+                warnings.push(format!("scope group '{name}' was not found in the directory; check the name (exact display name) — removals are held back until it is fixed"));
+            }
+            if found.len() > 1 {
+                warnings.push(format!(
+                    "scope group name '{name}' matches {} groups; all of them are synced",
+                    found.len()
+                ));
+            }
+            ids.extend(found);
         }
         Ok(ids)
     }
@@ -411,7 +511,7 @@ impl GraphSource {
         &self,
         prev: Option<&SourceSnapshot>,
         cursor: Option<&Cursor>,
-        full_reason: Option<String>,
+        full_reason: Option<FullReason>,
     ) -> Result<Outcome, ConnectorError> {
         let mut warnings = Vec::new();
         let mut complete = true;
@@ -486,7 +586,9 @@ impl GraphSource {
             .map(|gid| async move {
                 let mut set = UserSet::default();
                 let url = format!("groups/{gid}/transitiveMembers/microsoft.graph.user?$select={USER_SELECT}&$top={}", self.cfg.page_size.clamp(1, 999));
-                let end = self.round(url, "group members", |items| set.apply(items)).await;
+                let end = self
+                    .round(url, "group members", Listing::Plain, |items| set.apply(items))
+                    .await;
                 (gid, set, end)
             })
             .buffer_unordered(self.cfg.max_concurrency.max(1))
@@ -494,16 +596,9 @@ impl GraphSource {
             .await;
         let mut users: BTreeMap<String, SourceUser> = BTreeMap::new();
         for (gid, set, end) in results {
-            if let RoundEnd::Failed { err, page, url } = end {
-                if is_systemic(&err) {
-                    return Err(err.into_connector());
-                }
+            if let Some(w) = end.problem(&format!("members of group {gid}"))? {
                 complete = false;
-                warnings.push(format!(
-                    "members of group {gid} page {page} failed (GET {}): {}",
-                    short(&url),
-                    err.into_connector().message
-                ));
+                warnings.push(w);
             }
             if let Some(g) = groups.get_mut(&gid) {
                 g.member_users = set.users.keys().cloned().collect();
@@ -545,13 +640,10 @@ impl GraphSource {
             groups,
             complete,
             warnings,
-            mode: match full_reason {
-                Some(r) if r != "full" => format!("{r} (scoped groups)"),
-                _ => "full (scoped groups)".into(),
-            },
+            mode: ReadMode::Scoped(full_reason.unwrap_or_default()),
             cursor: Cursor {
                 version: 1,
-                mode: "scoped".into(),
+                mode: CursorMode::Scoped,
                 users_delta_link: None,
                 groups_delta_link: None,
                 last_full_read,

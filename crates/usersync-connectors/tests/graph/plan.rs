@@ -135,7 +135,7 @@ async fn delta_changes_produce_exactly_the_expected_plan() {
 
     emu.reset_stats();
     let second = src.read(Some(first.next_state.clone())).await.unwrap();
-    assert_eq!(second.stats.mode, "delta");
+    assert_eq!(second.stats.mode.to_string(), "delta");
     let stats = emu.stats();
     assert_eq!(stats.get("users.delta"), 1, "{stats:?}");
     assert_eq!(stats.get("groups.delta"), 1, "{stats:?}");

@@ -12,7 +12,7 @@ async fn initial_read_of_s_tenant_matches_and_uses_delta() {
     let src = GraphSource::new(config(&emu)).unwrap();
     let r = src.read(None).await.unwrap();
     assert!(r.snapshot.complete, "{:?}", r.snapshot.warnings);
-    assert_eq!(r.stats.mode, "full");
+    assert_eq!(r.stats.mode.to_string(), "full");
     assert_matches_tenant(&r.snapshot, &emu);
     assert_eq!(r.snapshot.users.len(), 1000);
     assert_eq!(r.snapshot.groups.len(), 100);
@@ -81,7 +81,7 @@ async fn second_run_reads_only_changes_and_patches() {
 
     let second = src.read(Some(first.next_state.clone())).await.unwrap();
     assert!(second.snapshot.complete, "{:?}", second.snapshot.warnings);
-    assert_eq!(second.stats.mode, "delta");
+    assert_eq!(second.stats.mode.to_string(), "delta");
     let st = emu.stats();
     assert_eq!(st.get("users.delta"), 1, "{st:?}");
     assert_eq!(st.get("groups.delta"), 1, "{st:?}");
@@ -143,12 +143,12 @@ async fn expired_delta_state_falls_back_to_full_read() {
     let ids = t.user_ids();
     t.delete_user(&ids[5], true).unwrap();
     let second = src.read(Some(first.next_state)).await.unwrap();
-    assert_eq!(second.stats.mode, "full (delta state expired)");
+    assert_eq!(second.stats.mode.to_string(), "full (delta state expired)");
     assert!(second.snapshot.complete);
     assert_matches_tenant(&second.snapshot, &emu);
     // And the new state works as a delta again.
     let third = src.read(Some(second.next_state)).await.unwrap();
-    assert_eq!(third.stats.mode, "delta");
+    assert_eq!(third.stats.mode.to_string(), "delta");
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn delta_token_ttl_expiry_falls_back() {
     let first = src.read(None).await.unwrap();
     emu.tenant().advance_clock(8 * 24 * 3600);
     let second = src.read(Some(first.next_state)).await.unwrap();
-    assert_eq!(second.stats.mode, "full (delta state expired)");
+    assert_eq!(second.stats.mode.to_string(), "full (delta state expired)");
     assert!(second.snapshot.complete);
 }
 
@@ -174,7 +174,7 @@ async fn force_full_and_periodic_reconcile() {
         .read(Some(first.next_state.clone()))
         .await
         .unwrap();
-    assert_eq!(forced.stats.mode, "full (forced)");
+    assert_eq!(forced.stats.mode.to_string(), "full (forced)");
     // A cursor whose last full read is old triggers the reconcile.
     cfg.force_full = false;
     let mut state = first.next_state.clone();
@@ -186,7 +186,7 @@ async fn force_full_and_periodic_reconcile() {
         .read(Some(state))
         .await
         .unwrap();
-    assert_eq!(r.stats.mode, "full (periodic reconcile)");
+    assert_eq!(r.stats.mode.to_string(), "full (periodic reconcile)");
     assert_matches_tenant(&r.snapshot, &emu);
 }
 
@@ -226,7 +226,7 @@ async fn scoped_groups_read_only_their_members() {
         r.snapshot.users.iter().all(|u| !u.upn.is_empty()),
         "member users carry their properties"
     );
-    assert!(r.stats.mode.contains("scoped"));
+    assert!(r.stats.mode.to_string().contains("scoped"));
 }
 
 #[tokio::test]
@@ -343,7 +343,7 @@ async fn token_is_cached_and_refreshed_before_expiry() {
     let first = src.read(None).await.unwrap();
     assert_eq!(emu.stats().get("token"), 1);
     let again = src.read(Some(first.next_state.clone())).await.unwrap();
-    assert_eq!(again.stats.mode, "delta");
+    assert_eq!(again.stats.mode.to_string(), "delta");
     assert_eq!(emu.stats().get("token"), 1, "cached");
     // Refreshed at half-life for short-lived tokens (5 minutes early for normal ones).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -364,7 +364,34 @@ async fn rejected_delta_link_falls_back_to_full_read() {
     c.users_delta_link = Some(format!("{}garbage", &link[..cut]));
     state.cursor = c.to_value();
     let r = src.read(Some(state)).await.unwrap();
-    assert_eq!(r.stats.mode, "full (delta state invalid)");
+    assert_eq!(r.stats.mode.to_string(), "full (delta state invalid)");
     assert!(r.snapshot.complete);
     assert_matches_tenant(&r.snapshot, &emu);
+}
+
+#[tokio::test]
+async fn delta_links_saved_before_a_select_change_force_a_full_read() {
+    // Issue 7 item 23: a deltaLink keeps the `$select` it was started with, so state saved by a
+    // version that selected fewer properties must not be followed after an upgrade.
+    let emu = start(GraphConfig::tiny()).await;
+    let src = GraphSource::new(config(&emu)).unwrap();
+    let first = src.read(None).await.unwrap();
+    let mut state = first.next_state.clone();
+    let mut c = Cursor::from_value(&state.cursor).unwrap();
+    // The fingerprint as versions without the select in it wrote it.
+    c.fingerprint = format!("graph={};ids=;names=;photos=false", emu.graph_url());
+    state.cursor = c.to_value();
+    let r = src.read(Some(state)).await.unwrap();
+    assert_eq!(r.stats.mode.to_string(), "full (configuration changed)");
+    assert!(r.snapshot.complete);
+    // The fresh cursor names the selects, and is followed as a delta next time.
+    let fp = Cursor::from_value(&r.next_state.cursor)
+        .unwrap()
+        .fingerprint;
+    assert!(
+        fp.contains("userPrincipalName") && fp.contains("members"),
+        "{fp}"
+    );
+    let again = src.read(Some(r.next_state)).await.unwrap();
+    assert_eq!(again.stats.mode.to_string(), "delta");
 }

@@ -6,10 +6,11 @@
 //! `x-ms-resource-unit`, `x-ms-throttle-limit-percentage`, `x-ms-throttle-scope` and
 //! `x-ms-throttle-information` headers).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::generator::Rng;
 use super::odata::GraphError;
@@ -52,6 +53,51 @@ pub struct UrlFault {
     pub times: u32,
 }
 
+/// How to spoil one page of a collection. A well-formed page has a `value` array and, per
+/// <https://learn.microsoft.com/graph/paging>, either an `@odata.nextLink` to the next page of
+/// the same service or (delta, last page) an `@odata.deltaLink`; a plain listing's last page has
+/// neither. These break that contract the ways a proxy, a service bug or a hostile middlebox
+/// could, so clients can be checked never to take a spoiled page as a complete read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum PageFaultKind {
+    /// `"value": null`.
+    ValueNull,
+    /// `"value": {}` (an object instead of an array).
+    ValueObject,
+    /// No `value` member at all.
+    ValueMissing,
+    /// Both `@odata.nextLink` and `@odata.deltaLink` on the page.
+    BothLinks,
+    /// `@odata.nextLink` names the page's own URL, every time that URL is requested (an
+    /// endless self-loop).
+    SelfLink,
+    /// `@odata.nextLink` names the first page of this endpoint served since the faults were
+    /// set, every time this page's URL is requested (a longer cycle).
+    LinkToFirst,
+    /// The page's link (`@odata.nextLink`, else `@odata.deltaLink`; a last page of a plain
+    /// listing gets a nextLink) is moved to `origin` (`scheme://host:port`), keeping path and
+    /// query.
+    ForeignLink {
+        /// The other origin, e.g. `http://127.0.0.1:9`.
+        origin: String,
+    },
+}
+
+/// Spoil page `page` of `endpoint` (see [`PageFaultKind`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PageFault {
+    /// Endpoint key as counted in [`RequestStats`] (`users.delta`, `groups.delta`, `users`,
+    /// `groups`, `members`, `transitiveMembers`).
+    pub endpoint: String,
+    /// 1-based count of successful collection pages of `endpoint` served since the faults were
+    /// set (with one read at a time, the page index within that read).
+    pub page: u64,
+    /// What to do to it.
+    pub kind: PageFaultKind,
+}
+
 /// Fault injection settings. All random choices use a seeded RNG, so a sequential request
 /// stream sees the same faults on every run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -79,6 +125,8 @@ pub struct FaultConfig {
     pub slow_rate: f64,
     /// Delay in milliseconds for requests chosen by `slow_rate`.
     pub slow_ms: u64,
+    /// Malformed or misdirected collection pages (each fires once, loops stay sticky).
+    pub page_faults: Vec<PageFault>,
 }
 
 impl Default for FaultConfig {
@@ -95,6 +143,7 @@ impl Default for FaultConfig {
             fail_urls: Vec::new(),
             slow_rate: 0.0,
             slow_ms: 0,
+            page_faults: Vec::new(),
         }
     }
 }
@@ -108,6 +157,12 @@ pub struct FaultState {
     url_hits: Vec<u32>,
     bucket: f64,
     last_refill: Instant,
+    /// Successful collection pages served per endpoint key (for `page_faults`).
+    pages: HashMap<String, u64>,
+    /// First page URL served per endpoint key (for [`PageFaultKind::LinkToFirst`]).
+    first_url: HashMap<String, String>,
+    /// Page URL → the nextLink it keeps answering with (sticky loops).
+    loops: HashMap<String, String>,
 }
 
 /// What the fault engine decided for one request.
@@ -132,7 +187,92 @@ impl FaultState {
             request_no: 0,
             bucket,
             last_refill: Instant::now(),
+            pages: HashMap::new(),
+            first_url: HashMap::new(),
+            loops: HashMap::new(),
         }
+    }
+
+    /// Applies any [`PageFault`] to a successful collection page of `endpoint` served for
+    /// `url` (absolute, as the client addressed it). Returns true if the page was changed.
+    pub fn spoil_page(&mut self, endpoint: &str, url: &str, body: &mut Value) -> bool {
+        let Some(obj) = body.as_object_mut() else {
+            return false;
+        };
+        if !obj.contains_key("value") {
+            return false;
+        }
+        let n = self.pages.entry(endpoint.to_string()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        self.first_url
+            .entry(endpoint.to_string())
+            .or_insert_with(|| url.to_string());
+        if let Some(link) = self.loops.get(url) {
+            obj.remove("@odata.deltaLink");
+            obj.insert("@odata.nextLink".into(), Value::String(link.clone()));
+            return true;
+        }
+        let Some(f) = self
+            .cfg
+            .page_faults
+            .iter()
+            .find(|f| f.endpoint == endpoint && f.page == n)
+        else {
+            return false;
+        };
+        match &f.kind {
+            PageFaultKind::ValueNull => {
+                obj.insert("value".into(), Value::Null);
+            }
+            PageFaultKind::ValueObject => {
+                obj.insert("value".into(), Value::Object(Default::default()));
+            }
+            PageFaultKind::ValueMissing => {
+                obj.remove("value");
+            }
+            PageFaultKind::BothLinks => {
+                let link = format!("{url}#spoiled");
+                obj.entry("@odata.nextLink")
+                    .or_insert_with(|| Value::String(link.clone()));
+                obj.entry("@odata.deltaLink")
+                    .or_insert_with(|| Value::String(link));
+            }
+            PageFaultKind::SelfLink | PageFaultKind::LinkToFirst => {
+                let to = if f.kind == PageFaultKind::SelfLink {
+                    url.to_string()
+                } else {
+                    self.first_url[endpoint].clone()
+                };
+                self.loops.insert(url.to_string(), to.clone());
+                obj.remove("@odata.deltaLink");
+                obj.insert("@odata.nextLink".into(), Value::String(to));
+            }
+            PageFaultKind::ForeignLink { origin } => {
+                let key = if obj.contains_key("@odata.nextLink") {
+                    "@odata.nextLink"
+                } else if obj.contains_key("@odata.deltaLink") {
+                    "@odata.deltaLink"
+                } else {
+                    "@odata.nextLink"
+                };
+                let link = obj
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or(url)
+                    .to_string();
+                // Keep the path and query: only scheme+host+port change.
+                let rest = link
+                    .split_once("://")
+                    .and_then(|(_, r)| r.find('/').map(|i| r[i..].to_string()))
+                    .unwrap_or_default();
+                obj.insert(
+                    key.into(),
+                    Value::String(format!("{}{rest}", origin.trim_end_matches('/'))),
+                );
+            }
+        }
+        true
     }
 
     fn retry_after(&self, secs: f64) -> String {
@@ -249,7 +389,7 @@ impl FaultState {
 /// `users.count`, `users.delta`, `groups`, `groups.get`, `groups.count`, `groups.delta`,
 /// `members`, `transitiveMembers`, `memberOf`, `photo`, `photo.value`, `batch`, `batch.item`,
 /// `applications`, `organization`, `unauthorized`, `unknown`, plus `throttled` (429s sent),
-/// `faults` (other injected errors) and `requests` (all HTTP requests, see [`RequestStats::total`]).
+/// `faults` (other injected errors), `pageFaults` (pages spoiled by [`PageFault`]) and `requests` (all HTTP requests, see [`RequestStats::total`]).
 /// `$batch` items are counted under their endpoint key as well as `batch.item`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RequestStats {

@@ -52,7 +52,9 @@ use axum::routing::{get, post};
 
 pub use auth::{AppRegistration, Secret};
 pub use control::TenantHandle;
-pub use faults::{FaultConfig, RequestFault, RequestStats, ThrottleBudget, UrlFault};
+pub use faults::{
+    FaultConfig, PageFault, PageFaultKind, RequestFault, RequestStats, ThrottleBudget, UrlFault,
+};
 pub use generator::TenantSize;
 pub use model::{Fixture, GroupFields, UserFields};
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::apps::*;
 use super::listing::*;
-use super::odata::{GResult, GraphError, GraphResponse, Query};
+use super::odata::{Body, GResult, GraphError, GraphResponse, Query};
 use super::photos::*;
 use super::props::*;
 
@@ -348,6 +348,24 @@ pub(crate) fn exec(
         Ok(r) => r,
         Err(e) => ctx.err(e),
     };
+    if resp.status == 200
+        && let Body::Json(body) = &mut resp.body
+    {
+        let url = if query.is_empty() {
+            format!("{}{path}", ctx.graph_base)
+        } else {
+            format!("{}{path}?{query}", ctx.graph_base)
+        };
+        let spoiled = ctx
+            .sh
+            .faults
+            .lock()
+            .map(|mut f| f.spoil_page(route.key(), &url, body))
+            .unwrap_or(false);
+        if spoiled {
+            ctx.sh.count("pageFaults");
+        }
+    }
     resp.headers
         .push(("x-ms-resource-unit".into(), cost.to_string()));
     if let Some(p) = decision.limit_pct {
