@@ -91,19 +91,31 @@ impl<'a> Planner<'a> {
         self.protected.contains(&name_key(username))
     }
 
-    /// Finds a linked account: by target key, then the pending name, then the known name.
+    /// Finds a linked account: by target key, then the pending name, then the known name. A
+    /// name match whose account has a different key than the link is another account that
+    /// reuses the name (the linked one was deleted), never the linked one.
     pub(super) fn find(&self, link: &UserLink) -> Option<usize> {
         if let Some(i) = link.target_key.as_deref().and_then(|k| self.by_key.get(k)) {
             return Some(*i);
         }
+        let accounts = &self.input.target.accounts;
+        let same_account =
+            |i: &usize| match (link.target_key.as_deref(), accounts[*i].key.as_deref()) {
+                (Some(linked), Some(found)) => linked == found,
+                _ => true,
+            };
         if let Some(i) = link
             .pending_username
             .as_deref()
             .and_then(|p| self.by_name.get(&name_key(p)))
+            .filter(|i| same_account(i))
         {
             return Some(*i);
         }
-        self.by_name.get(&name_key(&link.username)).copied()
+        self.by_name
+            .get(&name_key(&link.username))
+            .filter(|i| same_account(i))
+            .copied()
     }
 
     pub(super) fn is_active(&self, account: &TargetAccount, link: Option<&UserLink>) -> bool {

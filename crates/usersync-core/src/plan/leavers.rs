@@ -4,6 +4,7 @@ use super::OpKind;
 use super::build::{DAY_MS, MUser, Mode, Planner, action_name};
 use super::links::ResolvedLinks;
 use crate::config::LeaverAction;
+use crate::model::name_key;
 
 /// Plans the linked users that left the source or the scope; returns them for the membership
 /// step.
@@ -33,7 +34,16 @@ pub(super) fn plan_leavers<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -
                     || link.deactivated_at_ms.is_some_and(|t| {
                         input.now_ms - t >= i64::from(policy.delete_grace_days) * DAY_MS
                     }));
-            if delete_due && complete && !p.is_protected(&link.username) {
+            // Deletes go by username: if an account holds the name now, it is not this
+            // leaver's (theirs would have resolved), so deleting by name would hit it.
+            let name_reused = p.by_name.contains_key(&name_key(&link.username));
+            if delete_due && complete && name_reused {
+                p.warnings.push(format!(
+                    "the account of leaver {sid} ({}) is gone, and another account now has that \
+                     username; usersync does not delete by name, so the link is kept",
+                    link.username
+                ));
+            } else if delete_due && complete && !p.is_protected(&link.username) {
                 p.push(
                     OpKind::DeleteUser { source_id: sid.clone(), username: link.username.clone() },
                     format!("{why}; the account is already gone from the target, so only usersync's link is removed"),

@@ -5,6 +5,7 @@ use super::build::{MUser, Mode, Planner};
 use super::links::ResolvedLinks;
 use super::{Conflict, ConflictKind, Field, FieldChange, OpKind, SkippedUser};
 use crate::config::AdoptMode;
+use crate::mapping::rename_cause;
 use crate::model::name_key;
 use std::collections::HashMap;
 
@@ -28,6 +29,8 @@ pub(super) fn plan_users<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -> 
         }
     }
     let sync_avatars = policy.sync_avatars && caps.avatars;
+    // Source users by ID, built on the first rename (renames are rare; the reason needs them).
+    let mut source_users: Option<HashMap<&str, &crate::model::SourceUser>> = None;
     let mut musers: Vec<MUser<'_>> =
         Vec::with_capacity(desired.users.len() + input.links.users.len());
     for (sid, d) in &desired.users {
@@ -191,7 +194,20 @@ pub(super) fn plan_users<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -> 
                         from: name.clone(),
                         to: want.clone(),
                     },
-                    format!("the source username changed (UPN now {})", d.upn),
+                    match source_users
+                        .get_or_insert_with(|| {
+                            input
+                                .source
+                                .users
+                                .iter()
+                                .map(|u| (u.id.as_str(), u))
+                                .collect()
+                        })
+                        .get(sid.as_str())
+                    {
+                        Some(u) => rename_cause(u, &input.settings.mapping, &name),
+                        None => format!("the source username changed (UPN now {})", d.upn),
+                    },
                 );
                 name = want.clone();
             }
