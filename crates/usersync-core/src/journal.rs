@@ -102,8 +102,11 @@ pub fn apply_outcome_to_links(
                     l.pending_username = None;
                 }
             }
+            // As for accounts: a conflict means the group exists now; keep the pending link so
+            // the next plan confirms it.
             OpKind::CreateGroup { source_id, .. }
-                if links.groups.get(source_id).is_some_and(|g| g.pending) =>
+                if kind != ErrorKind::Conflict
+                    && links.groups.get(source_id).is_some_and(|g| g.pending) =>
             {
                 links.groups.remove(source_id);
             }
