@@ -75,14 +75,26 @@ pub fn apply_outcome_to_links(
         }
         match &op.kind {
             OpKind::CreateUser { source_id, account } => {
-                let fresh = links.users.get(source_id).is_some_and(|l| {
-                    l.pending_username
-                        .as_deref()
-                        .is_some_and(|p| name_key(p) == name_key(&account.username))
-                });
-                if fresh {
-                    // The account does not exist: forget the link, the next plan creates again.
+                // A conflict means an account exists under the name (often this run's own
+                // earlier POST whose answer was lost): keep the pending link, so the next plan
+                // finds the account under the pending name and confirms it.
+                if kind == ErrorKind::Conflict {
+                    return;
+                }
+                let Some(l) = links.users.get_mut(source_id) else {
+                    return;
+                };
+                // A link made by this intent carries nothing else: forget it, the next plan
+                // creates again. A pre-existing link (re-create of a missing account) keeps
+                // its key, deactivation stamp and photo tag; only the intent is withdrawn.
+                let made_by_intent = l.target_key.is_none()
+                    && l.deactivated_at_ms.is_none()
+                    && l.photo_tag.is_none()
+                    && name_key(&l.username) == name_key(&account.username);
+                if made_by_intent {
                     links.users.remove(source_id);
+                } else {
+                    l.pending_username = None;
                 }
             }
             OpKind::RenameUser { source_id, .. } => {
@@ -90,8 +102,11 @@ pub fn apply_outcome_to_links(
                     l.pending_username = None;
                 }
             }
+            // As for accounts: a conflict means the group exists now; keep the pending link so
+            // the next plan confirms it.
             OpKind::CreateGroup { source_id, .. }
-                if links.groups.get(source_id).is_some_and(|g| g.pending) =>
+                if kind != ErrorKind::Conflict
+                    && links.groups.get(source_id).is_some_and(|g| g.pending) =>
             {
                 links.groups.remove(source_id);
             }
@@ -147,8 +162,10 @@ pub fn apply_outcome_to_links(
         }
         OpKind::DeactivateUser { source_id, .. } => {
             if let Some(l) = links.users.get_mut(source_id) {
-                // Keep the first stamp: the grace period runs from the first deactivation.
-                l.deactivated_at_ms.get_or_insert(now_ms);
+                // The planner deactivates a stamped account only when it found it active
+                // again (an admin reactivated it), so the old stamp is stale: the grace period
+                // runs from this deactivation.
+                l.deactivated_at_ms = Some(now_ms);
             }
         }
         OpKind::ReactivateUser { source_id, .. } => {

@@ -134,6 +134,53 @@ pub fn map_user(
     })
 }
 
+/// Says why a linked account's name `current` differs from the name the mapping gives now:
+/// the mapping configuration changed (some source attribute still yields `current`), or the
+/// source attribute the mapping reads changed. Used as the rename reason.
+pub fn rename_cause(user: &SourceUser, settings: &MappingSettings, current: &str) -> String {
+    const ALL: [UsernameSource; 5] = [
+        UsernameSource::UserPrincipalName,
+        UsernameSource::Mail,
+        UsernameSource::SamAccountName,
+        UsernameSource::UpnLocalPart,
+        UsernameSource::EmployeeId,
+    ];
+    const TRANSFORMS: [UsernameTransform; 3] = [
+        UsernameTransform::GuestOriginalAddress,
+        UsernameTransform::StripDomain,
+        UsernameTransform::Lowercase,
+    ];
+    let wanted = current.to_lowercase();
+    // The old name is still derivable from today's attributes (raw, with today's transforms,
+    // or with any single transform): the attribute did not change, the mapping did.
+    let still_derivable = ALL.iter().filter_map(|s| attribute(user, *s)).any(|v| {
+        let configured = settings
+            .username_transforms
+            .iter()
+            .fold(v.clone(), |n, t| apply_transform(&n, *t));
+        std::iter::once(v.clone())
+            .chain(std::iter::once(configured))
+            .chain(TRANSFORMS.iter().map(|t| apply_transform(&v, *t)))
+            .any(|c| c.to_lowercase() == wanted)
+    });
+    if still_derivable {
+        return format!(
+            "the username mapping changed (username_source = {}): the source attributes are \
+             unchanged",
+            source_name(settings.username_source)
+        );
+    }
+    let used = if attribute(user, settings.username_source).is_some() {
+        Some(settings.username_source)
+    } else {
+        settings.username_fallback
+    };
+    match used.and_then(|s| attribute(user, s).map(|v| (s, v))) {
+        Some((s, v)) => format!("the source {} changed (now {v})", source_name(s)),
+        None => "the source username changed".to_string(),
+    }
+}
+
 /// Display name: `displayName`, else given name + surname, else the username.
 fn display_name(user: &SourceUser, username: &str) -> String {
     if let Some(d) = user

@@ -1,5 +1,6 @@
 //! [`StoreJournal`]: the engine's [`ApplyJournal`] backed by the store. Each call is one short
-//! transaction that (1) loads the links the operation touches (those under its `source_id`),
+//! transaction that (1) loads the links the operation touches (those under its `source_id`,
+//! plus every group link for a group adoption, which may take over another group's link),
 //! (2) applies the engine's own link rules ([`usersync_core::journal::record_intent`] /
 //! [`usersync_core::journal::apply_outcome_to_links`], the ones `MemoryJournal` uses) to that
 //! slice, (3) writes back the difference and (4) records the operation's progress in
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use sqlx::SqliteConnection;
 use usersync_core::journal::{apply_outcome_to_links, record_intent};
 use usersync_core::link::LinkTable;
-use usersync_core::plan::{OpOutcome, Operation};
+use usersync_core::plan::{OpKind, OpOutcome, Operation};
 use usersync_core::ports::{ApplyJournal, ConnectorError, ErrorKind};
 
 /// The store's [`ApplyJournal`] for one apply of one pair. Create it with
@@ -199,6 +200,20 @@ async fn load_slice(
     if let Some(r) = row {
         let link = group_link_from_row(&r)?;
         slice.groups.insert(link.source_id.clone(), link);
+    }
+    if matches!(op.kind, OpKind::AdoptGroup { .. }) {
+        // A takeover drops the departed source group's link to the same target group, which
+        // lives under another source ID: load the pair's group links (a small table) so the
+        // rule sees it. Names compare by `name_key` (Unicode), not SQLite's ASCII `lower()`.
+        let rows = sqlx::query("SELECT source_id, name, pending FROM group_links WHERE pair = $1")
+            .bind(pair)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::db("reading group links"))?;
+        for r in rows {
+            let link = group_link_from_row(&r)?;
+            slice.groups.insert(link.source_id.clone(), link);
+        }
     }
     Ok(slice)
 }

@@ -44,6 +44,13 @@ fn failed() -> OpOutcome {
     }
 }
 
+fn refused() -> OpOutcome {
+    OpOutcome::Failed {
+        kind: ErrorKind::Invalid,
+        message: "invalid".into(),
+    }
+}
+
 fn user(id: &str, username: &str, key: Option<&str>) -> UserLink {
     UserLink {
         source_id: id.into(),
@@ -83,23 +90,31 @@ async fn create_user_pending_then_confirmed_or_dropped() {
     );
 
     let bad = create(1, "s2", "bob");
-    step(&j, &bad, failed()).await;
+    step(&j, &bad, refused()).await;
     let links = store.links(PAIR).await.unwrap();
     assert!(!links.users.contains_key("s2"));
     assert_eq!(links.users.len(), 1);
+
+    // A conflict (the account exists, e.g. from an earlier POST whose answer was lost) keeps
+    // the pending link, so the next plan confirms the account instead of leaving it unmanaged.
+    let exists = create(2, "s3", "carl");
+    step(&j, &exists, failed()).await;
+    let links = store.links(PAIR).await.unwrap();
+    assert_eq!(links.users["s3"].pending_username.as_deref(), Some("carl"));
 
     // Links are per pair.
     assert!(store.links("other-pair").await.unwrap().users.is_empty());
 
     let rec = store.run(run).await.unwrap().unwrap();
-    assert_eq!(rec.ops.len(), 2);
+    assert_eq!(rec.ops.len(), 3);
     assert_eq!(rec.ops[0].seq, 0);
     assert_eq!(rec.ops[0].op, ok);
     assert_eq!(rec.ops[0].status, OpStatus::Applied);
     assert_eq!(rec.ops[0].outcome, Some(applied(Some("JIRAUSER1"))));
     assert!(rec.ops[0].started_ms.is_some() && rec.ops[0].finished_ms.is_some());
     assert_eq!(rec.ops[1].status, OpStatus::Failed);
-    assert_eq!(rec.ops[1].outcome, Some(failed()));
+    assert_eq!(rec.ops[1].outcome, Some(refused()));
+    assert_eq!(rec.ops[2].outcome, Some(failed()));
 }
 
 #[tokio::test]
@@ -287,8 +302,11 @@ async fn groups_create_and_delete() {
             name: "Team B".into(),
         },
     );
-    step(&j, &cg2, failed()).await;
+    step(&j, &cg2, refused()).await;
     assert!(!store.links(PAIR).await.unwrap().groups.contains_key("g2"));
+    // A conflict: the group exists now; the pending link stays for the next plan to confirm.
+    step(&j, &cg2, failed()).await;
+    assert!(store.links(PAIR).await.unwrap().groups["g2"].pending);
 
     let dg = op(
         2,
@@ -300,12 +318,21 @@ async fn groups_create_and_delete() {
     step(&j, &dg, failed()).await;
     assert!(store.links(PAIR).await.unwrap().groups.contains_key("g1"));
     step(&j, &dg, applied(None)).await;
-    assert!(store.links(PAIR).await.unwrap().groups.is_empty());
+    assert_eq!(
+        store
+            .links(PAIR)
+            .await
+            .unwrap()
+            .groups
+            .keys()
+            .collect::<Vec<_>>(),
+        ["g2"]
+    );
 }
 
 #[tokio::test]
 async fn skipped_without_intent_keeps_an_earlier_pending_name() {
-    let (store, j, run) = setup().await;
+    let (store, j, _) = setup().await;
     step(&j, &create(0, "s1", "alice"), applied(None)).await;
     let rename = op(
         1,
@@ -344,7 +371,6 @@ async fn skipped_without_intent_keeps_an_earlier_pending_name() {
     j2.after(&c, &timeout).await.unwrap();
     let l = &store.links(PAIR).await.unwrap().users["s2"];
     assert_eq!(l.pending_username.as_deref(), Some("dave"));
-    let _ = run;
 }
 
 #[tokio::test]
@@ -366,6 +392,57 @@ async fn adopt_group_links_confirmed() {
             pending: false
         }
     );
+}
+
+/// A takeover (a new source group adopts the managed group of a departed one) drops the old
+/// group link, which lives under another source ID; otherwise the next run deletes the group
+/// that was just taken over.
+#[tokio::test]
+async fn group_takeover_drops_the_old_link() {
+    let (store, j, _) = setup().await;
+    step(
+        &j,
+        &op(
+            0,
+            OpKind::CreateGroup {
+                source_id: "g-old".into(),
+                name: "Team A".into(),
+            },
+        ),
+        applied(None),
+    )
+    .await;
+    let takeover = op(
+        1,
+        OpKind::AdoptGroup {
+            source_id: "g-new".into(),
+            name: "team a".into(),
+        },
+    );
+    step(&j, &takeover, applied(None)).await;
+    let links = store.links(PAIR).await.unwrap();
+    assert!(
+        !links.groups.contains_key("g-old"),
+        "the departed group's link survives the takeover: {:?}",
+        links.groups
+    );
+    assert_eq!(links.groups["g-new"].name, "team a");
+    // The same as the in-memory journal.
+    let mem = usersync_core::journal::MemoryJournal::new(LinkTable::default(), NOW);
+    for o in [
+        op(
+            0,
+            OpKind::CreateGroup {
+                source_id: "g-old".into(),
+                name: "Team A".into(),
+            },
+        ),
+        takeover,
+    ] {
+        mem.before(&o).await.unwrap();
+        mem.after(&o, &applied(None)).await.unwrap();
+    }
+    assert_eq!(mem.link_table(), links);
 }
 
 /// The store's journal leaves exactly the links the engine's in-memory journal does, for a

@@ -2,7 +2,13 @@
 //! table, settings, target capabilities, now) to an ordered plan. No I/O.
 
 mod build;
+mod groups;
+mod guard;
+mod leavers;
+mod links;
+mod memberships;
 mod types;
+mod users;
 
 pub use build::plan_desired;
 pub use types::*;
