@@ -299,6 +299,34 @@ fn certificate_hint(err: &reqwest::Error) -> &'static str {
     }
 }
 
+/// `text` with every credential removed: each of `secrets` (the configured passwords and
+/// tokens, and their Basic encodings), and whatever follows an HTTP auth scheme (`Bearer …`,
+/// `Basic …`) or a `password=` / `client_secret=` / `access_token=` parameter. Error bodies
+/// pass through this before they reach a message, a log or a stored report, because some
+/// servers and proxies echo the request's `Authorization` header back.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    static PATTERNS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)\b(bearer|basic|negotiate|ntlm)(\s+)[A-Za-z0-9._~+/=-]{4,}|\b(password|passwd|client_secret|access_token|refresh_token|client_assertion)(["']?\s*[:=]\s*["']?)[^\s"'&,;<>]+"#,
+        )
+        .expect("valid regex")
+    });
+    let mut out = text.to_string();
+    for s in secrets {
+        // Very short values would redact ordinary words; a real credential is longer.
+        if s.len() >= 4 {
+            out = out.replace(s, "[redacted]");
+        }
+    }
+    PATTERNS
+        .replace_all(&out, |c: &regex::Captures<'_>| match (c.get(1), c.get(3)) {
+            (Some(scheme), _) => format!("{}{}[redacted]", scheme.as_str(), &c[2]),
+            (None, Some(key)) => format!("{}{}[redacted]", key.as_str(), &c[4]),
+            _ => "[redacted]".to_string(),
+        })
+        .into_owned()
+}
+
 /// A transport error in words, without the URL's query string (which may carry tokens).
 pub fn describe(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
@@ -332,6 +360,19 @@ pub fn describe(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted() {
+        let r = redact(
+            "echo: Authorization: Bearer abc.def-123 and basic YWRtaW46cHc= password=hunter22&x=1 mysecretvalue",
+            &["mysecretvalue"],
+        );
+        assert_eq!(
+            r,
+            "echo: Authorization: Bearer [redacted] and basic [redacted] password=[redacted]&x=1 [redacted]"
+        );
+        assert_eq!(redact("Basic auth failed", &[]), "Basic auth failed");
+    }
 
     #[test]
     fn retry_after_forms() {

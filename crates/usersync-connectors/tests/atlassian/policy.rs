@@ -164,3 +164,42 @@ async fn certificate_failure_is_not_retried() {
     assert!(e.message.contains("ca_bundle"), "{}", e.message);
     assert_eq!(connections.load(Ordering::SeqCst), 1, "{}", e.message);
 }
+
+/// A permission probe answered 404 means the endpoint is missing, not the rights.
+#[tokio::test]
+async fn probe_404_says_the_endpoint_is_missing() {
+    use usersync_core::check::Verdict;
+    for (p, route) in [
+        (Product::Jira, "/rest/api/2/mypermissions"),
+        (Product::Confluence, "/rest/api/user/list"),
+        (Product::Bitbucket, "/rest/api/1.0/admin/permissions/users"),
+    ] {
+        let emu = start(p).await;
+        emu.handle()
+            .add_fail_rule(usersync_emulators::atlassian::FailRule::every(
+                "GET", route, 404,
+            ));
+        let r = usersync_connectors::atlassian::test_connection(&config(p, &emu)).await;
+        let c = r.checks.iter().find(|c| c.id == "admin_rights").unwrap();
+        assert_eq!(c.verdict, Verdict::Fail, "{p:?}: {r:#?}");
+        assert!(c.detail.contains("not there"), "{p:?}: {}", c.detail);
+        assert!(!c.detail.contains("lacks"), "{p:?}: {}", c.detail);
+        assert!(
+            c.fix.as_deref().unwrap_or("").contains("context path"),
+            "{p:?}: {c:?}"
+        );
+    }
+}
+
+/// A login page answering 200 fails the credentials check.
+#[tokio::test]
+async fn html_login_page_fails_the_credentials_check() {
+    use usersync_core::check::Verdict;
+    let emu = start(Product::Jira).await;
+    emu.handle().update_faults(|f| f.html_login_page = true);
+    let r = usersync_connectors::atlassian::test_connection(&config(Product::Jira, &emu)).await;
+    assert!(!r.ok(), "{r:#?}");
+    let c = r.checks.iter().find(|c| c.id == "credentials").unwrap();
+    assert_eq!(c.verdict, Verdict::Fail, "{r:#?}");
+    assert!(c.detail.contains("HTML"), "{}", c.detail);
+}
