@@ -320,6 +320,16 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     }
     PATTERNS
         .replace_all(&out, |c: &regex::Captures<'_>| match (c.get(1), c.get(3)) {
+            // "Basic authentication failed" is prose; a credential has a digit or a symbol,
+            // or is long.
+            (Some(_), _)
+                if {
+                    let token = &c[0][c[1].len() + c[2].len()..];
+                    token.len() < 20 && token.chars().all(|ch| ch.is_ascii_alphabetic())
+                } =>
+            {
+                c[0].to_string()
+            }
             (Some(scheme), _) => format!("{}{}[redacted]", scheme.as_str(), &c[2]),
             (None, Some(key)) => format!("{}{}[redacted]", key.as_str(), &c[4]),
             _ => "[redacted]".to_string(),
