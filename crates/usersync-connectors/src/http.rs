@@ -4,11 +4,18 @@
 //!   HTTP date); we sleep exactly that long (capped), because Graph and Jira both say a client
 //!   that retries early is throttled longer.
 //! - `502`/`503`/`504` and connection errors back off exponentially with jitter.
-//! - Retries are bounded by attempts and by total waiting time, so a run can't hang forever;
-//!   when the budget is spent the error is `Throttled`/`Unreachable`, which the engine treats as
-//!   systemic.
-//! - Non-idempotent requests are retried only when the server answered 429/503 (the request was
-//!   refused before it was processed), never after a timeout whose effect is unknown.
+//! - Retries are bounded three ways, so a run can't hang: attempts per request
+//!   ([`RetryPolicy::max_attempts`]), waiting per request ([`RetryPolicy::max_total_wait`] for
+//!   `Retry-After` waits, the smaller [`RetryPolicy::max_error_wait`] for back-off after
+//!   5xx/transport errors, which a gateway without `Retry-After` would otherwise stretch to
+//!   minutes), and waiting per connector, i.e. per run ([`RetryPolicy::max_run_wait`], counted in
+//!   [`HttpCounters`]). When a budget is spent the error is `Throttled`/`Unreachable`, which the
+//!   engine treats as systemic.
+//! - Non-idempotent requests (POSTs that create) are re-sent only when the server certainly did
+//!   not act: it answered 429 or 503 (refused), or the connection could not be made at all.
+//!   A 502/504, a reset or a timeout after the request was sent is ambiguous — the server may
+//!   have applied it — so the response is returned as it is and the next run's plan finds out.
+//! - TLS certificate failures are never retried: they do not clear by waiting.
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 use std::sync::Arc;
@@ -28,8 +35,14 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Largest single wait (caps absurd `Retry-After` values).
     pub max_delay: Duration,
-    /// Total time one request may spend waiting across retries.
+    /// Total time one request may spend waiting across retries (any cause, `Retry-After`
+    /// included).
     pub max_total_wait: Duration,
+    /// Total time one request may spend backing off after 502/503/504 without `Retry-After`
+    /// and transport errors (a dead gateway is not worth minutes per page).
+    pub max_error_wait: Duration,
+    /// Total time all requests of one connector (one run) may spend waiting.
+    pub max_run_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -39,6 +52,8 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(120),
             max_total_wait: Duration::from_secs(600),
+            max_error_wait: Duration::from_secs(60),
+            max_run_wait: Duration::from_secs(1800),
         }
     }
 }
@@ -52,6 +67,8 @@ impl RetryPolicy {
             base_delay: self.base_delay.min(Duration::from_millis(500)),
             max_delay: Duration::from_secs(5),
             max_total_wait: Duration::from_secs(10),
+            max_error_wait: Duration::from_secs(10),
+            max_run_wait: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +82,8 @@ pub struct HttpCounters {
     pub throttled: AtomicU64,
     /// Retries after 5xx or transport errors.
     pub retried: AtomicU64,
+    /// Milliseconds spent waiting before retries, all requests together (the per-run budget).
+    pub waited_ms: AtomicU64,
 }
 
 impl HttpCounters {
@@ -76,6 +95,10 @@ impl HttpCounters {
     pub fn throttled(&self) -> u64 {
         self.throttled.load(Ordering::Relaxed)
     }
+    /// Time spent waiting before retries so far.
+    pub fn waited(&self) -> Duration {
+        Duration::from_millis(self.waited_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// Whether a request may be re-sent after an ambiguous failure (timeout, connection reset).
@@ -83,7 +106,8 @@ impl HttpCounters {
 pub enum Idempotency {
     /// GET, PUT, DELETE: safe to repeat.
     Idempotent,
-    /// POST that creates something: only retried when the server refused it (429/503).
+    /// POST that creates something: only re-sent when the server refused it (429/503) or the
+    /// connection could not be made; never after 502/504, a reset or a timeout.
     NonIdempotent,
 }
 
@@ -122,7 +146,12 @@ pub async fn send(
     what: &str,
 ) -> Result<Response, ConnectorError> {
     let mut waited = Duration::ZERO;
+    let mut error_waited = Duration::ZERO;
     let mut attempt: u32 = 0;
+    // Whether one more wait of `d` fits every budget.
+    let fits = |waited: Duration, d: Duration| {
+        waited + d <= policy.max_total_wait && counters.waited() + d <= policy.max_run_wait
+    };
     loop {
         attempt += 1;
         counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -138,8 +167,10 @@ pub async fn send(
                 match status {
                     StatusCode::TOO_MANY_REQUESTS => {
                         counters.throttled.fetch_add(1, Ordering::Relaxed);
-                        let d = retry_after.unwrap_or_else(|| backoff(policy, attempt));
-                        if attempt >= policy.max_attempts || waited + d > policy.max_total_wait {
+                        let d = retry_after
+                            .unwrap_or_else(|| backoff(policy, attempt))
+                            .min(policy.max_delay);
+                        if attempt >= policy.max_attempts || !fits(waited, d) {
                             let mut e = ConnectorError::new(
                                 ErrorKind::Throttled,
                                 format!(
@@ -156,9 +187,24 @@ pub async fn send(
                     StatusCode::SERVICE_UNAVAILABLE
                     | StatusCode::BAD_GATEWAY
                     | StatusCode::GATEWAY_TIMEOUT => {
-                        let d = retry_after.unwrap_or_else(|| backoff(policy, attempt));
-                        if attempt >= policy.max_attempts || waited + d > policy.max_total_wait {
+                        // 502/504: a gateway gave up waiting for the server, which may have
+                        // acted; a non-idempotent request is not sent again.
+                        if status != StatusCode::SERVICE_UNAVAILABLE
+                            && idempotency == Idempotency::NonIdempotent
+                        {
                             return Ok(resp);
+                        }
+                        let d = retry_after
+                            .unwrap_or_else(|| backoff(policy, attempt))
+                            .min(policy.max_delay);
+                        // Only a wait the server asked for may use the long budget.
+                        let error_ok =
+                            retry_after.is_some() || error_waited + d <= policy.max_error_wait;
+                        if attempt >= policy.max_attempts || !fits(waited, d) || !error_ok {
+                            return Ok(resp);
+                        }
+                        if retry_after.is_none() {
+                            error_waited += d;
                         }
                         counters.retried.fetch_add(1, Ordering::Relaxed);
                         d
@@ -167,8 +213,11 @@ pub async fn send(
                 }
             }
             Err(err) => {
-                let ambiguous = err.is_timeout() || err.is_body() || err.is_decode();
-                let can_retry = idempotency == Idempotency::Idempotent || !ambiguous;
+                let cert = is_certificate_error(&err);
+                // A connect error means nothing reached the server; anything else (reset,
+                // timeout, broken body) may have been processed.
+                let can_retry =
+                    !cert && (idempotency == Idempotency::Idempotent || err.is_connect());
                 // Refused connections and failed DNS look-ups rarely clear within a run; a few
                 // quick retries cover a restart, then the admin hears about it.
                 let max_attempts = if err.is_connect() {
@@ -176,27 +225,116 @@ pub async fn send(
                 } else {
                     policy.max_attempts
                 };
-                let d = backoff(policy, attempt);
-                if !can_retry || attempt >= max_attempts || waited + d > policy.max_total_wait {
+                let d = backoff(policy, attempt).min(policy.max_delay);
+                if !can_retry
+                    || attempt >= max_attempts
+                    || !fits(waited, d)
+                    || error_waited + d > policy.max_error_wait
+                {
+                    let hint = if cert {
+                        certificate_hint(&err)
+                    } else if !can_retry {
+                        " — the request may or may not have been applied (it was not sent again); the next run checks"
+                    } else {
+                        " — check the URL, DNS, proxy and TLS settings"
+                    };
                     let mut e = ConnectorError::new(
                         ErrorKind::Unreachable,
                         format!(
-                            "{what}: {} (after {attempt} attempts) — check the URL, DNS, proxy and TLS settings",
-                            describe(&err)
+                            "{what}: {} (after {attempt} attempt{}){hint}",
+                            describe(&err),
+                            if attempt == 1 { "" } else { "s" }
                         ),
                     );
                     e.status = None;
                     return Err(e);
                 }
+                error_waited += d;
                 counters.retried.fetch_add(1, Ordering::Relaxed);
                 d
             }
         };
-        let d = delay.min(policy.max_delay);
-        tracing::debug!(what, attempt, delay_ms = d.as_millis() as u64, "retrying");
-        tokio::time::sleep(d).await;
-        waited += d;
+        tracing::debug!(
+            what,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            "retrying"
+        );
+        tokio::time::sleep(delay).await;
+        waited += delay;
+        counters
+            .waited_ms
+            .fetch_add(delay.as_millis() as u64, Ordering::Relaxed);
     }
+}
+
+/// Whether a transport error is a TLS certificate rejection (never worth retrying).
+pub fn is_certificate_error(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(s) = source {
+        if let Some(rustls::Error::InvalidCertificate(_)) = s.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // io::Error::source() skips the wrapped error itself, so look inside.
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && let Some(rustls::Error::InvalidCertificate(_)) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    describe(err).contains("invalid peer certificate")
+}
+
+/// The fix for a certificate rejection.
+fn certificate_hint(err: &reqwest::Error) -> &'static str {
+    if describe(err).contains("CaUsedAsEndEntity") {
+        " — the server presents a CA certificate (basicConstraints CA:TRUE, what `openssl req -x509` makes by default) as its own certificate, which TLS clients refuse even when it is in ca_bundle. \
+         Give the server a certificate with CA:FALSE, e.g. `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 825 -subj /CN=HOST -addext subjectAltName=DNS:HOST -addext basicConstraints=critical,CA:FALSE`, \
+         or sign a server certificate with your internal CA and put that CA in ca_bundle"
+    } else {
+        " — the server's certificate is not trusted: put your internal CA's PEM certificate in ca_bundle, and check that the certificate names this host and has not expired (not retried)"
+    }
+}
+
+/// `text` with every credential removed: each of `secrets` (the configured passwords and
+/// tokens, and their Basic encodings), and whatever follows an HTTP auth scheme (`Bearer …`,
+/// `Basic …`) or a `password=` / `client_secret=` / `access_token=` parameter. Error bodies
+/// pass through this before they reach a message, a log or a stored report, because some
+/// servers and proxies echo the request's `Authorization` header back.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    static PATTERNS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)\b(bearer|basic|negotiate|ntlm)(\s+)[A-Za-z0-9._~+/=-]{4,}|\b(password|passwd|client_secret|access_token|refresh_token|client_assertion)(["']?\s*[:=]\s*["']?)[^\s"'&,;<>]+"#,
+        )
+        .expect("valid regex")
+    });
+    let mut out = text.to_string();
+    for s in secrets {
+        // Very short values would redact ordinary words; a real credential is longer.
+        if s.len() >= 4 {
+            out = out.replace(s, "[redacted]");
+        }
+    }
+    PATTERNS
+        .replace_all(&out, |c: &regex::Captures<'_>| match (c.get(1), c.get(3)) {
+            // "Basic authentication failed" is prose; a credential has a digit or a symbol,
+            // or is long.
+            (Some(_), _)
+                if {
+                    let token = &c[0][c[1].len() + c[2].len()..];
+                    token.len() < 20 && token.chars().all(|ch| ch.is_ascii_alphabetic())
+                } =>
+            {
+                c[0].to_string()
+            }
+            (Some(scheme), _) => format!("{}{}[redacted]", scheme.as_str(), &c[2]),
+            (None, Some(key)) => format!("{}{}[redacted]", key.as_str(), &c[4]),
+            _ => "[redacted]".to_string(),
+        })
+        .into_owned()
 }
 
 /// A transport error in words, without the URL's query string (which may carry tokens).
@@ -232,6 +370,19 @@ pub fn describe(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted() {
+        let r = redact(
+            "echo: Authorization: Bearer abc.def-123 and basic YWRtaW46cHc= password=hunter22&x=1 mysecretvalue",
+            &["mysecretvalue"],
+        );
+        assert_eq!(
+            r,
+            "echo: Authorization: Bearer [redacted] and basic [redacted] password=[redacted]&x=1 [redacted]"
+        );
+        assert_eq!(redact("Basic auth failed", &[]), "Basic auth failed");
+    }
 
     #[test]
     fn retry_after_forms() {

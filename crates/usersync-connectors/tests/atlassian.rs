@@ -12,5 +12,7 @@ mod faults;
 mod fixtures;
 #[path = "atlassian/lifecycle.rs"]
 mod lifecycle;
+#[path = "atlassian/policy.rs"]
+mod policy;
 #[path = "atlassian/products.rs"]
 mod products;

@@ -197,6 +197,7 @@ fn fast_retry() -> RetryPolicy {
         base_delay: Duration::from_millis(2),
         max_delay: Duration::from_millis(200),
         max_total_wait: Duration::from_secs(10),
+        ..RetryPolicy::default()
     }
 }
 

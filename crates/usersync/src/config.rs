@@ -1,8 +1,16 @@
 //! The TOML configuration file: one Entra ID source, one or more Atlassian targets, each with
 //! its sync settings. Secrets are never inline: each is read from an environment variable
 //! (`*_env`) or a file (`*_file`). [`load`] turns every problem into a message naming the field
-//! and the fix.
+//! and the fix; it refuses everything a run would fail on (numbers out of range, unreadable CA
+//! bundles, plain `http://` unless `allow_insecure_http = true`, credentials in URLs), so
+//! `config check` passing means the configuration itself is sound.
+//!
+//! Numeric ranges (inclusive): `max_concurrency` 1–[`MAX_CONCURRENCY`]; `timeout_secs`
+//! 1–[`MAX_TIMEOUT_SECS`]; `full_reconcile_every_hours` 1–[`MAX_RECONCILE_HOURS`];
+//! `secret_expiry_warning_days` 0–[`MAX_WARNING_DAYS`]; `retry_max_wait_secs` 0–3600 and
+//! `retry_run_budget_secs` 0–86400 (see [`RetryBudget`]).
 
+use crate::exit;
 use anyhow::Context as _;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -73,7 +81,48 @@ pub struct SourceConfig {
     /// Read only these groups and their members (object IDs), filtered on the server side.
     #[serde(default)]
     pub scope_group_ids: Vec<String>,
+    /// Allow `http://` login/Graph URLs (credentials and tokens travel in clear): for local
+    /// test servers and emulators only.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Retry budgets for Graph.
+    #[serde(flatten)]
+    pub retry: RetryBudget,
 }
+
+/// Bounds on the time spent waiting for retries (both optional; defaults in
+/// `usersync_connectors::http::RetryPolicy`).
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+pub struct RetryBudget {
+    /// Longest total back-off for one request after 5xx answers without `Retry-After` or
+    /// transport errors (default 60 s). `Retry-After` waits asked by the service are bounded
+    /// separately (10 min per request).
+    pub retry_max_wait_secs: Option<u64>,
+    /// Longest total waiting for retries across one run's requests to this service
+    /// (default 1800 s); when spent, the run stops with an error instead of hanging.
+    pub retry_run_budget_secs: Option<u64>,
+}
+
+impl RetryBudget {
+    /// Applies the configured budgets to a retry policy.
+    pub fn apply(&self, policy: &mut usersync_connectors::http::RetryPolicy) {
+        if let Some(s) = self.retry_max_wait_secs {
+            policy.max_error_wait = std::time::Duration::from_secs(s);
+        }
+        if let Some(s) = self.retry_run_budget_secs {
+            policy.max_run_wait = std::time::Duration::from_secs(s);
+        }
+    }
+}
+
+/// Largest `max_concurrency` accepted (the products' and Graph's throttling make more useless).
+pub const MAX_CONCURRENCY: usize = 64;
+/// Largest `timeout_secs` accepted.
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Largest `full_reconcile_every_hours` accepted (one year).
+pub const MAX_RECONCILE_HOURS: u64 = 8760;
+/// Largest `secret_expiry_warning_days` accepted.
+pub const MAX_WARNING_DAYS: u32 = 3650;
 
 fn default_source_name() -> String {
     "entra".into()
@@ -89,11 +138,11 @@ pub struct TargetConfig {
     /// Target name (unique; used in the store and on the command line).
     pub name: String,
     /// `jira`, `confluence`, `bitbucket` or `crowd`.
-    pub product: String,
+    pub product: ProductName,
     /// Base URL including the context path, e.g. `https://jira.example.com/jira`.
     pub base_url: String,
     /// `bearer` (personal access token), `basic`, or `crowd_app` (Crowd application).
-    pub auth: String,
+    pub auth: AuthKind,
     /// User name (basic) or application name (crowd_app).
     pub username: Option<String>,
     /// Password or token (`secret.env` / `secret.file`).
@@ -116,38 +165,137 @@ pub struct TargetConfig {
     /// Mapping, scope and policy.
     #[serde(default)]
     pub sync: SyncSettings,
+    /// Allow an `http://` base_url (credentials travel in clear): local test servers only.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Retry budgets for this target.
+    #[serde(flatten)]
+    pub retry: RetryBudget,
 }
 
-/// Resolves a secret reference. `field` names it in errors.
+/// `target.product`. Unknown values are refused by serde with the list of valid ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductName {
+    /// Jira Data Center.
+    Jira,
+    /// Confluence Data Center.
+    Confluence,
+    /// Bitbucket Data Center.
+    Bitbucket,
+    /// Crowd Data Center (also feeds Bamboo and other Crowd-backed products).
+    Crowd,
+}
+
+impl ProductName {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductName::Jira => "jira",
+            ProductName::Confluence => "confluence",
+            ProductName::Bitbucket => "bitbucket",
+            ProductName::Crowd => "crowd",
+        }
+    }
+}
+
+impl std::fmt::Display for ProductName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `target.auth`. Unknown values are refused by serde with the list of valid ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// Personal access token (`Authorization: Bearer`).
+    Bearer,
+    /// HTTP Basic with an administrator's username and password.
+    Basic,
+    /// Crowd application name and password.
+    CrowdApp,
+}
+
+impl AuthKind {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Bearer => "bearer",
+            AuthKind::Basic => "basic",
+            AuthKind::CrowdApp => "crowd_app",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Resolves a secret reference. `field` names it in errors, which are configuration errors
+/// (exit code 5). A value that does not look like a variable name or a path is not repeated in
+/// the message: it may be the secret itself, pasted by mistake.
 pub fn resolve_secret(r: &SecretRef, field: &str) -> anyhow::Result<SecretString> {
     match (&r.env, &r.file) {
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
-            _ => anyhow::bail!(
-                "{field}: environment variable {var} is not set or empty — export it, or use {field}.file"
-            ),
-        },
+        (Some(var), None) => {
+            if !is_env_name(var) {
+                return Err(exit::config_err(format!(
+                    "{field}.env: the value is not an environment variable name (letters, digits and '_') — \
+                     write the variable's name, e.g. {{ env = \"ENTRA_CLIENT_SECRET\" }}, not the secret itself (not shown)"
+                )));
+            }
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                _ => Err(exit::config_err(format!(
+                    "{field}: environment variable {var} is not set or empty — export it, or use {field}.file"
+                ))),
+            }
+        }
         (None, Some(path)) => {
-            let v = std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "{field}: cannot read secret file {} — check the path and its permissions",
-                    path.display()
-                )
+            let shown = shown_path(path);
+            let v = std::fs::read_to_string(path).map_err(|e| {
+                exit::config_err(format!(
+                    "{field}.file: cannot read the secret file {shown} ({}) — check the path and its permissions",
+                    e.kind()
+                ))
             })?;
             let v = v.trim_end_matches(['\n', '\r']).to_string();
-            anyhow::ensure!(
-                !v.is_empty(),
-                "{field}: secret file {} is empty",
-                path.display()
-            );
+            if v.is_empty() {
+                return Err(exit::config_err(format!(
+                    "{field}.file: the secret file {shown} is empty"
+                )));
+            }
             Ok(SecretString::from(v))
         }
-        (Some(_), Some(_)) => {
-            anyhow::bail!("{field}: set either {field}.env or {field}.file, not both")
-        }
-        (None, None) => anyhow::bail!(
+        (Some(_), Some(_)) => Err(exit::config_err(format!(
+            "{field}: set either {field}.env or {field}.file, not both"
+        ))),
+        (None, None) => Err(exit::config_err(format!(
             "{field}: set {field}.env (an environment variable) or {field}.file (a file path)"
-        ),
+        ))),
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A secret file's path for a message: shown when it looks like a path (its directory exists),
+/// withheld when it may be a secret pasted into `file`.
+fn shown_path(path: &Path) -> String {
+    let dir_exists = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => false,
+        Some(p) => p.is_dir(),
+        None => false,
+    };
+    if dir_exists {
+        path.display().to_string()
+    } else {
+        "(path not shown: its directory does not exist — is this the secret itself rather than a file path?)".into()
     }
 }
 
@@ -165,7 +313,53 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
     {
         cfg.data_dir = dir.join(&cfg.data_dir);
     }
+    check_files(&cfg).with_context(|| format!("in {}", path.display()))?;
     Ok(cfg)
+}
+
+/// Checks the files the configuration names (CA bundles, certificates) are readable and of the
+/// right kind, so a bad one fails `config check` rather than the first run.
+pub fn check_files(cfg: &FileConfig) -> anyhow::Result<()> {
+    for (i, t) in cfg.targets.iter().enumerate() {
+        if let Some(ca) = &t.ca_bundle {
+            let f = format!("target[{i}] ({}).ca_bundle", t.name);
+            let pem = std::fs::read(ca).map_err(|e| {
+                anyhow::anyhow!(
+                    "{f}: cannot read {} ({}) — check the path and its permissions",
+                    ca.display(),
+                    e.kind()
+                )
+            })?;
+            let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{f}: {} is not a PEM file: {e}", ca.display()))?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "{f}: {} contains no PEM certificate (-----BEGIN CERTIFICATE-----) — export the internal CA's certificate in PEM form",
+                ca.display()
+            );
+            let mut roots = rustls::RootCertStore::empty();
+            for (n, der) in certs.into_iter().enumerate() {
+                roots.add(der).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{f}: certificate #{} in {} is not a valid X.509 certificate: {e}",
+                        n + 1,
+                        ca.display()
+                    )
+                })?;
+            }
+        }
+    }
+    if let Some(cert) = &cfg.source.certificate_file {
+        std::fs::read_to_string(cert).map_err(|e| {
+            anyhow::anyhow!(
+                "source.certificate_file: cannot read {} ({}) — check the path",
+                cert.display(),
+                e.kind()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Parses and validates config text.
@@ -181,6 +375,12 @@ fn explain_toml(e: &toml::de::Error) -> String {
     let msg = regex::Regex::new(r#"string "(?:[^"\\]|\\.)*""#)
         .map(|re| re.replace_all(e.message(), "a string").into_owned())
         .unwrap_or_else(|_| "invalid value".into());
+    // Numbers and other scalars too: a numeric PIN or token pasted inline is still a secret.
+    let msg = regex::Regex::new(
+        r"(integer|floating point|boolean|character|string|date|datetime) `[^`]*`",
+    )
+    .map(|re| re.replace_all(&msg, "$1").into_owned())
+    .unwrap_or_else(|_| "invalid value".into());
     let msg = msg.as_str();
     let hint = if msg.contains("expected struct SecretRef") {
         "\nhint: secrets are never written inline; use e.g. `client_secret = { env = \"ENTRA_SECRET\" }` or `{ file = \"/run/secrets/entra\" }`"
@@ -196,24 +396,64 @@ fn explain_toml(e: &toml::de::Error) -> String {
     }
 }
 
+/// A GUID in its hyphenated form (what the Entra admin centre shows).
 fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && [8, 4, 4, 4, 12]
-            .iter()
-            .zip(&parts)
-            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
-fn check_url(field: &str, url: &str) -> anyhow::Result<()> {
+fn check_url(field: &str, url: &str, allow_http: &str, allowed: bool) -> anyhow::Result<()> {
     let parsed = url::Url::parse(url).map_err(|e| {
-        anyhow::anyhow!("{field}: `{url}` is not a valid URL ({e}) — write it like https://jira.example.com/jira")
+        anyhow::anyhow!(
+            "{field}: not a valid URL ({e}) — write it like https://jira.example.com/jira"
+        )
     })?;
+    // Never echo a URL that carries credentials.
     anyhow::ensure!(
-        matches!(parsed.scheme(), "http" | "https"),
-        "{field}: `{url}` must start with https:// (or http:// for a local test server)"
+        parsed.username().is_empty() && parsed.password().is_none(),
+        "{field}: the URL contains a user name or password (user:password@host) — remove them; credentials go in the secret settings"
     );
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if allowed => Ok(()),
+        "http" => anyhow::bail!(
+            "{field}: `{url}` uses plain http://, which sends credentials and tokens unencrypted — use https:// \
+             (for a local test server only, set {allow_http} = true)"
+        ),
+        _ => anyhow::bail!("{field}: `{url}` must start with https://"),
+    }
+}
+
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: Option<T>,
+    min: T,
+    max: T,
+    what: &str,
+) -> anyhow::Result<()> {
+    if let Some(v) = value {
+        anyhow::ensure!(
+            v >= min && v <= max,
+            "{field}: {v} is out of range — use {min} to {max} ({what})"
+        );
+    }
     Ok(())
+}
+
+fn check_retry(prefix: &str, r: &RetryBudget) -> anyhow::Result<()> {
+    check_range(
+        &format!("{prefix}.retry_max_wait_secs"),
+        r.retry_max_wait_secs,
+        0,
+        3600,
+        "seconds",
+    )?;
+    check_range(
+        &format!("{prefix}.retry_run_budget_secs"),
+        r.retry_run_budget_secs,
+        0,
+        86_400,
+        "seconds",
+    )
 }
 
 /// Semantic checks beyond the TOML types.
@@ -250,10 +490,48 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
         );
     }
     if let Some(u) = &s.login_url {
-        check_url("source.login_url", u)?;
+        check_url(
+            "source.login_url",
+            u,
+            "source.allow_insecure_http",
+            s.allow_insecure_http,
+        )?;
     }
     if let Some(u) = &s.graph_url {
-        check_url("source.graph_url", u)?;
+        check_url(
+            "source.graph_url",
+            u,
+            "source.allow_insecure_http",
+            s.allow_insecure_http,
+        )?;
+    }
+    check_range(
+        "source.max_concurrency",
+        s.max_concurrency,
+        1,
+        MAX_CONCURRENCY,
+        "concurrent requests",
+    )?;
+    check_range(
+        "source.full_reconcile_every_hours",
+        s.full_reconcile_every_hours,
+        1,
+        MAX_RECONCILE_HOURS,
+        "hours",
+    )?;
+    check_range(
+        "source.secret_expiry_warning_days",
+        s.secret_expiry_warning_days,
+        0,
+        MAX_WARNING_DAYS,
+        "days",
+    )?;
+    check_retry("source", &s.retry)?;
+    for (i, g) in s.scope_group_ids.iter().enumerate() {
+        anyhow::ensure!(
+            is_guid(g),
+            "source.scope_group_ids[{i}]: `{g}` is not a group object ID (a GUID like 9a3c…-…) — copy the Object ID from the group's Overview page in the Entra admin centre"
+        );
     }
     anyhow::ensure!(
         !cfg.targets.is_empty(),
@@ -274,21 +552,18 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
             "{f}.name: duplicate target name `{}`",
             t.name
         );
-        anyhow::ensure!(
-            matches!(
-                t.product.as_str(),
-                "jira" | "confluence" | "bitbucket" | "crowd"
-            ),
-            "{f}.product: `{}` is unknown — use jira, confluence, bitbucket or crowd (Bamboo and other products are fed through Crowd)",
-            t.product
-        );
-        check_url(&format!("{f}.base_url"), &t.base_url)?;
-        match t.auth.as_str() {
-            "bearer" => anyhow::ensure!(
+        check_url(
+            &format!("{f}.base_url"),
+            &t.base_url,
+            &format!("{f}.allow_insecure_http"),
+            t.allow_insecure_http,
+        )?;
+        match t.auth {
+            AuthKind::Bearer => anyhow::ensure!(
                 t.secret.is_some(),
                 "{f}.secret: bearer auth needs the personal access token (secret.env or secret.file)"
             ),
-            "basic" | "crowd_app" => {
+            AuthKind::Basic | AuthKind::CrowdApp => {
                 anyhow::ensure!(
                     t.username.is_some(),
                     "{f}.username: {} auth needs a username",
@@ -300,14 +575,26 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
                     t.auth
                 );
             }
-            other => {
-                anyhow::bail!("{f}.auth: `{other}` is unknown — use bearer, basic or crowd_app")
-            }
         }
         anyhow::ensure!(
-            (t.product == "crowd") == (t.auth == "crowd_app"),
+            (t.product == ProductName::Crowd) == (t.auth == AuthKind::CrowdApp),
             "{f}.auth: Crowd uses application authentication (auth = \"crowd_app\" with the application name and password); the other products use bearer or basic"
         );
+        check_range(
+            &format!("{f}.max_concurrency"),
+            t.max_concurrency,
+            1,
+            MAX_CONCURRENCY,
+            "concurrent requests",
+        )?;
+        check_range(
+            &format!("{f}.timeout_secs"),
+            t.timeout_secs,
+            1,
+            MAX_TIMEOUT_SECS,
+            "seconds per request",
+        )?;
+        check_retry(&f, &t.retry)?;
         if let Some(expr) = &t.schedule {
             usersync_core::schedule::validate_schedule(expr)
                 .map_err(|e| anyhow::anyhow!("{f}.schedule: {e}"))?;

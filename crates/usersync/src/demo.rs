@@ -39,6 +39,8 @@ client_secret = {{ file = "{dir}/entra-secret" }}
 login_url = "{login}"
 graph_url = "{graph}"
 sync_photos = true
+# The emulators speak plain HTTP on 127.0.0.1; never set this for real services.
+allow_insecure_http = true
 
 [[target]]
 name = "jira"
@@ -47,6 +49,7 @@ base_url = "{jira}"
 auth = "bearer"
 secret = {{ file = "{dir}/jira-token" }}
 schedule = "0 0 * * * ?"
+allow_insecure_http = true
 
 [target.sync.scope]
 flatten_nested = true

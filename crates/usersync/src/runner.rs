@@ -118,6 +118,7 @@ pub fn source_config(s: &SourceConfig) -> anyhow::Result<GraphSourceConfig> {
         cfg.max_concurrency = c.max(1);
     }
     cfg.scope_group_ids = s.scope_group_ids.clone();
+    s.retry.apply(&mut cfg.retry);
     Ok(cfg)
 }
 
@@ -164,6 +165,7 @@ pub fn target_config(t: &TargetConfig) -> anyhow::Result<AtlassianTargetConfig> 
     }
     cfg.jira_application_keys = t.jira_application_keys.clone();
     cfg.bitbucket_add_to_default_group = t.bitbucket_add_to_default_group;
+    t.retry.apply(&mut cfg.retry);
     Ok(cfg)
 }
 

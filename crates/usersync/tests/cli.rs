@@ -44,12 +44,14 @@ client_id = "{}"
 client_secret = {{ file = "{d}/secret" }}
 login_url = "{}"
 graph_url = "{}"
+allow_insecure_http = true
 [[target]]
 name = "jira"
 product = "jira"
 base_url = "{}"
 auth = "bearer"
 secret = {{ file = "{d}/pat" }}
+allow_insecure_http = true
 [target.sync.scope]
 flatten_nested = true
 [target.sync.policy]
@@ -385,7 +387,7 @@ async fn an_unreachable_target_does_not_stop_the_others_and_is_recorded() {
     // A second target whose server is down (nothing listens on port 1).
     let mut cfg = std::fs::read_to_string(d.join("usersync.toml")).unwrap();
     cfg.push_str(&format!(
-        "\n[[target]]\nname = \"down\"\nproduct = \"confluence\"\nbase_url = \"http://127.0.0.1:1/confluence\"\nauth = \"bearer\"\nsecret = {{ file = \"{}/pat\" }}\n",
+        "\n[[target]]\nname = \"down\"\nproduct = \"confluence\"\nbase_url = \"http://127.0.0.1:1/confluence\"\nallow_insecure_http = true\nauth = \"bearer\"\nsecret = {{ file = \"{}/pat\" }}\n",
         d.display()
     ));
     std::fs::write(d.join("usersync.toml"), cfg).unwrap();
@@ -414,4 +416,241 @@ async fn an_unreachable_target_does_not_stop_the_others_and_is_recorded() {
         "{}",
         out.stdout
     );
+}
+
+/// A valid config with one https target; `extra_source` / `extra_target` are appended to the
+/// `[source]` and `[[target]]` tables.
+fn offline_config(dir: &Path, extra_source: &str, extra_target: &str) {
+    std::fs::write(dir.join("secret"), "s").unwrap();
+    std::fs::write(
+        dir.join("usersync.toml"),
+        format!(
+            "[source]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"535fb089-9ff3-47b6-9bfb-4f1264799865\"\n\
+             client_secret = {{ file = \"{d}/secret\" }}\n{extra_source}\n\
+             [[target]]\nname = \"jira\"\nproduct = \"jira\"\nbase_url = \"https://jira.example.com/jira\"\nauth = \"bearer\"\n\
+             secret = {{ file = \"{d}/secret\" }}\n{extra_target}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn check_refused(dir: &Path, source: &str, target: &str, field: &str) -> Out {
+    offline_config(dir, source, target);
+    let out = run(dir, &["config", "check"]);
+    assert_eq!(out.code, 5, "{source} {target}: {}", out.stderr);
+    assert!(out.stderr.contains(field), "{field}: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out
+}
+
+#[test]
+fn config_check_refuses_numbers_a_run_would_fail_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    offline_config(d, "", "");
+    let out = run(d, &["config", "check"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    check_refused(
+        d,
+        "",
+        "max_concurrency = 2305843009213693952",
+        ".max_concurrency",
+    );
+    check_refused(d, "max_concurrency = 0", "", "source.max_concurrency");
+    check_refused(d, "", "timeout_secs = 0", ".timeout_secs");
+    check_refused(
+        d,
+        "full_reconcile_every_hours = 9223372036854775807",
+        "",
+        "source.full_reconcile_every_hours",
+    );
+    check_refused(
+        d,
+        "scope_group_ids = [\"sales\"]",
+        "",
+        "source.scope_group_ids[0]",
+    );
+    check_refused(
+        d,
+        "",
+        "retry_run_budget_secs = 99999999",
+        "retry_run_budget_secs",
+    );
+    // Unknown enum values list the valid ones.
+    offline_config(d, "", "");
+    std::fs::write(
+        d.join("usersync.toml"),
+        std::fs::read_to_string(d.join("usersync.toml"))
+            .unwrap()
+            .replace("product = \"jira\"", "product = \"jiraa\""),
+    )
+    .unwrap();
+    let out = run(d, &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("confluence"), "{}", out.stderr);
+}
+
+#[test]
+fn config_check_refuses_insecure_urls_and_bad_ca_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    offline_config(d, "", "");
+    // Plain http is refused unless allowed.
+    std::fs::write(
+        d.join("usersync.toml"),
+        std::fs::read_to_string(d.join("usersync.toml"))
+            .unwrap()
+            .replace("https://jira.example.com", "http://jira.example.com"),
+    )
+    .unwrap();
+    let out = run(d, &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("allow_insecure_http"), "{}", out.stderr);
+    // Credentials in the URL are refused and not echoed.
+    offline_config(d, "", "");
+    std::fs::write(
+        d.join("usersync.toml"),
+        std::fs::read_to_string(d.join("usersync.toml"))
+            .unwrap()
+            .replace(
+                "https://jira.example.com",
+                "https://admin:Pa55word@jira.example.com",
+            ),
+    )
+    .unwrap();
+    let out = run(d, &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("base_url"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Pa55word"), "{}", out.stderr);
+    // A missing and a garbage ca_bundle name the field and the file.
+    let missing = d.join("missing-ca.pem");
+    let out = check_refused(
+        d,
+        "",
+        &format!("ca_bundle = \"{}\"", missing.display()),
+        "ca_bundle",
+    );
+    assert!(out.stderr.contains("missing-ca.pem"), "{}", out.stderr);
+    std::fs::write(d.join("garbage.pem"), "not a certificate").unwrap();
+    let out = check_refused(
+        d,
+        "",
+        &format!("ca_bundle = \"{}\"", d.join("garbage.pem").display()),
+        "ca_bundle",
+    );
+    assert!(out.stderr.contains("garbage.pem"), "{}", out.stderr);
+}
+
+#[test]
+fn secret_errors_exit_5_everywhere_without_echoing_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An unset variable: exit 5 from every command that reads secrets.
+    offline_config(d, "", "");
+    std::fs::write(
+        d.join("usersync.toml"),
+        std::fs::read_to_string(d.join("usersync.toml"))
+            .unwrap()
+            .replacen(
+                &format!("client_secret = {{ file = \"{}/secret\" }}", d.display()),
+                "client_secret = { env = \"USERSYNC_TEST_UNSET_VAR\" }",
+                1,
+            ),
+    )
+    .unwrap();
+    for cmd in [
+        &["config", "check"][..],
+        &["test-connection"][..],
+        &["simulate"][..],
+        &["sync"][..],
+    ] {
+        let out = run(d, cmd);
+        assert_eq!(out.code, 5, "{cmd:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("source.client_secret"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("USERSYNC_TEST_UNSET_VAR"),
+            "{}",
+            out.stderr
+        );
+    }
+    // The secret itself pasted into env = / file =: not echoed.
+    for pasted in [
+        "client_secret = { env = \"Xq8~kF3.pQz-1aBcD_eFgH\" }",
+        "client_secret = { file = \"Xq8~kF3.pQz/1aBcD_eFgH\" }",
+    ] {
+        offline_config(d, "", "");
+        std::fs::write(
+            d.join("usersync.toml"),
+            std::fs::read_to_string(d.join("usersync.toml"))
+                .unwrap()
+                .replacen(
+                    &format!("client_secret = {{ file = \"{}/secret\" }}", d.display()),
+                    pasted,
+                    1,
+                ),
+        )
+        .unwrap();
+        for cmd in [&["config", "check"][..], &["test-connection"][..]] {
+            let out = run(d, cmd);
+            assert_eq!(out.code, 5, "{cmd:?}: {}", out.stderr);
+            assert!(out.stderr.contains("client_secret"), "{}", out.stderr);
+            assert!(!out.stderr.contains("Xq8~kF3"), "echoed: {}", out.stderr);
+        }
+    }
+    // A numeric inline secret is not echoed either.
+    std::fs::write(
+        d.join("usersync.toml"),
+        "[source]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"535fb089-9ff3-47b6-9bfb-4f1264799865\"\nclient_secret = 98765432\n",
+    )
+    .unwrap();
+    let out = run(d, &["config", "check"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(!out.stderr.contains("98765432"), "echoed: {}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reflected_token_is_neither_printed_nor_stored() {
+    let (graph, jira) = emulators(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path().to_path_buf();
+    jira.handle()
+        .update_faults(|f| f.reflect_authorization_401 = true);
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["simulate"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(!out.stderr.contains("emulator-pat"), "{}", out.stderr);
+    assert!(!out.stdout.contains("emulator-pat"), "{}", out.stdout);
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["--format", "json", "runs"])
+    })
+    .await
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let id = list[0]["id"].as_i64().expect("run id");
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["--format", "json", "runs", "--show", &id.to_string()])
+    })
+    .await
+    .unwrap();
+    assert!(out.stdout.contains("redacted"), "{}", out.stdout);
+    assert!(!out.stdout.contains("emulator-pat"), "{}", out.stdout);
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || run(&d, &["test-connection"])
+    })
+    .await
+    .unwrap();
+    assert!(!out.stdout.contains("emulator-pat"), "{}", out.stdout);
 }

@@ -191,7 +191,7 @@ async fn reachable(c: &Client, report: &mut ConnectionReport) -> bool {
             false
         }
         s => {
-            let e = super::client::error_for(c.product, s, &body, "reach the server");
+            let e = super::client::error_for(c.product, s, &c.redact(&body), "reach the server");
             report.checks.push(Check::fail(
                 id,
                 title,
@@ -226,12 +226,26 @@ async fn credentials(c: &Client, report: &mut ConnectionReport) -> bool {
         }
     };
     let status = resp.status().as_u16();
+    let html = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
     let who = resp
         .headers()
         .get("X-AUSERNAME")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let body = resp.text().await.unwrap_or_default();
+    if status == 200 && html {
+        report.checks.push(Check::fail(
+            id,
+            title,
+            format!("{}{path} answered HTTP 200 with an HTML page, not {}'s JSON: a proxy or single sign-on gateway answered (a login page?)", c.base(), c.product.display_name()),
+            "point base_url at the product itself, or let the proxy pass REST calls with their Authorization header through",
+        ));
+        return false;
+    }
     if status == 200 {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         if c.product == Product::Confluence
@@ -261,7 +275,7 @@ async fn credentials(c: &Client, report: &mut ConnectionReport) -> bool {
         report.checks.push(Check::pass(id, title, detail));
         return true;
     }
-    let e = super::client::error_for(c.product, status, &body, "check the credentials");
+    let e = super::client::error_for(c.product, status, &c.redact(&body), "check the credentials");
     let fix = match (c.product, status) {
         (Product::Crowd, 403) => {
             "add this host's IP address (or CIDR range / host name) to the application's remote addresses in Crowd > Applications > \
@@ -302,6 +316,7 @@ async fn admin_rights(c: &Client, report: &mut ConnectionReport) {
                         ));
                     }
                 }
+                Err(e) if e.status == Some(404) => report.checks.push(not_there(c, "/rest/api/2/mypermissions", &e.message)),
                 Err(e) => report.checks.push(Check::fail(id, title, e.message, "grant the account the Jira Administrators global permission")),
             }
             // Complete user listing needs /user/list (Jira 10.3+).
@@ -382,6 +397,10 @@ async fn probe(
         .await
     {
         Ok(r) if r.status().as_u16() == 200 => report.checks.push(Check::pass(id, title, pass)),
+        Ok(r) if r.status().as_u16() == 404 => {
+            let e = c.error_from(r, "admin probe").await;
+            report.checks.push(not_there(c, path, &e.message));
+        }
         Ok(r) => {
             let status = r.status().as_u16();
             let e = c.error_from(r, "admin probe").await;
@@ -400,4 +419,22 @@ async fn probe(
             .checks
             .push(Check::fail(id, title, e.message, "retry the test")),
     }
+}
+
+/// A permission probe answered 404: the endpoint is not there, which says nothing about rights.
+fn not_there(c: &Client, path: &str, detail: &str) -> Check {
+    let (id, title) = ADMIN;
+    let path = path.split('?').next().unwrap_or(path);
+    Check::fail(
+        id,
+        title,
+        format!(
+            "HTTP 404 from {}{path}: this endpoint is not there, so the rights could not be checked ({detail})",
+            c.base()
+        ),
+        format!(
+            "check that base_url includes the product's context path (e.g. https://host/jira) and that this is {} at a version with this REST API",
+            c.product.display_name()
+        ),
+    )
 }

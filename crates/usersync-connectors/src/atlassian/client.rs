@@ -176,6 +176,27 @@ impl Client {
         let resp = self.send(what, idempotency, build).await?;
         let status = resp.status().as_u16();
         if ok.contains(&status) {
+            // The products answer with JSON or nothing; an HTML page with a success status is a
+            // proxy's or SSO gateway's login page, and the request never reached the product.
+            let content_type = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if content_type.contains("html") {
+                let mut e = ConnectorError::new(
+                    ErrorKind::Unreachable,
+                    format!(
+                        "{what}: HTTP {status} with a text/html page instead of {}'s answer — \
+                         a proxy or single sign-on gateway in front of it answered (a login page?), so nothing was applied; \
+                         point base_url at the product itself or let the proxy pass REST calls with their credentials",
+                        self.product.display_name()
+                    ),
+                );
+                e.status = Some(status);
+                return Err(e);
+            }
             return Ok(resp);
         }
         Err(self.error_from(resp, what).await)
@@ -197,7 +218,25 @@ impl Client {
     pub(crate) async fn error_from(&self, resp: Response, what: &str) -> ConnectorError {
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
-        error_for(self.product, status, &body, what)
+        error_for(self.product, status, &self.redact(&body), what)
+    }
+
+    /// `text` without this target's credentials (see [`http::redact`]).
+    pub(crate) fn redact(&self, text: &str) -> String {
+        use base64::Engine as _;
+        let (user, secret) = match &self.auth {
+            AtlassianAuth::Basic { username, password } => (Some(username), password),
+            AtlassianAuth::CrowdApp { name, password } => (Some(name), password),
+            AtlassianAuth::Bearer { token } => (None, token),
+        };
+        let secret = secret.expose_secret();
+        let encoded =
+            user.map(|u| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{secret}")));
+        let mut secrets = vec![secret];
+        if let Some(e) = &encoded {
+            secrets.push(e.as_str());
+        }
+        http::redact(text, &secrets)
     }
 }
 
@@ -470,7 +509,8 @@ pub fn classify(product: Product, status: u16, err: &ProductError) -> ErrorKind 
 /// Builds the [`ConnectorError`] for an error response: `"<what>: <product message> (HTTP n)"`
 /// plus the fix for systemic kinds.
 pub fn error_for(product: Product, status: u16, body: &str, what: &str) -> ConnectorError {
-    let parsed = parse_error_body(product, body);
+    let body = http::redact(body, &[]);
+    let parsed = parse_error_body(product, &body);
     let kind = classify(product, status, &parsed);
     let shown = if parsed.message.is_empty() {
         "no error message".to_string()

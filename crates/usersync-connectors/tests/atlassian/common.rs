@@ -32,6 +32,7 @@ pub fn quick_retry() -> RetryPolicy {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_secs(2),
         max_total_wait: Duration::from_secs(10),
+        ..RetryPolicy::default()
     }
 }
 

@@ -22,6 +22,7 @@ pub fn fast_retry() -> RetryPolicy {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(3),
         max_total_wait: Duration::from_secs(60),
+        ..RetryPolicy::default()
     }
 }
 

@@ -119,6 +119,15 @@ pub struct FaultConfig {
     pub fail_rules: Vec<FailRule>,
     /// Lower-cased user name -> (status, message): writes creating/changing that user fail.
     pub fail_users: BTreeMap<String, (u16, String)>,
+    /// A proxy in front of the product answers every request with `200 OK` and an HTML login
+    /// page; nothing reaches the product.
+    pub html_login_page: bool,
+    /// Every request is answered 401 with a body that echoes the `Authorization` header back
+    /// (some proxies and misconfigured products do).
+    pub reflect_authorization_401: bool,
+    /// The next N writes are applied by the product, then answered `502 Bad Gateway` (a gateway
+    /// that timed out waiting for the answer).
+    pub bad_gateway_after_write: u32,
 }
 
 pub(crate) struct Bucket {
@@ -213,7 +222,25 @@ pub(crate) async fn middleware(
         let latency = f.config.latency;
         let retry = f.config.retry_after_secs;
         let mut early: Option<Response> = None;
-        if f.config.maintenance {
+        if f.config.html_login_page {
+            early = Some(
+                (
+                    StatusCode::OK,
+                    [("content-type", "text/html;charset=UTF-8")],
+                    "<html><head><title>Log in</title></head><body><form action=\"/login\">Single sign-on: please log in</form></body></html>",
+                )
+                    .into_response(),
+            );
+        } else if f.config.reflect_authorization_401 {
+            early = Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [("content-type", "text/plain")],
+                    format!("Unauthorized. Request headers: Authorization: {cred}"),
+                )
+                    .into_response(),
+            );
+        } else if f.config.maintenance {
             let mut r = product_error(shared.product, 503, "Service Unavailable: maintenance");
             set_header(r.headers_mut(), "retry-after", &retry.to_string());
             early = Some(r);
@@ -277,7 +304,23 @@ pub(crate) async fn middleware(
     if let Some(r) = early {
         return r;
     }
+    let gateway_error = is_write(req.method()) && {
+        let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = f.config.bad_gateway_after_write > 0;
+        if hit {
+            f.config.bad_gateway_after_write -= 1;
+        }
+        hit
+    };
     let mut resp = next.run(req).await;
+    if gateway_error {
+        return (
+            StatusCode::BAD_GATEWAY,
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response();
+    }
     if let Some((rl, remaining, retry)) = rl_headers {
         add_rl_headers(resp.headers_mut(), rl, remaining, retry);
     }
