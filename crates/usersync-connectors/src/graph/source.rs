@@ -261,7 +261,13 @@ impl GraphSource {
             visited.insert(self.client.absolute(&url));
             // `Prefer: odata.maxpagesize` asks for the largest pages where the API honours it;
             // delta ignores `$top` for directory objects.
-            let headers = [("Prefer", "odata.maxpagesize=999")];
+            let mut headers = vec![("Prefer", "odata.maxpagesize=999")];
+            // An OData cast on a transitive member list is an advanced query: it needs
+            // `ConsistencyLevel: eventual` (resent on every page) and `$count=true` (kept in
+            // the nextLink). https://learn.microsoft.com/graph/api/group-list-transitivemembers
+            if url.contains("/transitiveMembers/") {
+                headers.push(("ConsistencyLevel", "eventual"));
+            }
             let v = match self.client.get_json(&url, &headers, what).await {
                 Ok(v) => v,
                 Err(err) => {
@@ -585,7 +591,7 @@ impl GraphSource {
         let results: Vec<(String, UserSet, RoundEnd)> = futures::stream::iter(gids)
             .map(|gid| async move {
                 let mut set = UserSet::default();
-                let url = format!("groups/{gid}/transitiveMembers/microsoft.graph.user?$select={USER_SELECT}&$top={}", self.cfg.page_size.clamp(1, 999));
+                let url = format!("groups/{gid}/transitiveMembers/microsoft.graph.user?$count=true&$select={USER_SELECT}&$top={}", self.cfg.page_size.clamp(1, 999));
                 let end = self
                     .round(url, "group members", Listing::Plain, |items| set.apply(items))
                     .await;
@@ -720,8 +726,13 @@ impl GraphSource {
                         .get("@odata.mediaEtag")
                         .and_then(Value::as_str)
                         .unwrap_or("");
-                    let placeholder = item.body.get("id").and_then(Value::as_str) == Some("1x1");
-                    // The "no photo" placeholder is a 1x1 GIF with an empty ETag (profilephoto-get).
+                    // The "no photo" placeholder is a 1x1 GIF with an empty ETag; the doc shows
+                    // both "1x1" and "1X1" (profilephoto-get). Not an error: no photo.
+                    let placeholder = item
+                        .body
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| id.eq_ignore_ascii_case("1x1"));
                     u.photo = (!tag.is_empty() && !placeholder).then(|| PhotoRef {
                         tag: tag.to_string(),
                     });

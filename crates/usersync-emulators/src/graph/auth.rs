@@ -416,9 +416,19 @@ pub(crate) async fn openid_configuration(
     sh.count_request();
     sh.count("openid");
     let corr = uuid::Uuid::new_v4().to_string();
-    let tid = match resolve_tenant(&sh, &tenant, &corr) {
-        Ok(t) => t,
-        Err(r) => return *r,
+    // The multi-tenant authorities publish a document too (MSAL reads it for
+    // `https://login.microsoftonline.com/organizations`): endpoints under the alias and an
+    // issuer with the `{tenantid}` placeholder.
+    // https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc ("Find your app's
+    // OpenID configuration document URI": common, organizations, consumers, tenant).
+    let alias = tenant.to_ascii_lowercase();
+    let (tid, issuer_tid) = if ["common", "organizations", "consumers"].contains(&alias.as_str()) {
+        (alias, "{tenantid}".to_string())
+    } else {
+        match resolve_tenant(&sh, &tenant, &corr) {
+            Ok(t) => (t.clone(), t),
+            Err(r) => return *r,
+        }
     };
     let b = base_url(&sh, &headers);
     axum::Json(json!({
@@ -430,7 +440,7 @@ pub(crate) async fn openid_configuration(
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("https://login.microsoftonline.com/{tid}/v2.0"),
+        "issuer": format!("https://login.microsoftonline.com/{issuer_tid}/v2.0"),
         "request_uri_parameter_supported": false,
         "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
         "authorization_endpoint": format!("{b}/{tid}/oauth2/v2.0/authorize"),

@@ -318,30 +318,50 @@ pub const PHOTO_COUNT: usize = 8;
 /// Edge length of generated photos (the `id` of the photo metadata is `"96x96"`).
 pub const PHOTO_SIZE: u32 = 96;
 
-/// The cached JPEGs (generated once, on first use).
+/// The cached JPEGs at [`PHOTO_SIZE`] (generated once, on first use).
 pub fn photos() -> &'static [Vec<u8>] {
     static PHOTOS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     PHOTOS.get_or_init(|| {
         (0..PHOTO_COUNT)
-            .map(|i| {
-                let base = [
-                    (i * 37 % 256) as u8,
-                    (i * 91 % 256) as u8,
-                    (i * 53 % 256) as u8,
-                ];
-                let img = image::RgbImage::from_fn(PHOTO_SIZE, PHOTO_SIZE, |x, y| {
-                    image::Rgb([
-                        base[0].wrapping_add(x as u8),
-                        base[1].wrapping_add(y as u8),
-                        base[2].wrapping_add((x ^ y) as u8),
-                    ])
-                });
-                let mut out = Vec::new();
-                let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
-                // Encoding an in-memory RGB buffer cannot fail.
-                let _ = img.write_with_encoder(enc);
-                out
-            })
+            .map(|i| render_photo(i, PHOTO_SIZE))
             .collect()
     })
+}
+
+/// Photo `i` at `size`×`size` pixels (sizes other than [`PHOTO_SIZE`] are rendered on demand
+/// and cached).
+pub fn photo_at(i: usize, size: u32) -> Vec<u8> {
+    if size == PHOTO_SIZE {
+        return photos()[i % PHOTO_COUNT].clone();
+    }
+    type Cache = std::sync::Mutex<std::collections::HashMap<(usize, u32), Vec<u8>>>;
+    static OTHER: OnceLock<Cache> = OnceLock::new();
+    let cache = OTHER.get_or_init(Default::default);
+    let key = (i % PHOTO_COUNT, size);
+    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    c.entry(key)
+        .or_insert_with(|| render_photo(key.0, size))
+        .clone()
+}
+
+fn render_photo(i: usize, size: u32) -> Vec<u8> {
+    let base = [
+        (i * 37 % 256) as u8,
+        (i * 91 % 256) as u8,
+        (i * 53 % 256) as u8,
+    ];
+    // The same picture at every size (coordinates scaled to the 96-pixel original).
+    let scale = |v: u32| (v * PHOTO_SIZE / size.max(1)) as u8;
+    let img = image::RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb([
+            base[0].wrapping_add(scale(x)),
+            base[1].wrapping_add(scale(y)),
+            base[2].wrapping_add(scale(x) ^ scale(y)),
+        ])
+    });
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
+    // Encoding an in-memory RGB buffer cannot fail.
+    let _ = img.write_with_encoder(enc);
+    out
 }

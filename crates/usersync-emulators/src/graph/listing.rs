@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 use super::Ctx;
 use super::model::{Directory, Life, MemberRef, decode_ref, group_ref, user_ref};
 use super::odata::{
-    Body, Filter, GResult, GraphError, GraphResponse, Query, context, decode_token, encode_token,
-    next_link, unknown_property,
+    Body, Filter, FilterScope, GResult, GraphError, GraphResponse, Query, context, decode_token,
+    encode_token, next_link, unknown_property,
 };
 use super::props::*;
 use super::routes::*;
@@ -66,7 +66,7 @@ pub(crate) struct Matcher<'a> {
 }
 
 impl Matcher<'_> {
-    fn new<'a>(q: &'a Query, headers: &HeaderMap) -> GResult<Matcher<'a>> {
+    fn new<'a>(q: &'a Query, headers: &HeaderMap, kind: Kind) -> GResult<Matcher<'a>> {
         let adv = eventual(headers) && q.count;
         if q.search.is_some() && !eventual(headers) {
             return Err(GraphError::new(
@@ -78,7 +78,16 @@ impl Matcher<'_> {
         let filter = q
             .filter
             .as_deref()
-            .map(|f| Filter::parse(f, adv))
+            .map(|f| {
+                Filter::parse_in(
+                    f,
+                    adv,
+                    match kind {
+                        Kind::User => FilterScope::Users,
+                        Kind::Group => FilterScope::Groups,
+                    },
+                )
+            })
             .transpose()?;
         Ok(Matcher {
             filter,
@@ -135,20 +144,30 @@ pub(crate) fn list(
     };
     let sel = resolve_select(q.select.as_deref(), known, default, ty, true)?;
     let size = q.page_size(DEFAULT_PAGE, MAX_PAGE)?;
-    if q.count && !eventual(headers) {
-        // https://learn.microsoft.com/graph/aad-advanced-queries ($count needs ConsistencyLevel)
-        return Err(GraphError::new(
-            400,
-            "Request_BadRequest",
-            "$count is not currently supported.",
-        ));
-    }
+    // Without `ConsistencyLevel: eventual`, `$count=true` is silently ignored (no
+    // `@odata.count`). https://learn.microsoft.com/graph/aad-advanced-queries
+    // ("Error handling for advanced queries on directory objects").
+    let counting = q.count && eventual(headers);
+    let advanced = counting;
     if q.expand.is_some() && kind == Kind::User {
         return Err(GraphError::bad_request(
             "Parsing OData Select and Expand failed: Could not find a navigation property for $expand on type 'microsoft.graph.user'.",
         ));
     }
-    let m = Matcher::new(q, headers)?;
+    let expand = match (&q.expand, kind) {
+        (Some(e), Kind::Group) => Some(parse_members_expand(e)?),
+        _ => None,
+    };
+    // "Use of $filter and $orderby in the same query" is an advanced query.
+    // https://learn.microsoft.com/graph/aad-advanced-queries
+    if q.filter.is_some() && q.orderby.is_some() && !advanced {
+        return Err(GraphError::new(
+            400,
+            "Request_UnsupportedQuery",
+            "Sorting not supported for current query. Using $filter and $orderby in the same query needs $count=true and the ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information",
+        ));
+    }
+    let m = Matcher::new(q, headers, kind)?;
     let n = match kind {
         Kind::User => dir.users.len(),
         Kind::Group => dir.groups.len(),
@@ -217,7 +236,7 @@ pub(crate) fn list(
             if pos < list.len() {
                 next = Some(pos);
             }
-            if q.count && q.skiptoken.is_none() {
+            if counting && q.skiptoken.is_none() {
                 let mut c = 0;
                 for &i in list {
                     if q.orderby.is_some() || m.matches(dir, kind, i)? {
@@ -238,7 +257,7 @@ pub(crate) fn list(
             if i < n {
                 next = Some(i);
             }
-            if q.count && q.skiptoken.is_none() {
+            if counting && q.skiptoken.is_none() {
                 let mut c = 0;
                 for j in 0..n {
                     if m.matches(dir, kind, j)? {
@@ -254,7 +273,13 @@ pub(crate) fn list(
         .map(|&i| {
             Value::Object(match kind {
                 Kind::User => user_json(&dir.users[i], &sel, dir),
-                Kind::Group => group_json(&dir.groups[i], &sel, dir),
+                Kind::Group => {
+                    let mut g = group_json(&dir.groups[i], &sel, dir);
+                    if let Some(e) = &expand {
+                        g.insert("members".into(), expanded_members(ctx, dir, i as u32, e));
+                    }
+                    g
+                }
             })
         })
         .collect();
@@ -291,17 +316,13 @@ pub(crate) fn raw_count(
     kind: Kind,
 ) -> GResult<GraphResponse> {
     if !eventual(headers) {
-        return Err(GraphError::new(
-            400,
-            "Request_UnsupportedQuery",
-            "Raw count (/$count) is not supported because the 'ConsistencyLevel:eventual' header is missing. Refer to https://aka.ms/graph-docs/advanced-queries for more information",
-        ));
+        return Err(count_segment_unsupported());
     }
     let qq = Query {
         count: true,
         ..q.clone()
     };
-    let m = Matcher::new(&qq, headers)?;
+    let m = Matcher::new(&qq, headers, kind)?;
     let n = match kind {
         Kind::User => dir.users.len(),
         Kind::Group => dir.groups.len(),
@@ -319,7 +340,136 @@ pub(crate) fn raw_count(
     })
 }
 
-/// `/groups/{id}/members` and `/transitiveMembers` (+ OData cast), paged by offset.
+/// `$count` as a URL segment without `ConsistencyLevel: eventual`: the documented body.
+/// <https://learn.microsoft.com/graph/aad-advanced-queries> ("Error handling for advanced
+/// queries": `GET /users/$count` → 400 `Request_BadRequest` "$count is not currently
+/// supported."). A 2025 observation shows `Request_UnsupportedQuery` with a longer message
+/// for the same request; clients must treat either as a 400 that needs the header.
+pub(crate) fn count_segment_unsupported() -> GraphError {
+    GraphError::new(
+        400,
+        "Request_BadRequest",
+        "$count is not currently supported.",
+    )
+}
+
+/// A parsed `$expand=members[($select=…)]`.
+pub(crate) struct MembersExpand {
+    select: Option<Vec<String>>,
+}
+
+/// Parses `$expand` on groups: only `members`, optionally with a nested `$select`.
+/// <https://learn.microsoft.com/graph/api/group-get> / group-list (`$expand=members`),
+/// <https://learn.microsoft.com/graph/query-parameters#expand> (nested `$select`).
+pub(crate) fn parse_members_expand(e: &str) -> GResult<MembersExpand> {
+    let e = e.trim();
+    let (name, inner) = match e.find('(') {
+        Some(p) if e.ends_with(')') => (&e[..p], Some(&e[p + 1..e.len() - 1])),
+        _ => (e, None),
+    };
+    if !name.trim().eq_ignore_ascii_case("members") {
+        return Err(GraphError::bad_request(format!(
+            "Parsing OData Select and Expand failed: Could not find a property named '{}' on type 'microsoft.graph.group'.",
+            name.trim()
+        )));
+    }
+    let mut select = None;
+    if let Some(inner) = inner {
+        for opt in inner.split(';') {
+            let (k, v) = opt.split_once('=').ok_or_else(|| {
+                GraphError::bad_request(format!(
+                    "Parsing OData Select and Expand failed: Syntax error in '{e}'."
+                ))
+            })?;
+            match k
+                .trim()
+                .trim_start_matches('$')
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "select" => {
+                    select = Some(
+                        v.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect(),
+                    )
+                }
+                other => {
+                    return Err(GraphError::bad_request(format!(
+                        "Parsing OData Select and Expand failed: '{other}' is not supported inside $expand here."
+                    )));
+                }
+            }
+        }
+    }
+    Ok(MembersExpand { select })
+}
+
+/// The expanded `members` of a group: at most 20 objects, no nextLink.
+/// <https://learn.microsoft.com/graph/known-issues#query-parameters>
+pub(crate) fn expanded_members(ctx: &Ctx<'_>, dir: &Directory, g: u32, e: &MembersExpand) -> Value {
+    let mut union: Vec<&'static str> = USER_PROPS.to_vec();
+    union.extend(GROUP_PROPS.iter().filter(|p| !USER_PROPS.contains(p)));
+    let sel: Vec<&'static str> = match &e.select {
+        Some(s) => s
+            .iter()
+            .filter_map(|x| union.iter().find(|k| k.eq_ignore_ascii_case(x)).copied())
+            .collect(),
+        None => USER_DEFAULT.to_vec(),
+    };
+    let limited = !ctx.claims.has_any(USER_READERS);
+    Value::Array(
+        dir.groups[g as usize]
+            .members
+            .iter()
+            .filter(|&&r| dir.ref_active(r))
+            .take(20)
+            .map(|&r| member_json(dir, r, &sel, limited))
+            .collect(),
+    )
+}
+
+/// Options of a member/memberOf listing that depend on the route.
+pub(crate) struct MemberList<'a> {
+    pub transitive: bool,
+    pub cast: Option<&'static str>,
+    /// `/$count` segment: answer the number as text.
+    pub count_only: bool,
+    pub headers: &'a HeaderMap,
+}
+
+/// Advanced-query checks shared by member and memberOf listings.
+/// <https://learn.microsoft.com/graph/aad-advanced-queries> ("Use of OData cast with transitive
+/// members list" needs the advanced query parameters);
+/// <https://learn.microsoft.com/graph/api/group-list-transitivemembers> ("To filter the results
+/// on the OData type, such as microsoft.graph.user or microsoft.graph.group, you must use the
+/// advanced query parameters").
+fn check_member_query(q: &Query, o: &MemberList<'_>) -> GResult<()> {
+    let ev = eventual(o.headers);
+    if o.count_only && !ev {
+        return Err(count_segment_unsupported());
+    }
+    if q.search.is_some() && !ev {
+        return Err(GraphError::new(
+            400,
+            "Request_UnsupportedQuery",
+            "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'",
+        ));
+    }
+    // With the /$count segment the header alone is the advanced form (group-list-members
+    // example "Get only a count of members").
+    if o.transitive && o.cast.is_some() && !o.count_only && !(ev && q.count) {
+        return Err(GraphError::new(
+            400,
+            "Request_UnsupportedQuery",
+            "OData cast on a transitive members list is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information",
+        ));
+    }
+    Ok(())
+}
+
+/// `/groups/{id}/members` and `/transitiveMembers` (+ OData cast, `/$count`), paged by offset.
 /// <https://learn.microsoft.com/graph/api/group-list-members>,
 /// <https://learn.microsoft.com/graph/api/group-list-transitivemembers>
 pub(crate) fn members(
@@ -328,10 +478,10 @@ pub(crate) fn members(
     q: &Query,
     path: &str,
     g: u32,
-    transitive: bool,
-    cast: Option<&'static str>,
+    o: &MemberList<'_>,
 ) -> GResult<GraphResponse> {
-    let all: Vec<MemberRef> = if transitive {
+    check_member_query(q, o)?;
+    let all: Vec<MemberRef> = if o.transitive {
         dir.transitive_members(g)
     } else {
         dir.groups[g as usize]
@@ -343,13 +493,13 @@ pub(crate) fn members(
     };
     let list: Vec<MemberRef> = all
         .into_iter()
-        .filter(|&r| match cast {
+        .filter(|&r| match o.cast {
             Some("user") => !decode_ref(r).0,
             Some(_) => decode_ref(r).0,
             None => true,
         })
         .collect();
-    directory_objects(ctx, dir, q, path, &list, cast)
+    directory_objects(ctx, dir, q, path, &list, o)
 }
 
 /// Shared paging of a directoryObject collection.
@@ -359,8 +509,9 @@ pub(crate) fn directory_objects(
     q: &Query,
     path: &str,
     list: &[MemberRef],
-    cast: Option<&'static str>,
+    o: &MemberList<'_>,
 ) -> GResult<GraphResponse> {
+    let cast = o.cast;
     let size = q.page_size(DEFAULT_PAGE, MAX_PAGE)?;
     let mut union: Vec<&'static str> = USER_PROPS.to_vec();
     union.extend(GROUP_PROPS.iter().filter(|p| !USER_PROPS.contains(p)));
@@ -373,11 +524,41 @@ pub(crate) fn directory_objects(
         }
         (Some(s), _) => resolve_select(Some(s), &union, &union, "directoryObject", true)?,
     };
+    let advanced = eventual(o.headers) && (q.count || o.count_only);
     let filter = q
         .filter
         .as_deref()
-        .map(|f| Filter::parse(f, false))
+        .map(|f| Filter::parse(f, advanced))
         .transpose()?;
+    // Does member `r` pass $filter and $search?
+    let keep = |r: MemberRef| -> GResult<bool> {
+        let (is_group, i) = decode_ref(r);
+        let kind = if is_group { Kind::Group } else { Kind::User };
+        if let Some(f) = &filter
+            && !f.eval(&|p| prop_of(dir, kind, i as usize, p).or(Some(Value::Null)))?
+        {
+            return Ok(false);
+        }
+        match &q.search {
+            // $search on members: displayName and description.
+            // https://learn.microsoft.com/graph/api/group-list-transitivemembers
+            Some(s) => search_match(dir, kind, i as usize, s),
+            None => Ok(true),
+        }
+    };
+    if o.count_only {
+        let mut c = 0usize;
+        for &r in list {
+            if keep(r)? {
+                c += 1;
+            }
+        }
+        return Ok(GraphResponse {
+            status: 200,
+            headers: vec![],
+            body: Body::Text(c.to_string()),
+        });
+    }
     let start = match &q.skiptoken {
         None => 0,
         Some(t) => decode_token(t)
@@ -396,12 +577,8 @@ pub(crate) fn directory_objects(
     while pos < list.len() && out.len() < size {
         let r = list[pos];
         pos += 1;
-        if let Some(f) = &filter {
-            let (is_group, i) = decode_ref(r);
-            let kind = if is_group { Kind::Group } else { Kind::User };
-            if !f.eval(&|p| prop_of(dir, kind, i as usize, p).or(Some(Value::Null)))? {
-                continue;
-            }
+        if !keep(r)? {
+            continue;
         }
         out.push(member_json(dir, r, &sel, limited_users));
     }
@@ -415,6 +592,16 @@ pub(crate) fn directory_objects(
         "@odata.context".into(),
         json!(context(&ctx.graph_base, set, q.select.as_deref())),
     );
+    // @odata.count with the advanced query parameters, first page only.
+    if advanced && q.count && q.skiptoken.is_none() {
+        let mut c = 0usize;
+        for &r in list {
+            if keep(r)? {
+                c += 1;
+            }
+        }
+        body.insert("@odata.count".into(), json!(c));
+    }
     if pos < list.len() {
         body.insert(
             "@odata.nextLink".into(),
@@ -430,16 +617,19 @@ pub(crate) fn directory_objects(
     Ok(GraphResponse::json(200, Value::Object(body)))
 }
 
-/// `/users/{id}/memberOf` and `/transitiveMemberOf` (groups only; no directory roles here).
-/// <https://learn.microsoft.com/graph/api/user-list-memberof>
+/// `/users/{id}/memberOf` and `/transitiveMemberOf` (groups only; no directory roles here),
+/// with OData cast and `/$count` as for members.
+/// <https://learn.microsoft.com/graph/api/user-list-memberof>,
+/// <https://learn.microsoft.com/graph/api/user-list-transitivememberof>
 pub(crate) fn member_of(
     ctx: &Ctx<'_>,
     dir: &Directory,
     q: &Query,
     path: &str,
     u: u32,
-    transitive: bool,
+    o: &MemberList<'_>,
 ) -> GResult<GraphResponse> {
+    check_member_query(q, o)?;
     let mut found: Vec<MemberRef> = Vec::new();
     let mut frontier = vec![user_ref(u)];
     while !frontier.is_empty() {
@@ -454,10 +644,14 @@ pub(crate) fn member_of(
                 next.push(r);
             }
         }
-        if !transitive {
+        if !o.transitive {
             break;
         }
         frontier = next;
     }
-    directory_objects(ctx, dir, q, path, &found, None)
+    // Only groups are modelled, so a user cast yields nothing.
+    if o.cast == Some("user") {
+        found.clear();
+    }
+    directory_objects(ctx, dir, q, path, &found, o)
 }

@@ -215,6 +215,8 @@ pub struct Directory {
     pub created_counter: u64,
     /// Per-user property change log since start-up: (seq, [`prop_mask`]).
     pub user_changes: HashMap<u32, Vec<(Seq, u64)>>,
+    /// Direct group memberships of soft-deleted users, given back on restore.
+    pub deleted_memberships: HashMap<u32, Vec<u32>>,
 }
 
 impl Directory {
@@ -536,8 +538,25 @@ impl Directory {
 
     /// Soft- or hard-deletes a user; memberships of the user are removed (and logged), as
     /// Entra does on deletion.
+    ///
+    /// A soft-deleted user keeps its memberships for a restore: "If an item was accidentally
+    /// deleted, you can fully restore the item."
+    /// (<https://learn.microsoft.com/graph/api/directory-deleteditems-restore>).
     pub fn delete_user(&mut self, idx: u32, permanent: bool) {
-        self.remove_from_all_groups(user_ref(idx));
+        let m = user_ref(idx);
+        if permanent {
+            self.deleted_memberships.remove(&idx);
+        } else {
+            let groups: Vec<u32> = self
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.members.contains(&m))
+                .map(|(i, _)| i as u32)
+                .collect();
+            self.deleted_memberships.insert(idx, groups);
+        }
+        self.remove_from_all_groups(m);
         let seq = self.next_seq();
         let u = &mut self.users[idx as usize];
         u.life = if permanent {
@@ -561,12 +580,23 @@ impl Directory {
         let u = &mut self.users[idx as usize];
         u.life = Life::Active;
         u.seq = seq;
+        // Memberships come back with the object (groups deleted meanwhile stay gone).
+        for g in self.deleted_memberships.remove(&idx).unwrap_or_default() {
+            if self.groups[g as usize].life == Life::Active {
+                self.add_member(g, user_ref(idx))?;
+            }
+        }
         Ok(())
     }
 
-    /// Soft- or hard-deletes a group (also removes it from parent groups).
+    /// Soft- or hard-deletes a group (also removes it from parent groups). Only Microsoft 365
+    /// (unified) groups go to deleted items; security groups are always deleted permanently:
+    /// "you can fully restore the item. However, security groups cannot be restored."
+    /// (<https://learn.microsoft.com/graph/api/directory-deleteditems-restore>; beta text:
+    /// "This isn't applicable to security groups, which are deleted permanently.").
     pub fn delete_group(&mut self, idx: u32, permanent: bool) {
         self.remove_from_all_groups(group_ref(idx));
+        let permanent = permanent || !self.groups[idx as usize].unified;
         let seq = self.next_seq();
         let g = &mut self.groups[idx as usize];
         g.life = if permanent {

@@ -270,6 +270,142 @@ pub enum Filter {
     EndsWith(String, String),
     /// `prop/any(x:x eq 'v')`
     Any(String, Value),
+    /// `prop ge|gt|le|lt value` (operator lower-cased).
+    Cmp(String, &'static str, Value),
+}
+
+/// Deepest parenthesis / `not` nesting accepted in a `$filter`. OData's reference parser
+/// (Microsoft.OData.Core `ODataUriParserSettings`) stops at a recursion limit with a 400; Graph
+/// does not document its own value, so the emulator uses a conservative one that keeps the
+/// recursive parser far from the stack limit (a 4 KB URL of `(((…` used to kill the process).
+pub const MAX_FILTER_DEPTH: usize = 100;
+/// Most operator nodes in one `$filter` (bounds the depth of left-deep `and`/`or` chains,
+/// which evaluation and drop walk recursively).
+pub const MAX_FILTER_NODES: usize = 1000;
+
+/// Which collection a `$filter` runs on (the rules differ per resource).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterScope {
+    /// `/users`: the per-property table of the advanced-query page.
+    Users,
+    /// `/groups`.
+    Groups,
+    /// Member lists, applications, delta.
+    Other,
+}
+
+/// Support of a `$filter` operator on a property, from the advanced-query page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Support {
+    Default,
+    Advanced,
+    No,
+}
+
+/// User `$filter` support table (columns eq, ne, NOT, ge, le, in, startsWith, null values),
+/// transcribed from <https://learn.microsoft.com/graph/aad-advanced-queries> ("Support for
+/// filter by properties of Microsoft Entra ID (directory) objects", user table;
+/// microsoft-graph-docs-contrib `includes/filter-directory-objects.md`). `D` = works by
+/// default, `A` = needs `ConsistencyLevel: eventual` + `$count=true`, `-` = not supported.
+/// Properties that are not listed do not support `$filter` at all.
+const USER_FILTER_TABLE: &[(&str, &str)] = &[
+    ("accountEnabled", "DAAAAD--"),
+    ("ageGroup", "DAA--D--"),
+    ("assignedLicenses", "D-A-----"),
+    ("assignedPlans", "D-A-----"),
+    ("businessPhones", "D-A-----"),
+    ("city", "DAAD-DDA"),
+    ("companyName", "AAAAAAAA"),
+    ("consentProvidedForMinor", "DAA--D--"),
+    ("country", "DAADDDDA"),
+    ("createdDateTime", "DAADDA--"),
+    ("creationType", "DAA--D--"),
+    ("deletedDateTime", "DAADDA--"),
+    ("department", "DAADDDDA"),
+    ("displayName", "DAA--DDA"),
+    ("employeeHireDate", "AA-AAA--"),
+    ("employeeId", "DA--A-DA"),
+    ("employeeType", "AA-AAAA-"),
+    ("givenName", "DA-DDDDA"),
+    ("id", "DAA-----"),
+    ("identities", "D-------"),
+    ("imAddresses", "DAADD-D-"),
+    ("jobTitle", "DA-DDD-A"),
+    ("mail", "DA-DDDD-"),
+    ("mailNickname", "DA-DDDDA"),
+    ("mobilePhone", "AA-AAAAA"),
+    ("officeLocation", "AA-AAAAA"),
+    ("onPremisesExtensionAttributes", "AA-AAA--"),
+    ("onPremisesImmutableId", "AA-AAA--"),
+    ("onPremisesLastSyncDateTime", "AA-AAA--"),
+    ("onPremisesSamAccountName", "AA-AAAA-"),
+    ("onPremisesSecurityIdentifier", "DA---D-A"),
+    ("onPremisesSyncEnabled", "DA-AAD--"),
+    ("onPremisesUserPrincipalName", "DA-DDDD-"),
+    ("otherMails", "DA-DDDD-"),
+    ("passwordPolicies", "AA-----A"),
+    ("postalCode", "AA-AAAAA"),
+    ("preferredLanguage", "AA-AAAAA"),
+    ("proxyAddresses", "DA-DD-DA"),
+    ("showInAddressList", "AA-AAA--"),
+    ("signInActivity", "DA-DD---"),
+    ("state", "DA-DDDDA"),
+    ("streetAddress", "AA-AAAAA"),
+    ("surname", "DA-DDDDA"),
+    ("usageLocation", "DA-DDDD-"),
+    ("userPrincipalName", "DA--DDD-"),
+    ("userType", "DAA--D-A"),
+];
+
+/// Column of [`USER_FILTER_TABLE`].
+#[derive(Clone, Copy)]
+enum Col {
+    Eq = 0,
+    Ne = 1,
+    // Column 2 (NOT) is not consulted: "All properties that support the eq operator also
+    // support the ne or not operators."
+    Ge = 3,
+    Le = 4,
+    In = 5,
+    StartsWith = 6,
+    Null = 7,
+}
+
+fn user_support(prop: &str, col: Col) -> Support {
+    let Some((_, row)) = USER_FILTER_TABLE
+        .iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case(prop))
+    else {
+        return Support::No;
+    };
+    match row.as_bytes()[col as usize] {
+        b'D' => Support::Default,
+        b'A' => Support::Advanced,
+        _ => Support::No,
+    }
+}
+
+/// 400 for an operator that needs the advanced query parameters (the doc's example body).
+/// <https://learn.microsoft.com/graph/aad-advanced-queries> ("Error handling …").
+fn needs_advanced(op: &str) -> GraphError {
+    GraphError::new(
+        400,
+        "Request_UnsupportedQuery",
+        format!(
+            "Operator '{op}' is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information"
+        ),
+    )
+}
+
+/// 400 for a property/operator pair the service does not index (the doc's example body).
+fn unsupported_clause(prop: &str, resource: &str) -> GraphError {
+    GraphError::new(
+        400,
+        "Request_UnsupportedQuery",
+        format!(
+            "Unsupported or invalid query filter clause specified for property '{prop}' of resource '{resource}'."
+        ),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +470,13 @@ fn tokenize(s: &str) -> GResult<Vec<Tok>> {
             }
             c if c.is_alphanumeric() || "_./-+@#".contains(c) => {
                 let st = i;
-                while i < b.len() && (b[i].is_alphanumeric() || "_./-+@#".contains(b[i])) {
+                // A literal starting with a digit may be a DateTimeOffset (`2024-01-01T00:00:00Z`).
+                let digit = c.is_ascii_digit();
+                while i < b.len()
+                    && (b[i].is_alphanumeric()
+                        || "_./-+@#".contains(b[i])
+                        || (digit && b[i] == ':'))
+                {
                     i += 1;
                 }
                 out.push(Tok::Ident(b[st..i].iter().collect()));
@@ -349,6 +491,8 @@ struct P<'a> {
     t: Vec<Tok>,
     i: usize,
     src: &'a str,
+    depth: usize,
+    nodes: usize,
 }
 
 impl P<'_> {
@@ -357,6 +501,16 @@ impl P<'_> {
             "Invalid filter clause: Syntax error at position {} in '{}'.",
             self.i, self.src
         ))
+    }
+    /// Counts one operator node; too many is Graph's 400, not a deep recursion later.
+    fn node(&mut self) -> GResult<()> {
+        self.nodes += 1;
+        if self.nodes > MAX_FILTER_NODES {
+            return Err(GraphError::bad_request(format!(
+                "Invalid filter clause: The query specified in the URI is not valid. The node count limit of '{MAX_FILTER_NODES}' has been exceeded."
+            )));
+        }
+        Ok(())
     }
     fn peek_kw(&self, kw: &str) -> bool {
         matches!(self.t.get(self.i), Some(Tok::Ident(s)) if s.eq_ignore_ascii_case(kw))
@@ -387,6 +541,8 @@ impl P<'_> {
                 "null" => Value::Null,
                 n => match n.parse::<i64>() {
                     Ok(x) => json!(x),
+                    // DateTimeOffset literal, compared as ISO-8601 text.
+                    Err(_) if n.parse::<jiff::Timestamp>().is_ok() => Value::String(n.to_string()),
                     Err(_) => return Err(self.err()),
                 },
             },
@@ -399,6 +555,7 @@ impl P<'_> {
         let mut l = self.and()?;
         while self.peek_kw("or") {
             self.i += 1;
+            self.node()?;
             l = Filter::Or(Box::new(l), Box::new(self.and()?));
         }
         Ok(l)
@@ -407,11 +564,24 @@ impl P<'_> {
         let mut l = self.atom()?;
         while self.peek_kw("and") {
             self.i += 1;
+            self.node()?;
             l = Filter::And(Box::new(l), Box::new(self.atom()?));
         }
         Ok(l)
     }
     fn atom(&mut self) -> GResult<Filter> {
+        self.depth += 1;
+        if self.depth > MAX_FILTER_DEPTH {
+            return Err(GraphError::bad_request(format!(
+                "Invalid filter clause: The query specified in the URI is not valid. The recursion limit of '{MAX_FILTER_DEPTH}' has been exceeded."
+            )));
+        }
+        self.node()?;
+        let r = self.atom_inner();
+        self.depth -= 1;
+        r
+    }
+    fn atom_inner(&mut self) -> GResult<Filter> {
         if self.t.get(self.i) == Some(&Tok::Open) {
             self.i += 1;
             let e = self.or()?;
@@ -470,45 +640,103 @@ impl P<'_> {
                 self.expect(Tok::Close)?;
                 Ok(Filter::In(name, vals))
             }
-            "gt" | "ge" | "lt" | "le" => Err(GraphError::unsupported_query()),
+            "gt" | "ge" | "lt" | "le" => {
+                let op = match op.as_str() {
+                    "gt" => "gt",
+                    "ge" => "ge",
+                    "lt" => "lt",
+                    _ => "le",
+                };
+                Ok(Filter::Cmp(name, op, self.literal()?))
+            }
             _ => Err(self.err()),
         }
     }
 }
 
 impl Filter {
-    /// Parses a `$filter`. Advanced operators (`ne`, `not`, `endsWith`) need
-    /// `ConsistencyLevel: eventual` + `$count=true` (`advanced`), else Graph's 400.
+    /// Parses a `$filter` for a member list, applications or delta: advanced operators
+    /// (`ne`, `not`, `endsWith`) need `ConsistencyLevel: eventual` + `$count=true`
+    /// (`advanced`), else Graph's 400; `ge`/`le`/`gt`/`lt` are refused.
     /// <https://learn.microsoft.com/graph/aad-advanced-queries>
     pub fn parse(s: &str, advanced: bool) -> GResult<Filter> {
+        Self::parse_in(s, advanced, FilterScope::Other)
+    }
+
+    /// Parses a `$filter` and checks it against the rules of `scope` (for `/users`, the
+    /// per-property table of the advanced-query page).
+    pub fn parse_in(s: &str, advanced: bool, scope: FilterScope) -> GResult<Filter> {
         let mut p = P {
             t: tokenize(s)?,
             i: 0,
             src: s,
+            depth: 0,
+            nodes: 0,
         };
         let f = p.or()?;
         if p.i != p.t.len() {
             return Err(p.err());
         }
-        if !advanced {
-            f.check_basic()?;
-        }
+        f.check(advanced, scope)?;
         Ok(f)
     }
 
-    fn check_basic(&self) -> GResult<()> {
+    fn check(&self, advanced: bool, scope: FilterScope) -> GResult<()> {
+        // Per-property rule for /users; operator-only rules elsewhere.
+        let user = |prop: &str, col: Col, op: &str| -> GResult<()> {
+            match user_support(prop, col) {
+                Support::Default => Ok(()),
+                Support::Advanced if advanced => Ok(()),
+                Support::Advanced => Err(needs_advanced(op)),
+                Support::No => Err(unsupported_clause(prop, "User")),
+            }
+        };
         match self {
             Filter::And(a, b) | Filter::Or(a, b) => {
-                a.check_basic()?;
-                b.check_basic()
+                a.check(advanced, scope)?;
+                b.check(advanced, scope)
             }
-            Filter::Ne(..) => Err(GraphError::new(
+            Filter::Ne(..) if !advanced => Err(GraphError::new(
                 400,
                 "Request_UnsupportedQuery",
                 "Unsupported property filter clause operator 'NotEqualsMatch'.",
             )),
-            Filter::Not(_) | Filter::EndsWith(..) => Err(GraphError::unsupported_query()),
-            _ => Ok(()),
+            Filter::Not(_) if !advanced => Err(needs_advanced("Not")),
+            Filter::EndsWith(..) if !advanced => Err(needs_advanced("endsWith")),
+            Filter::Not(inner) => inner.check(advanced, scope),
+            Filter::Cmp(p, op, _) => match scope {
+                FilterScope::Users => user(
+                    p,
+                    if matches!(*op, "ge" | "gt") {
+                        Col::Ge
+                    } else {
+                        Col::Le
+                    },
+                    op,
+                ),
+                FilterScope::Groups => Err(unsupported_clause(p, "Group")),
+                FilterScope::Other => Err(GraphError::unsupported_query()),
+            },
+            _ if scope != FilterScope::Users => Ok(()),
+            Filter::Eq(p, Value::Null) => user(p, Col::Null, "Equals"),
+            Filter::Eq(p, _) | Filter::Any(p, _) => user(p, Col::Eq, "Equals"),
+            Filter::Ne(p, _) => user(p, Col::Ne, "NotEquals"),
+            // "The in operator is supported by default whenever eq operator is supported by
+            // default."
+            Filter::In(p, _) if user_support(p, Col::Eq) == Support::Default => Ok(()),
+            Filter::In(p, _) => user(p, Col::In, "In"),
+            Filter::StartsWith(p, _) => user(p, Col::StartsWith, "startsWith"),
+            // endsWith: mail, otherMails, userPrincipalName, proxyAddresses only (advanced).
+            Filter::EndsWith(p, _) => {
+                if ["mail", "otherMails", "userPrincipalName", "proxyAddresses"]
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(p))
+                {
+                    Ok(())
+                } else {
+                    Err(unsupported_clause(p, "User"))
+                }
+            }
         }
     }
 
@@ -559,6 +787,24 @@ impl Filter {
                 Value::Array(items) => items.iter().any(|x| val_eq(x, v)),
                 _ => false,
             },
+            Filter::Cmp(p, op, v) => {
+                let x = prop(p)?;
+                let ord = match (&x, v) {
+                    (Value::String(a), Value::String(b)) => Some(a.as_str().cmp(b.as_str())),
+                    (Value::Number(a), Value::Number(b)) => a
+                        .as_f64()
+                        .zip(b.as_f64())
+                        .and_then(|(a, b)| a.partial_cmp(&b)),
+                    (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+                    _ => None,
+                };
+                ord.is_some_and(|o| match *op {
+                    "gt" => o.is_gt(),
+                    "ge" => o.is_ge(),
+                    "lt" => o.is_lt(),
+                    _ => o.is_le(),
+                })
+            }
         })
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
-use super::generator::{PHOTO_SIZE, photos};
+use super::generator::{PHOTO_SIZE, photo_at};
 use super::model::{Directory, User};
 use super::odata::{Body, GResult, GraphError, GraphResponse};
 
@@ -13,7 +13,52 @@ pub(crate) fn photo_etag(u: &User) -> String {
     format!("\"{:08X}\"", (h ^ (h >> 32)) as u32)
 }
 
-pub(crate) fn photo_meta(ctx: &Ctx<'_>, u: &User, entity: bool) -> Map<String, Value> {
+/// The sizes Microsoft 365 stores for a photo: "48x48, 64x64, 96x96, 120x120, 240x240,
+/// 360x360, 432x432, 504x504, and 648x648"; sizes larger than the uploaded picture are not
+/// available. <https://learn.microsoft.com/graph/api/profilephoto-get>
+pub(crate) const HD_SIZES: &[u32] = &[48, 64, 96, 120, 240, 360, 432, 504, 648];
+
+/// Sizes available for the emulator's uploads (all [`PHOTO_SIZE`] pixels square).
+pub(crate) fn available_sizes() -> impl Iterator<Item = u32> {
+    HD_SIZES.iter().copied().filter(|&s| s <= PHOTO_SIZE)
+}
+
+/// Parses a `{w}x{h}` size segment (case-insensitive `x`) among the available sizes.
+fn parse_size(s: &str) -> Option<u32> {
+    let (w, h) = s
+        .to_ascii_lowercase()
+        .split_once('x')
+        .map(|(a, b)| (a.to_string(), b.to_string()))?;
+    let (w, h): (u32, u32) = (w.parse().ok()?, h.parse().ok()?);
+    (w == h && available_sizes().any(|x| x == w)).then_some(w)
+}
+
+/// Metadata of a user without a photo: the documented 200 placeholder (a 1×1 GIF with an
+/// empty `@odata.mediaEtag`), not a 404. <https://learn.microsoft.com/graph/api/profilephoto-get>
+/// (response "when a photo hasn't already been uploaded for the user").
+pub(crate) fn no_photo_meta(ctx: &Ctx<'_>, u: &User) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "@odata.context".into(),
+        json!(format!(
+            "{}/$metadata#users('{}')/photo/$entity",
+            ctx.graph_base, u.id
+        )),
+    );
+    m.insert("@odata.mediaContentType".into(), json!("image/gif"));
+    m.insert("@odata.mediaEtag".into(), json!(""));
+    m.insert("id".into(), json!("1X1"));
+    m.insert("width".into(), json!(1));
+    m.insert("height".into(), json!(1));
+    m
+}
+
+pub(crate) fn photo_meta_at(
+    ctx: &Ctx<'_>,
+    u: &User,
+    entity: bool,
+    size: u32,
+) -> Map<String, Value> {
     let mut m = Map::new();
     if entity {
         m.insert(
@@ -26,15 +71,15 @@ pub(crate) fn photo_meta(ctx: &Ctx<'_>, u: &User, entity: bool) -> Map<String, V
     }
     m.insert("@odata.mediaContentType".into(), json!("image/jpeg"));
     m.insert("@odata.mediaEtag".into(), json!(photo_etag(u)));
-    m.insert("id".into(), json!(format!("{PHOTO_SIZE}x{PHOTO_SIZE}")));
-    m.insert("width".into(), json!(PHOTO_SIZE));
-    m.insert("height".into(), json!(PHOTO_SIZE));
+    m.insert("id".into(), json!(format!("{size}x{size}")));
+    m.insert("width".into(), json!(size));
+    m.insert("height".into(), json!(size));
     m
 }
 
 /// `/users/{id}/photo[/$value]`, `/users/{id}/photos/{size}[/$value]`.
-/// <https://learn.microsoft.com/graph/api/profilephoto-get> ("If no photo exists, the
-/// operation returns 404 Not Found").
+/// <https://learn.microsoft.com/graph/api/profilephoto-get>: `$value` of a missing photo or
+/// size is 404; `/photo` metadata of a user without a photo is the 1×1 placeholder.
 pub(crate) fn photo(
     ctx: &Ctx<'_>,
     dir: &Directory,
@@ -54,15 +99,20 @@ pub(crate) fn photo(
         )
     };
     let Some(idx) = u.photo else {
+        if size.is_none() && !value {
+            return Ok(GraphResponse::json(
+                200,
+                Value::Object(no_photo_meta(ctx, u)),
+            ));
+        }
         return Err(no_photo());
     };
-    if let Some(sz) = size
-        && sz != format!("{PHOTO_SIZE}x{PHOTO_SIZE}")
-    {
-        return Err(no_photo());
-    }
+    let px = match size {
+        None => PHOTO_SIZE,
+        Some(sz) => parse_size(sz).ok_or_else(no_photo)?,
+    };
     if value {
-        let bytes = photos()[idx as usize % photos().len()].clone();
+        let bytes = photo_at(idx as usize, px);
         Ok(GraphResponse {
             status: 200,
             headers: vec![("ETag".into(), photo_etag(u))],
@@ -71,7 +121,7 @@ pub(crate) fn photo(
     } else {
         Ok(GraphResponse::json(
             200,
-            Value::Object(photo_meta(ctx, u, true)),
+            Value::Object(photo_meta_at(ctx, u, true, px)),
         ))
     }
 }

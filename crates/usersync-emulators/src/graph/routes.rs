@@ -111,6 +111,8 @@ pub enum Route {
     UserMemberOf {
         user: String,
         transitive: bool,
+        cast: Option<&'static str>,
+        count: bool,
     },
     Groups,
     GroupsCount,
@@ -120,6 +122,8 @@ pub enum Route {
         group: String,
         transitive: bool,
         cast: Option<&'static str>,
+        /// `/$count` segment.
+        count: bool,
     },
     Applications,
     Application(String),
@@ -146,12 +150,31 @@ fn is_delta(s: &str) -> bool {
     )
 }
 
+/// An OData type-cast segment. The `graph` alias of the `microsoft.graph` namespace is
+/// accepted too (Microsoft's SDKs generate `…/graph.user`); type names are case-insensitive.
+/// <https://learn.microsoft.com/graph/api/group-list-members> (OData cast),
+/// `$metadata` (`<Schema Namespace="microsoft.graph" Alias="graph">`).
 fn cast(s: &str) -> Option<Option<&'static str>> {
-    match s {
-        "microsoft.graph.user" => Some(Some("user")),
-        "microsoft.graph.group" => Some(Some("group")),
+    let l = s.to_ascii_lowercase();
+    let name = l
+        .strip_prefix("microsoft.graph.")
+        .or_else(|| l.strip_prefix("graph."))?;
+    match name {
+        "user" => Some(Some("user")),
+        "group" => Some(Some("group")),
         _ => None,
     }
+}
+
+/// Parses what follows a member/memberOf navigation: `[cast][/$count]`.
+fn member_suffix(rest: &[&str]) -> GResult<(Option<&'static str>, bool)> {
+    Ok(match rest {
+        [] => (None, false),
+        ["$count"] => (None, true),
+        [c] => (cast(c).ok_or_else(|| segment_error(c))?, false),
+        [c, "$count"] => (cast(c).ok_or_else(|| segment_error(c))?, true),
+        [_, x, ..] => return Err(segment_error(x)),
+    })
 }
 
 impl Route {
@@ -194,14 +217,20 @@ impl Route {
                 size: Some(size.to_string()),
                 value: true,
             },
-            ["users", id, "memberOf"] => Route::UserMemberOf {
-                user: id.to_string(),
-                transitive: false,
-            },
-            ["users", id, "transitiveMemberOf"] => Route::UserMemberOf {
-                user: id.to_string(),
-                transitive: true,
-            },
+            [
+                "users",
+                id,
+                rel @ ("memberOf" | "transitiveMemberOf"),
+                rest @ ..,
+            ] => {
+                let (cast, count) = member_suffix(rest)?;
+                Route::UserMemberOf {
+                    user: id.to_string(),
+                    transitive: *rel == "transitiveMemberOf",
+                    cast,
+                    count,
+                }
+            }
             ["groups"] => Route::Groups,
             ["groups", "$count"] => Route::GroupsCount,
             ["groups", d] if is_delta(d) => Route::GroupsDelta,
@@ -212,15 +241,12 @@ impl Route {
                 rel @ ("members" | "transitiveMembers"),
                 rest @ ..,
             ] => {
-                let c = match rest {
-                    [] => None,
-                    [c] => cast(c).ok_or_else(|| segment_error(c))?,
-                    [_, x, ..] => return Err(segment_error(x)),
-                };
+                let (cast, count) = member_suffix(rest)?;
                 Route::Members {
                     group: id.to_string(),
                     transitive: *rel == "transitiveMembers",
-                    cast: c,
+                    cast,
+                    count,
                 }
             }
             ["applications"] => Route::Applications,
@@ -476,25 +502,9 @@ fn handle(
                 false,
             )?;
             let mut m = group_json(&dir.groups[i as usize], &sel, dir);
-            if q.expand
-                .as_deref()
-                .is_some_and(|e| e.trim().eq_ignore_ascii_case("members"))
-            {
-                // $expand returns at most 20 related objects, no nextLink.
-                // https://learn.microsoft.com/graph/known-issues#query-parameters
-                let usel = resolve_select(None, USER_PROPS, USER_DEFAULT, "user", false)?;
-                let items: Vec<Value> = dir.groups[i as usize]
-                    .members
-                    .iter()
-                    .filter(|&&r| dir.ref_active(r))
-                    .take(20)
-                    .map(|&r| member_json(dir, r, &usel, !ctx.claims.has_any(USER_READERS)))
-                    .collect();
-                m.insert("members".into(), Value::Array(items));
-            } else if let Some(e) = &q.expand {
-                return Err(GraphError::bad_request(format!(
-                    "Could not find a property named '{e}' on type 'microsoft.graph.group'."
-                )));
+            if let Some(e) = &q.expand {
+                let e = parse_members_expand(e)?;
+                m.insert("members".into(), expanded_members(ctx, dir, i, &e));
             }
             m.insert(
                 "@odata.context".into(),
@@ -510,19 +520,37 @@ fn handle(
             group,
             transitive,
             cast,
+            count,
         } => {
             need(ctx, PERM_MEMBERS)?;
             let g = dir
                 .active_group(group)
                 .ok_or_else(|| GraphError::not_found(group))?;
-            members(ctx, dir, q, path, g, *transitive, *cast)
+            let o = MemberList {
+                transitive: *transitive,
+                cast: *cast,
+                count_only: *count,
+                headers,
+            };
+            members(ctx, dir, q, path, g, &o)
         }
-        Route::UserMemberOf { user, transitive } => {
+        Route::UserMemberOf {
+            user,
+            transitive,
+            cast,
+            count,
+        } => {
             need(ctx, PERM_MEMBER_OF)?;
             let u = dir
                 .active_user(user)
                 .ok_or_else(|| GraphError::not_found(user))?;
-            member_of(ctx, dir, q, path, u, *transitive)
+            let o = MemberList {
+                transitive: *transitive,
+                cast: *cast,
+                count_only: *count,
+                headers,
+            };
+            member_of(ctx, dir, q, path, u, &o)
         }
         Route::UserPhoto { user, size, value } => {
             need(ctx, PERM_PHOTO)?;
@@ -534,11 +562,13 @@ fn handle(
                 .active_user(user)
                 .ok_or_else(|| GraphError::not_found(user))?;
             let u = &dir.users[i as usize];
-            let value: Vec<Value> = u
-                .photo
-                .map(|_| Value::Object(photo_meta(ctx, u, false)))
-                .into_iter()
-                .collect();
+            // One entry per stored size. https://learn.microsoft.com/graph/api/profilephoto-get
+            let value: Vec<Value> = match u.photo {
+                Some(_) => available_sizes()
+                    .map(|s| Value::Object(photo_meta_at(ctx, u, false, s)))
+                    .collect(),
+                None => Vec::new(),
+            };
             Ok(GraphResponse::json(
                 200,
                 json!({"@odata.context": format!("{}/$metadata#users('{}')/photos", ctx.graph_base, u.id), "value": value}),

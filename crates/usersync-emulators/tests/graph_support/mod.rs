@@ -95,3 +95,21 @@ pub fn error_code(v: &Value) -> String {
     assert!(e["innerError"]["date"].is_string(), "{v}");
     e["code"].as_str().unwrap_or_default().to_string()
 }
+
+/// Like [`collect`] but sends `headers` on every page (Graph does not carry them in nextLinks).
+pub async fn collect_h(url: &str, token: &str, headers: &[(&str, &str)]) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut next = url.to_string();
+    loop {
+        let (st, _, v) = get_h(&next, token, headers).await;
+        assert_eq!(st, 200, "{next}: {v}");
+        items.extend(v["value"].as_array().cloned().unwrap_or_default());
+        match v["@odata.nextLink"].as_str() {
+            Some(n) => next = n.to_string(),
+            None => return items,
+        }
+    }
+}
+
+/// `ConsistencyLevel: eventual`, the advanced-query header.
+pub const EVENTUAL: &[(&str, &str)] = &[("ConsistencyLevel", "eventual")];
