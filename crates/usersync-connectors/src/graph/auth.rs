@@ -55,13 +55,18 @@ impl TokenError {
             TokenError::Rejected { status, body } => {
                 let (what, fix) = body.code().map(super::errors::explain_aadsts).unwrap_or((
                     "Entra ID rejected the token request.",
-                    "See the error text.",
+                    "Check the tenant ID, client ID and credential; the status above says which kind of failure it was.",
                 ));
+                let summary = body.summary();
+                let summary = if summary.trim().is_empty() {
+                    "(empty body)".to_string()
+                } else {
+                    summary
+                };
                 let mut e = ConnectorError::new(
                     ErrorKind::Auth,
                     format!(
-                        "Entra ID token request failed: {} — {what} Fix: {fix}",
-                        body.summary()
+                        "Entra ID token request failed: HTTP {status} {summary} — {what} Fix: {fix}"
                     ),
                 );
                 e.status = Some(status);

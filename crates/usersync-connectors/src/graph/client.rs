@@ -3,7 +3,7 @@
 
 use super::auth::{AccessToken, TokenError, TokenProvider};
 use super::config::GraphSourceConfig;
-use super::errors::{GraphErrorBody, explain_graph_error};
+use super::errors::{GraphErrorBody, explain_graph_error_for};
 use crate::http::{self, HttpCounters, Idempotency, RetryPolicy};
 use reqwest::Method;
 use secrecy::ExposeSecret;
@@ -85,10 +85,22 @@ impl CallError {
                     400 | 422 => ErrorKind::Invalid,
                     _ => ErrorKind::Other,
                 };
-                let (meaning, fix) = explain_graph_error(&code);
+                let (meaning, fix) = explain_graph_error_for(&code, &what);
                 let mut e = ConnectorError::new(
                     kind,
-                    format!("{what}: HTTP {status} {code}: {message} — {meaning} Fix: {fix}"),
+                    format!(
+                        "{what}: HTTP {status} {}: {} — {meaning} Fix: {fix}",
+                        if code.is_empty() {
+                            "(no error code)"
+                        } else {
+                            code.as_str()
+                        },
+                        if message.is_empty() {
+                            "(empty body)"
+                        } else {
+                            message.as_str()
+                        }
+                    ),
                 );
                 e.status = Some(status);
                 e

@@ -7,7 +7,7 @@
 use super::auth::{TokenClaims, TokenError, TokenProvider, decode_claims};
 use super::client::{CallError, GraphClient};
 use super::config::{GraphCredential, GraphSourceConfig};
-use super::errors::{AadstsArea, aadsts_area, explain_aadsts, explain_graph_error};
+use super::errors::{AadstsArea, aadsts_area, explain_aadsts, explain_graph_error_for};
 use super::source::PHOTO_ROLES;
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -156,12 +156,13 @@ pub async fn test_connection(cfg: &GraphSourceConfig) -> ConnectionReport {
     }
 
     // One cheap request each ($top=1, $select=id).
+    let granted = roles.as_deref().filter(|r| roles_allow_sync(r));
     report
         .checks
-        .push(graph_probe(&client, "users?$top=1&$select=id", USERS).await);
+        .push(graph_probe(&client, "users?$top=1&$select=id", USERS, granted).await);
     report
         .checks
-        .push(graph_probe(&client, "groups?$top=1&$select=id", GROUPS).await);
+        .push(graph_probe(&client, "groups?$top=1&$select=id", GROUPS, granted).await);
 
     report
         .checks
@@ -278,7 +279,14 @@ async fn token_checks(
     }
 }
 
-async fn graph_probe(client: &GraphClient, path: &str, c: (&str, &str)) -> Check {
+/// `granted`: the token's roles when they already include what the sync needs, so a 403 is
+/// explained by something other than a missing permission.
+async fn graph_probe(
+    client: &GraphClient,
+    path: &str,
+    c: (&str, &str),
+    granted: Option<&[String]>,
+) -> Check {
     match client.get_json(path, &[], &format!("GET {path}")).await {
         Ok(_) => Check::pass(
             c.0,
@@ -291,7 +299,32 @@ async fn graph_probe(client: &GraphClient, path: &str, c: (&str, &str)) -> Check
             message,
             ..
         }) => {
-            let (meaning, fix) = explain_graph_error(&code);
+            let code = if code.is_empty() {
+                "(no error code)".to_string()
+            } else {
+                code
+            };
+            let message = if message.is_empty() {
+                "(empty body)".to_string()
+            } else {
+                message
+            };
+            if status == 403
+                && let Some(roles) = granted
+            {
+                // The token carries the permission, so "add Directory.Read.All" would be wrong.
+                return Check::fail(
+                    c.0,
+                    c.1,
+                    format!(
+                        "HTTP 403 {code}: {message} — Graph refused although the token carries {}",
+                        roles.join(", ")
+                    ),
+                    "Admin consent can take several minutes to reach Graph: retry the test shortly. If it persists, check for a restricted \
+                     (administrative unit or role-scoped) assignment or a Conditional Access policy for workload identities on this application.",
+                );
+            }
+            let (meaning, fix) = explain_graph_error_for(&code, &format!("GET {path}"));
             Check::fail(
                 c.0,
                 c.1,

@@ -248,8 +248,27 @@ pub fn explain_graph_error(code: &str) -> (&'static str, &'static str) {
             "Graph rejected the query.",
             "This is a usersync bug or an unsupported tenant type (B2C/External ID do not support delta); please report it.",
         ),
-        _ => ("Microsoft Graph returned an error.", "See the error text."),
+        _ => (
+            "Microsoft Graph returned an error.",
+            "See Graph's message and the HTTP status above; if Graph gave no message, check the Microsoft 365 service health and retry.",
+        ),
     }
+}
+
+/// Like [`explain_graph_error`], for a named request (`what`, e.g. `"GET users/delta"` or
+/// `"$batch"`): the delta-specific advice is given only for delta requests.
+pub fn explain_graph_error_for(code: &str, what: &str) -> (&'static str, &'static str) {
+    let bad_request = matches!(
+        code.to_ascii_lowercase().as_str(),
+        "request_unsupportedquery" | "request_badrequest" | "badrequest"
+    );
+    if bad_request && !what.contains("delta") {
+        return (
+            "Graph rejected the request.",
+            "Check the object IDs and options in the configuration (e.g. source.scope_group_ids); if they are right, report this message to the usersync maintainers.",
+        );
+    }
+    explain_graph_error(code)
 }
 
 #[cfg(test)]
@@ -317,6 +336,28 @@ mod tests {
         assert_eq!(aadsts_area(90002), AadstsArea::Tenant);
         assert_eq!(aadsts_area(700016), AadstsArea::Application);
         assert_eq!(aadsts_area(7000222), AadstsArea::Credential);
+    }
+
+    #[test]
+    fn delta_advice_only_for_delta_requests() {
+        for what in [
+            "read application registration",
+            "POST $batch",
+            "GET applications",
+        ] {
+            assert!(
+                !explain_graph_error_for("Request_BadRequest", what)
+                    .1
+                    .contains("delta"),
+                "{what}"
+            );
+        }
+        assert!(
+            explain_graph_error_for("Request_UnsupportedQuery", "GET users/delta")
+                .1
+                .contains("delta")
+        );
+        assert!(!explain_graph_error("").1.contains("See the error text."));
     }
 
     #[test]

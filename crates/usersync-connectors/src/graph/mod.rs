@@ -20,5 +20,5 @@ pub mod source;
 
 pub use config::{AssertionAlgorithm, GraphCloud, GraphCredential, GraphSourceConfig};
 pub use connection::test_connection;
-pub use errors::{explain_aadsts, explain_graph_error};
+pub use errors::{explain_aadsts, explain_graph_error, explain_graph_error_for};
 pub use source::GraphSource;

@@ -187,3 +187,35 @@ async fn unreachable_endpoints() {
     assert_eq!(verdict(&r, "login_endpoint"), Verdict::Fail, "{r:#?}");
     assert!(!r.ok());
 }
+
+/// A 403 on a probe while the token carries the permission does not tell the admin to add the
+/// permission that the check above says is granted.
+#[tokio::test]
+async fn forbidden_with_the_permission_granted_is_explained() {
+    use usersync_emulators::graph::{FaultConfig, UrlFault};
+    let emu = start(GraphConfig::tiny()).await;
+    emu.tenant()
+        .set_roles(DEFAULT_CLIENT_ID, vec!["Directory.Read.All".into()])
+        .unwrap();
+    emu.tenant().set_faults(FaultConfig {
+        fail_urls: vec![UrlFault {
+            contains: "groups?".into(),
+            status: 403,
+            times: 0,
+        }],
+        ..FaultConfig::default()
+    });
+    let r = test_connection(&config(&emu)).await;
+    assert_eq!(verdict(&r, "permission.sync"), Verdict::Pass, "{r:#?}");
+    assert_eq!(verdict(&r, "graph.groups"), Verdict::Fail, "{r:#?}");
+    let c = check(&r, "graph.groups");
+    assert!(c.detail.contains("carries"), "{c:?}");
+    assert!(!c.fix.as_deref().unwrap_or("").contains("add the"), "{c:?}");
+    assert!(
+        !c.fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("Directory.Read.All"),
+        "{c:?}"
+    );
+}
