@@ -3,7 +3,8 @@
 Each test starts `usersync-emulators atlassian --product <p>` (binary from $USERSYNC_EMULATORS_BIN,
 default target/debug/usersync-emulators), reads the JSON line with the base URL and talks to it
 through `from atlassian import Jira, Confluence, Bitbucket, Crowd`. Where the client's own request
-does not match the product's documented API (known client bugs, see the brief §1.7, §3.2, §6.2),
+does not match the product's documented API (known client bugs: Crowd `group_add_user` swaps
+user and group, Confluence group membership uses a Cloud path, Jira deactivate sends a string),
 the test asserts the error the real product gives instead of bending the emulator.
 
 Run: python3 -m pytest tests/python/test_atlassian_emulator.py

@@ -16,4 +16,5 @@ pub mod ports;
 pub mod report;
 pub mod schedule;
 pub mod scope;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -6,8 +6,6 @@
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::Zoned;
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// An invalid schedule: which field, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,70 +34,23 @@ impl ScheduleError {
     }
 }
 
-struct FieldSpec {
-    name: &'static str,
-    min: u32,
-    max: u32,
-    /// Accepted three-letter names, valued from `min`.
-    names: &'static [&'static str],
-}
-
-const MONTHS: &[&str] = &[
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
-const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
-
-const FIELDS: [FieldSpec; 7] = [
-    FieldSpec {
-        name: "seconds",
-        min: 0,
-        max: 59,
-        names: &[],
-    },
-    FieldSpec {
-        name: "minutes",
-        min: 0,
-        max: 59,
-        names: &[],
-    },
-    FieldSpec {
-        name: "hours",
-        min: 0,
-        max: 23,
-        names: &[],
-    },
-    FieldSpec {
-        name: "day-of-month",
-        min: 1,
-        max: 31,
-        names: &[],
-    },
-    FieldSpec {
-        name: "month",
-        min: 1,
-        max: 12,
-        names: MONTHS,
-    },
-    FieldSpec {
-        name: "day-of-week",
-        min: 1,
-        max: 7,
-        names: DAYS,
-    },
-    FieldSpec {
-        name: "year",
-        min: 1970,
-        max: 2099,
-        names: &[],
-    },
+/// The fields in order: name, largest value (to bound steps; none for the year), and what the
+/// field accepts (for the fix in error messages).
+const FIELDS: [(&str, Option<u32>, &str); 7] = [
+    ("seconds", Some(59), "0-59"),
+    ("minutes", Some(59), "0-59"),
+    ("hours", Some(23), "0-23"),
+    ("day-of-month", Some(31), "1-31, `L`, `LW` or `15W`"),
+    ("month", Some(12), "1-12 or JAN-DEC"),
+    (
+        "day-of-week",
+        Some(7),
+        "1-7 (1 = Sunday) or SUN-SAT, `5L` or `6#3`",
+    ),
+    ("year", None, "e.g. 2026"),
 ];
 
 const EXAMPLE: &str = "`0 0 * * * ?` (every hour) or `0 30 2 ? * MON-FRI` (02:30 on weekdays)";
-
-static DOM_SPECIAL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(L(-\d{1,2})?|LW|\d{1,2}W)$").expect("valid regex"));
-static DOW_SPECIAL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([1-7]|[A-Z]{3})(L|#[1-5])$|^L$").expect("valid regex"));
 
 /// A validated schedule.
 #[derive(Debug, Clone)]
@@ -108,25 +59,23 @@ pub struct Schedule {
     cron: Cron,
 }
 
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .year(Year::Optional)
+        .alternative_weekdays(true)
+        // Quartz writes `0/15` for "from 0, every 15".
+        .sloppy_ranges(true)
+        .build()
+}
+
 impl Schedule {
     /// Parses and validates a Quartz cron expression.
     pub fn parse(expression: &str) -> Result<Self, ScheduleError> {
-        validate_fields(expression)?;
-        let cron = CronParser::builder()
-            .seconds(Seconds::Required)
-            .year(Year::Optional)
-            .alternative_weekdays(true)
-            // Quartz writes `0/15` for "from 0, every 15".
-            .sloppy_ranges(true)
-            .build()
+        let parts = quartz_shape(expression)?;
+        let cron = parser()
             .parse(expression.trim())
-            .map_err(|e| {
-                ScheduleError::new(
-                    None,
-                    e.to_string(),
-                    format!("use Quartz syntax, e.g. {EXAMPLE}"),
-                )
-            })?;
+            .map_err(|e| blame_field(&parts, &e.to_string()))?;
         Ok(Self {
             expression: expression.trim().to_string(),
             cron,
@@ -157,7 +106,11 @@ pub fn validate_schedule(expression: &str) -> Result<(), ScheduleError> {
     Schedule::parse(expression).map(|_| ())
 }
 
-fn validate_fields(expression: &str) -> Result<(), ScheduleError> {
+/// The Quartz rules croner does not check, so they are checked here; values, ranges, names
+/// and `L`/`W`/`#` are left to croner's parser. croner accepts 5 fields (Unix cron: here the
+/// user gets told to add seconds), a `?` in both or neither day field (it reads `?` as `*`;
+/// Quartz needs exactly one), empty list entries (`1,,2`) and steps larger than the field.
+fn quartz_shape(expression: &str) -> Result<Vec<&str>, ScheduleError> {
     let parts: Vec<&str> = expression.split_whitespace().collect();
     match parts.len() {
         6 | 7 => {}
@@ -181,8 +134,32 @@ fn validate_fields(expression: &str) -> Result<(), ScheduleError> {
             ));
         }
     }
-    for (part, spec) in parts.iter().zip(FIELDS.iter()) {
-        validate_field(&part.to_uppercase(), spec)?;
+    for (i, (part, (name, max, _))) in parts.iter().zip(FIELDS).enumerate() {
+        if part.contains('?') && i != 3 && i != 5 {
+            return Err(ScheduleError::new(
+                Some(name),
+                "`?` is only allowed in day-of-month and day-of-week",
+                "use `*`",
+            ));
+        }
+        if part.split(',').any(str::is_empty) {
+            return Err(ScheduleError::new(
+                Some(name),
+                format!("empty list entry in {part:?}"),
+                "separate values with single commas, e.g. `1,15,30`",
+            ));
+        }
+        for step in part.split(',').filter_map(|item| item.split_once('/')) {
+            if let (Some(max), Ok(n)) = (max, step.1.parse::<u32>())
+                && n > max
+            {
+                return Err(ScheduleError::new(
+                    Some(name),
+                    format!("step {n} is larger than the field's largest value, {max}"),
+                    format!("use a step from 1 to {max}"),
+                ));
+            }
+        }
     }
     let (dom, dow) = (parts[3], parts[5]);
     match (dom == "?", dow == "?") {
@@ -200,85 +177,34 @@ fn validate_fields(expression: &str) -> Result<(), ScheduleError> {
                 format!("write `?` as the day-of-month, e.g. `… ? * {dow}`")
             },
         )),
-        _ => Ok(()),
+        _ => Ok(parts),
     }
 }
 
-fn validate_field(field: &str, spec: &FieldSpec) -> Result<(), ScheduleError> {
-    let fix_range = || {
-        let names = if spec.names.is_empty() {
-            String::new()
-        } else {
-            format!(" or {}-{}", spec.names[0], spec.names[spec.names.len() - 1])
-        };
-        format!(
-            "use values {}-{}{names}, `*`, ranges `a-b`, lists `a,b` and steps `*/n`",
-            spec.min, spec.max
-        )
-    };
-    let err = |msg: String| ScheduleError::new(Some(spec.name), msg, fix_range());
-    if field == "?" {
-        return if matches!(spec.name, "day-of-month" | "day-of-week") {
-            Ok(())
-        } else {
-            Err(ScheduleError::new(
-                Some(spec.name),
-                "`?` is only allowed in day-of-month and day-of-week",
-                "use `*`",
-            ))
-        };
-    }
-    for item in field.split(',') {
-        if item.is_empty() {
-            return Err(err(format!("empty list entry in {field:?}")));
+/// croner's errors do not say which field is wrong: find it by parsing each field alone in an
+/// otherwise valid expression.
+fn blame_field(parts: &[&str], message: &str) -> ScheduleError {
+    let p = parser();
+    for (i, part) in parts.iter().enumerate() {
+        let mut probe = vec!["0", "0", "0", "*", "*", "?", "*"];
+        if i == 5 {
+            probe[3] = "?";
         }
-        if spec.name == "day-of-month" && DOM_SPECIAL.is_match(item) {
-            continue;
-        }
-        if spec.name == "day-of-week" && DOW_SPECIAL.is_match(item) {
-            continue;
-        }
-        let (base, step) = match item.split_once('/') {
-            Some((b, s)) => (b, Some(s)),
-            None => (item, None),
-        };
-        if let Some(s) = step {
-            match s.parse::<u32>() {
-                Ok(n) if n >= 1 && n <= spec.max.max(1) => {}
-                _ => {
-                    return Err(err(format!(
-                        "step {s:?} in {item:?} must be a number from 1 to {}",
-                        spec.max
-                    )));
-                }
-            }
-        }
-        if base == "*" || (base.is_empty() && step.is_some()) {
-            continue;
-        }
-        let (lo, hi) = match base.split_once('-') {
-            Some((a, b)) => (a, Some(b)),
-            None => (base, None),
-        };
-        let lo_v = value(lo, spec).ok_or_else(|| err(format!("{lo:?} is not a valid value")))?;
-        if let Some(hi) = hi {
-            let hi_v =
-                value(hi, spec).ok_or_else(|| err(format!("{hi:?} is not a valid value")))?;
-            if hi_v < lo_v {
-                return Err(err(format!("range {base:?} runs backwards")));
-            }
+        probe[i] = part;
+        if p.parse(&probe.join(" ")).is_err() {
+            let (name, _, values) = FIELDS[i];
+            return ScheduleError::new(
+                Some(name),
+                format!("{part:?} is not valid ({message})"),
+                format!("use values {values}, `*`, ranges `a-b`, lists `a,b` and steps `*/n`"),
+            );
         }
     }
-    Ok(())
-}
-
-/// A value in a field: a number in range, or a name (`JAN`, `MON`).
-fn value(s: &str, spec: &FieldSpec) -> Option<u32> {
-    if let Some(pos) = spec.names.iter().position(|n| *n == s) {
-        return Some(spec.min + pos as u32);
-    }
-    let v: u32 = s.parse().ok()?;
-    (spec.min..=spec.max).contains(&v).then_some(v)
+    ScheduleError::new(
+        None,
+        message.to_string(),
+        format!("use Quartz syntax, e.g. {EXAMPLE}"),
+    )
 }
 
 #[cfg(test)]
@@ -343,5 +269,47 @@ mod tests {
         assert!(Schedule::parse("0 0/15 * * * ?").is_ok());
         assert!(Schedule::parse("0 0 0 L * ?").is_ok());
         assert!(Schedule::parse("0 0 0 ? * 6#3").is_ok());
+    }
+
+    /// Each invalid expression names the field at fault.
+    #[test]
+    fn every_invalid_field_is_named() {
+        for (expr, field) in [
+            ("60 0 * * * ?", "seconds"),
+            ("0 60 * * * ?", "minutes"),
+            ("0 0 24 * * ?", "hours"),
+            ("0 0 0 32 * ?", "day-of-month"),
+            ("0 0 0 0 * ?", "day-of-month"),
+            ("0 0 0 * 0 ?", "month"),
+            ("0 0 0 * FOO ?", "month"),
+            ("0 0 0 ? * 8", "day-of-week"),
+            ("0 0 0 ? * XYZ", "day-of-week"),
+            ("0 0 0 * * ? abc", "year"),
+            ("0 30-10 * * * ?", "minutes"),
+            ("0 0/75 * * * ?", "minutes"),
+            ("0 0/0 * * * ?", "minutes"),
+            ("0 1,,2 * * * ?", "minutes"),
+            ("0 0 ? * * ?", "hours"),
+        ] {
+            let Err(e) = Schedule::parse(expr) else {
+                panic!("{expr} should be rejected");
+            };
+            assert_eq!(e.field, Some(field), "{expr}: {e}");
+            assert!(!e.fix.is_empty(), "{expr}");
+        }
+        for ok in [
+            "0 0 12 ? * mon-fri",
+            "0 0 0 LW * ?",
+            "0 0 0 15W * ?",
+            "0 0 0 ? * 5L",
+            "0 0 0 1 JAN-MAR ? 2026",
+            "*/10 * * * * ?",
+        ] {
+            assert!(
+                Schedule::parse(ok).is_ok(),
+                "{ok}: {:?}",
+                Schedule::parse(ok)
+            );
+        }
     }
 }

@@ -317,11 +317,11 @@ fn assertion(
 #[tokio::test]
 async fn certificate_client_assertion() {
     let (cert_pem, key_pem) = test_cert();
-    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec();
+    let der = <rustls::pki_types::CertificateDer<'_> as rustls::pki_types::pem::PemObject>::from_pem_slice(
+        cert_pem.as_bytes(),
+    )
+    .unwrap()
+    .to_vec();
     let mut cfg = GraphConfig::tiny();
     let cid = "0b1c2d3e-0000-4000-8000-00000000c3e7";
     cfg.apps.push(AppRegistration {

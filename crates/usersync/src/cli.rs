@@ -57,6 +57,7 @@ pub enum Command {
     Config(ConfigCmd),
     /// Try usersync with no tenant and no Atlassian server: starts the bundled emulators,
     /// simulates, syncs, changes a few users and syncs again.
+    #[cfg_attr(not(feature = "demo"), command(hide = true))]
     Demo(DemoArgs),
 }
 

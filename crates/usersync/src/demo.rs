@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use usersync_emulators::atlassian::{AtlassianConfig, AtlassianEmulator, Product};
 use usersync_emulators::graph::{self, DirectorySeed, GraphConfig, GraphEmulator, UserFields};
 
-/// Where the demo keeps its state and config (inspect with `usersync -c usersync-demo/usersync.toml runs`).
+/// The demo's state and config, under the system temporary directory so running the demo in a
+/// checkout leaves nothing behind; it survives the run so `usersync -c …/usersync.toml runs`
+/// (printed at the end) still works.
 const DEMO_DIR: &str = "usersync-demo";
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -130,7 +132,7 @@ pub async fn run(a: DemoArgs, format: Format) -> anyhow::Result<Code> {
         jira.base_url()
     );
 
-    let dir: PathBuf = std::env::current_dir()?.join(DEMO_DIR);
+    let dir: PathBuf = std::env::temp_dir().join(DEMO_DIR);
     if dir.join("data").exists() {
         std::fs::remove_dir_all(dir.join("data")).context("clearing the previous demo's state")?;
     }

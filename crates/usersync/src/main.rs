@@ -3,7 +3,23 @@
 
 mod cli;
 mod config;
+#[cfg(feature = "demo")]
 mod demo;
+/// Builds without the `demo` feature (a packaged build) bundle no emulators; `usersync demo`
+/// is hidden from `--help` and says why it cannot run.
+#[cfg(not(feature = "demo"))]
+mod demo {
+    use crate::cli::{DemoArgs, Format};
+    use crate::exit::Code;
+
+    /// Explains that this build has no demo.
+    pub async fn run(_: DemoArgs, _: Format) -> anyhow::Result<Code> {
+        anyhow::bail!(
+            "this build of usersync has no demo (built without the `demo` feature); run it from \
+             a source checkout with `cargo run --release -- demo`"
+        )
+    }
+}
 mod exit;
 mod output;
 mod runner;
@@ -43,8 +59,10 @@ fn init_logging(args: &cli::Cli) {
     } else {
         "warn"
     };
-    let filter =
-        EnvFilter::try_from_env("USERSYNC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // USERSYNC_LOG, else the conventional RUST_LOG, else the default.
+    let filter = EnvFilter::try_from_env("USERSYNC_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -2,7 +2,7 @@
 //!
 //! Sources: the official Bitbucket DC 9.4 OpenAPI
 //! (`dac-static.atlassian.com/server/bitbucket/9.4.swagger.v3.json`) and the REST reference
-//! at `developer.atlassian.com/server/bitbucket/rest/`; brief `atlassian-rest.md` §4.
+//! at `developer.atlassian.com/server/bitbucket/rest/`.
 //!
 //! - Pages are `{"values","isLastPage","nextPageStart","start","limit","size"}`.
 //! - Create takes **query parameters** (not a body) and answers 204; `addToDefaultGroup`

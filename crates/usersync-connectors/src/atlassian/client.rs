@@ -1,6 +1,6 @@
 //! The HTTP client shared by the four Atlassian targets: one `reqwest` client per target with
-//! the configured CA bundle and timeout, authentication, bounded concurrency, the lead's retry
-//! policy (`crate::http::send`), and translation of each product's error body into a
+//! the configured CA bundle and timeout, authentication, bounded concurrency, the shared retry
+//! and throttling policy (`crate::http::send`), and translation of each product's error body into a
 //! [`ConnectorError`] with the product's own message and the right [`ErrorKind`].
 
 use super::{AtlassianAuth, AtlassianTargetConfig, Product};
@@ -451,7 +451,7 @@ fn mentions_missing(msg: &str) -> bool {
         || m.contains("no such")
 }
 
-/// Classifies an error response. Mapping (per the task and the products' documented statuses):
+/// Classifies an error response. Mapping (from the products' documented statuses):
 /// 401 → Auth (Bitbucket answers 401 also for an authenticated caller without the permission,
 /// recognisable by `AuthorisationException`, → Forbidden); 403 → Forbidden, except a licence
 /// limit (Bitbucket create/add answers 403 with licence text) → LicenceFull; Confluence 402 →

@@ -4,7 +4,7 @@
 //!
 //! Sources: the official Confluence DC 10.0.3 OpenAPI
 //! (`dac-static.atlassian.com/server/confluence/10.0.3.swagger.v3.json`) and the REST reference
-//! at `developer.atlassian.com/server/confluence/rest/`; brief `atlassian-rest.md` §3.
+//! at `developer.atlassian.com/server/confluence/rest/`.
 //!
 //! - Lists are pages `{"results","start","limit","size","_links":{"next"}}`; paging stops when
 //!   `_links.next` is absent.

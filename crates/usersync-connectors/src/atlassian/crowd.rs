@@ -5,7 +5,7 @@
 //!
 //! Sources: Crowd REST resources (`developer.atlassian.com/server/crowd/crowd-rest-resources/`,
 //! `docs.atlassian.com/atlassian-crowd/latest/REST`), Crowd 6 Swagger docs
-//! (`developer.atlassian.com/server/crowd/rest/v603`); brief `atlassian-rest.md` §1.
+//! (`developer.atlassian.com/server/crowd/rest/v603`).
 //!
 //! - Lists are `{"expand":…,"users"|"groups":[…]}` paged with `start-index`/`max-results` and no
 //!   total: a page shorter than `max-results` is the last.

@@ -2,7 +2,7 @@
 //!
 //! Sources: the official Jira DC 10.3 OpenAPI
 //! (`dac-static.atlassian.com/server/jira/platform/jira_software_dc_10003_swagger.v3.json`) and
-//! the Jira Server REST reference; the shared brief `atlassian-rest.md` §2 summarises them.
+//! the Jira Server REST reference (`docs.atlassian.com/software/jira/docs/api/REST/latest/`).
 //!
 //! - Users are listed with `GET /user/list` (cursor paging, Jira 10.3 LTS / 11.0+). Older Jira
 //!   has no complete listing: `GET /user/search?username=.` never returns more than the first

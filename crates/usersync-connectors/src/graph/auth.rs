@@ -94,11 +94,13 @@ struct CertCredential {
 
 /// Reads the first certificate of a PEM bundle and returns its DER.
 pub fn cert_der_from_pem(pem: &str) -> Result<Vec<u8>, String> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
-    match rustls_pemfile::certs(&mut reader).next() {
-        Some(Ok(der)) => Ok(der.as_ref().to_vec()),
-        Some(Err(e)) => Err(format!("the certificate PEM cannot be parsed: {e}")),
-        None => Err("the certificate PEM contains no CERTIFICATE block".into()),
+    use rustls::pki_types::{CertificateDer, pem, pem::PemObject as _};
+    match CertificateDer::from_pem_slice(pem.as_bytes()) {
+        Ok(der) => Ok(der.to_vec()),
+        Err(pem::Error::NoItemsFound) => {
+            Err("the certificate PEM contains no CERTIFICATE block".into())
+        }
+        Err(e) => Err(format!("the certificate PEM cannot be parsed: {e}")),
     }
 }
 

@@ -56,7 +56,7 @@ pub enum OpKind {
         target_key: Option<String>,
     },
     /// Link an existing unmanaged target group with the same name as a source group (adoption
-    /// opt-in); no write to the target. Added by the engine author (additive).
+    /// opt-in); no write to the target.
     AdoptGroup {
         /// Source group object ID.
         source_id: String,

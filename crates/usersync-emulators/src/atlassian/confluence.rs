@@ -362,8 +362,8 @@ async fn delete_user(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(name): Pa
     ))
 }
 
-/// `DELETE /rest/api/admin/user?name=` -> 405: only the path form exists (DC 10.2.11 fixture,
-/// brief §3.2).
+/// `DELETE /rest/api/admin/user?name=` -> 405: only the path form exists (the Confluence DC
+/// 10.0.3 OpenAPI has only `/rest/api/admin/user/{username}`; DC 10.2.11 answers 405).
 async fn delete_by_query(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
     require_admin(&sh, &h)?;
     Err(error(405, "Method Not Allowed"))

@@ -5,7 +5,7 @@
 //! Sources: the Crowd REST resources docs (`developer.atlassian.com/server/crowd/crowd-rest-resources/`,
 //! `docs.atlassian.com/atlassian-crowd/latest/REST/`, the 6.x Swagger at
 //! `developer.atlassian.com/server/crowd/rest/v603`), the Crowd REST plugin's UsersResource /
-//! GroupsResource / ErrorEntity and the RestCrowdClient (brief §1). The caller is an
+//! GroupsResource / ErrorEntity and the RestCrowdClient. The caller is an
 //! application (Basic with the application name and password); errors are ErrorEntity
 //! `{"reason","message"}`. Lists are `{"expand":"user","users":[...]}` with `start-index` /
 //! `max-results` (default 1000) and no total. Resources produce XML and JSON, chosen by `Accept`
@@ -89,7 +89,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 
 /// Crowd-wide request handling around every usermanagement route:
 /// - the application's remote-address allow-list: an authenticated application calling from
-///   another address gets Crowd's Tomcat 403 HTML page (brief §1.1, CRWD-403);
+///   another address gets Crowd's Tomcat 403 HTML page (`Client with address "…" is
+///   forbidden from making requests to the application, …`);
 /// - XML request bodies are not supported by the emulator (415);
 /// - content negotiation: JSON responses are rewritten to Crowd's XML unless the client asked
 ///   for JSON.
@@ -1066,7 +1067,8 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// `GET /group/membership` -> every group with its direct users, **XML only** whatever `Accept`
-/// says (GroupsResource, REST API 1.1+). Element shape approximated (brief §1.8).
+/// says (GroupsResource, REST API 1.1+). The element shape is approximated: the REST resources
+/// page (`developer.atlassian.com/server/crowd/crowd-rest-resources/`) does not show it.
 async fn memberships(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
     require_admin(&sh, &h)?;
     let st = sh.lock_state();

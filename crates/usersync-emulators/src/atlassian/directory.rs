@@ -1,8 +1,8 @@
 //! The in-memory user directory shared by every product surface, and the [`DirectoryHandle`]
 //! tests use to read and change it.
 //!
-//! Names are compared case-insensitively everywhere (all four products do, see brief §0.4 and
-//! Crowd's `equalsIgnoreCase` in UsersResource) while the original spelling is kept for display.
+//! Names are compared case-insensitively everywhere (all four products do, e.g. Crowd's
+//! `equalsIgnoreCase` in UsersResource) while the original spelling is kept for display.
 //! Users carry a numeric id that never changes, so a rename keeps memberships, like the products'
 //! immutable user keys do.
 

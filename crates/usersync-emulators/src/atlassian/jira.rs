@@ -918,7 +918,7 @@ fn decode_image(bytes: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// `POST /user/avatar/temporary?username=&filename=&size=` step 1 of the avatar upload
-/// (JIRA-OAS `storeTemporaryAvatar`; brief §2.7). Needs `X-Atlassian-Token: no-check` (else 403
+/// (the Jira DC 10.3 OpenAPI's `storeTemporaryAvatar`). Needs `X-Atlassian-Token: no-check` (else 403
 /// XSRF). Raw image body -> 201 AvatarCroppingBean JSON; `multipart/form-data` with field
 /// `avatar` -> 201 the same JSON wrapped in an HTML page (`text/html`, the iframe legacy).
 async fn avatar_temporary(

@@ -4,8 +4,7 @@
 //!
 //! One [`AtlassianEmulator`] serves one product over one in-memory directory
 //! ([`directory`]), with the product's own URLs, parameters, paging fields, status codes and
-//! error bodies (each handler cites the Atlassian documentation or OpenAPI it follows; the
-//! shared reference is `/work/shared/brief/atlassian-rest.md`). Latency, rate limiting, fault
+//! error bodies (each handler cites the Atlassian documentation or OpenAPI it follows). Latency, rate limiting, fault
 //! injection and request counting are in [`faults`]; tests read and change the state through
 //! [`DirectoryHandle`] or `GET {base}/_emulator/state` and `/_emulator/stats` (module `control`).
 //!
@@ -348,7 +347,8 @@ pub(crate) fn require_admin(shared: &Shared, headers: &HeaderMap) -> Result<Call
 
 fn unauthorized(product: Product) -> Response {
     let mut r = match product {
-        // Crowd: application authentication failure (python-crowd stub text; brief §1.1).
+        // Crowd: application authentication failure (the text of python-crowd's
+        // `crowdserverstub.py`; Crowd's own body is not documented).
         Product::Crowd => (
             StatusCode::UNAUTHORIZED,
             [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
@@ -468,7 +468,8 @@ pub(crate) fn b(v: &serde_json::Value, k: &str) -> Option<bool> {
 
 /// Rewrites version aliases and Crowd's `.json`/`.xml` suffix before routing, so that
 /// `/rest/api/latest` (Jira, Bitbucket: Atlassian REST plugin framework convention),
-/// `/rest/usermanagement/latest` and `/user.json` (Crowd, brief §1.2) hit the same routes.
+/// `/rest/usermanagement/latest` and `/user.json` (Crowd's content negotiation,
+/// `developer.atlassian.com/server/crowd/crowd-rest-resources/`) hit the same routes.
 fn rewrite(product: Product, ctx: &str, mut req: Request) -> Request {
     let path = req.uri().path().to_string();
     let rel = path.strip_prefix(ctx).unwrap_or(&path);

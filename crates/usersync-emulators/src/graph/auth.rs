@@ -183,10 +183,10 @@ fn rsa_pub(b: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
 
 /// Parses a PEM certificate.
 pub fn parse_cert_pem(pem: &str) -> anyhow::Result<CertInfo> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
     use sha1::Digest as _;
-    let der_bytes = rustls_pemfile::certs(&mut pem.as_bytes())
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no CERTIFICATE block in PEM"))??
+    let der_bytes = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("no CERTIFICATE block in PEM: {e}"))?
         .to_vec();
     let bad = || anyhow::anyhow!("malformed certificate");
     let (_, cert, _) = der(&der_bytes).ok_or_else(bad)?;
@@ -258,9 +258,9 @@ impl Keys {
         let pem = include_str!("emulator_key.pem");
         let enc = EncodingKey::from_rsa_pem(pem.as_bytes())?;
         // PKCS#8 → PrivateKeyInfo { version, alg, OCTET STRING(RSAPrivateKey{v, n, e, …}) }.
-        let der_bytes = rustls_pemfile::pkcs8_private_keys(&mut pem.as_bytes())
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("no key"))??;
+        use rustls::pki_types::{PrivatePkcs8KeyDer, pem::PemObject as _};
+        let der_bytes = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("no PKCS#8 key: {e}"))?;
         let bad = || anyhow::anyhow!("bad emulator key");
         let (_, pki, _) = der(der_bytes.secret_pkcs8_der()).ok_or_else(bad)?;
         let (_, _v, r) = der(pki).ok_or_else(bad)?;

@@ -60,10 +60,10 @@ pub fn generate() -> anyhow::Result<TlsMaterial> {
 impl TlsMaterial {
     /// rustls server config (aws-lc-rs provider, HTTP/1.1 ALPN).
     pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let certs =
-            rustls_pemfile::certs(&mut self.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut self.key_pem.as_bytes())?
-            .ok_or_else(|| anyhow::anyhow!("no private key"))?;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
