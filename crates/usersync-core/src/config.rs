@@ -124,7 +124,9 @@ pub struct RemovalGuard {
     pub max_percent: f64,
     /// Minimum removals before the percentage applies.
     pub percent_floor: usize,
-    /// Explicit override (`--allow-mass-removal`).
+    /// Override for library callers and tests. Refused in the CLI's configuration file: an
+    /// approval belongs to one reviewed run (`usersync sync --approve RUN`, see
+    /// [`crate::plan::approval`]).
     pub allow_mass_removal: bool,
 }
 

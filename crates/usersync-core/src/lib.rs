@@ -14,6 +14,7 @@ pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod scope;
 #[cfg(any(test, feature = "testkit"))]

@@ -16,15 +16,7 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Entries per list in the text summary; the JSON report always has every entry.
 const TEXT_LIST_LIMIT: usize = 50;
 
-/// Simulate (no writes) or sync (apply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMode {
-    /// Planned only.
-    Simulate,
-    /// Planned and applied.
-    Sync,
-}
+pub use crate::run::{RunMode, RunStatus};
 
 /// Run metadata; the engine fills `mode` and `product`, the caller the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +33,9 @@ pub struct RunInfo {
     pub finished_at: Option<String>,
     /// How the source read went, when the caller sets it.
     pub source_read: Option<ReadStats>,
+    /// How the run ended, when the caller sets it (the same status as the run history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
 }
 
 /// A user named in a change list.
@@ -163,6 +158,9 @@ pub struct Report {
     pub stopped: Option<String>,
     /// False when the source read was incomplete (nothing was removed).
     pub source_complete: bool,
+    /// What failed in the source read, when it was incomplete (the caller sets it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_failures: Vec<String>,
     /// Plan figures.
     pub counts: PlanCounts,
     /// Outcome figures.
@@ -204,10 +202,12 @@ impl Report {
                 started_at: None,
                 finished_at: None,
                 source_read: None,
+                status: None,
             },
             held: plan.held.clone(),
             stopped,
             source_complete: plan.source_complete,
+            source_failures: Vec::new(),
             counts: plan.counts.clone(),
             outcomes: OutcomeCounts {
                 planned: plan.ops.len(),
@@ -373,8 +373,14 @@ impl Report {
                 rs.mode, rs.requests, rs.throttled
             );
         }
+        if let Some(st) = self.run.status {
+            let _ = writeln!(s, "Status: {}", st.describe());
+        }
         if !self.source_complete {
             let _ = writeln!(s, "Source read INCOMPLETE: nothing is removed in this run");
+            for f in &self.source_failures {
+                let _ = writeln!(s, "  failed: {f}");
+            }
         }
         if let Some(h) = &self.held {
             let _ = writeln!(s, "HELD: {h}");

@@ -100,6 +100,52 @@ pub enum StoreError {
         /// What was looked for ("run 42").
         what: String,
     },
+    /// The database file exists but is empty (zero bytes): a new store there would treat every
+    /// account as unmanaged, so it is never initialised silently.
+    #[error(
+        "database {} is empty (0 bytes) — if it was lost or truncated, restore it from a backup; to start a new store there (every existing account becomes unmanaged), run again with --init-store",
+        path.display()
+    )]
+    EmptyDatabase {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database file is a SQLite database written by something else.
+    #[error(
+        "database {} is not a usersync database (it has tables but no usersync migrations) — point data_dir at usersync's data directory, or move the file away",
+        path.display()
+    )]
+    ForeignDatabase {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// Another run holds the pair's lease.
+    #[error(
+        "another usersync run is in progress for {pair}: {} (owner {owner}, lease until {}) — wait for it to finish; if its process was killed, the lease expires by itself",
+        run_id.map(|r| format!("run {r}")).unwrap_or_else(|| "starting".into()),
+        fmt_ms(*expires_ms)
+    )]
+    LeaseHeld {
+        /// The pair.
+        pair: String,
+        /// Who holds it (`host:pid:nonce`).
+        owner: String,
+        /// The run it is running, once started.
+        run_id: Option<i64>,
+        /// When the lease expires unless renewed (unix ms).
+        expires_ms: i64,
+    },
+    /// This process's lease was taken over (it expired and another owner acquired it), so its
+    /// writes are refused (fencing).
+    #[error(
+        "the lease on {pair} (token {token}) was lost — another process took over after it expired; this run stops writing"
+    )]
+    LeaseLost {
+        /// The pair.
+        pair: String,
+        /// The token this process held.
+        token: i64,
+    },
     /// A caller passed an unusable argument.
     #[error("invalid argument: {0}")]
     Invalid(String),
@@ -129,6 +175,13 @@ pub enum StoreError {
         /// The join error.
         reason: String,
     },
+}
+
+/// A unix-ms instant as RFC 3339 (UTC), for messages.
+fn fmt_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
 }
 
 impl StoreError {

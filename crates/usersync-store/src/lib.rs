@@ -87,38 +87,23 @@ pub struct ConnectorRecord {
     pub updated_ms: i64,
 }
 
-/// Whether a run only plans or also writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMode {
-    /// Plan and report only.
-    Simulate,
-    /// Plan and apply.
-    Sync,
-}
-
-/// A run's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Started and not finished (or its process was killed; see
-    /// [`Store::mark_interrupted_runs`]).
-    Running,
-    /// Every operation applied.
-    Succeeded,
-    /// Some operations failed or were skipped.
-    PartiallyFailed,
-    /// Held by the mass-removal guard; nothing written.
-    Held,
-    /// Failed as a whole (e.g. the source or target was unreachable).
-    Failed,
-    /// The process stopped before the run finished.
-    Interrupted,
-}
+pub use usersync_core::run::{RunMode, RunStatus};
 
 /// The status of one operation in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OpStatus {
     /// Its write began and no outcome was recorded (the process may have died mid-write).
     Started,
@@ -130,37 +115,18 @@ pub enum OpStatus {
     Skipped,
 }
 
-macro_rules! str_enum {
-    ($ty:ident { $($variant:ident => $s:literal),* $(,)? }) => {
-        impl $ty {
-            /// The name stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $s),* }
-            }
-        }
-        impl FromStr for $ty {
-            type Err = StoreError;
-            fn from_str(s: &str) -> Result<Self, StoreError> {
-                match s {
-                    $($s => Ok($ty::$variant),)*
-                    other => Err(StoreError::corrupt(stringify!($ty), format!("unknown value {other:?}"))),
-                }
-            }
-        }
-    };
+/// Parses a stored enum name, reporting an unknown value as corrupt data.
+fn parse_stored<T: FromStr>(what: &'static str, s: &str) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::corrupt(what, format!("unknown value {s:?}")))
 }
-str_enum!(RunMode { Simulate => "simulate", Sync => "sync" });
-str_enum!(RunStatus {
-    Running => "running",
-    Succeeded => "succeeded",
-    PartiallyFailed => "partially_failed",
-    Held => "held",
-    Failed => "failed",
-    Interrupted => "interrupted",
-});
-str_enum!(OpStatus { Started => "started", Applied => "applied", Failed => "failed", Skipped => "skipped" });
 
 impl OpStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
     /// The status an outcome records.
     pub fn of(outcome: &OpOutcome) -> Self {
         match outcome {
@@ -186,6 +152,40 @@ pub struct RunSummary {
     pub started_ms: i64,
     /// End (unix ms), once finished or marked interrupted.
     pub finished_ms: Option<i64>,
+    /// Why it failed, for a run that ended before a report could be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The process that ran it (`host:pid:nonce`), for runs started under a lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The approval this run applied, if it was started with `--approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// An admin's approval of a held run's removals, recorded on the run that applied them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The held run whose listed removals were approved.
+    pub held_run: i64,
+    /// Who approved (`--approved-by`, else the OS user).
+    pub approved_by: String,
+    /// When (unix ms).
+    pub approved_ms: i64,
+}
+
+/// A pair's lease, as held by this process: proof that no other run of the pair is in
+/// progress until `expires_ms`. `token` is the fencing token (it grows on each acquisition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The connector–target pair.
+    pub pair: String,
+    /// The holder (`host:pid:nonce`).
+    pub owner: String,
+    /// Fencing token of this acquisition.
+    pub token: i64,
+    /// Expiry (unix ms) unless renewed.
+    pub expires_ms: i64,
 }
 
 /// One operation's record in a run.
@@ -237,7 +237,26 @@ impl Store {
     /// a busy timeout, and applies pending migrations. Creates `data_dir` (mode 0700) if
     /// missing. The master key comes from `USERSYNC_MASTER_KEY` (base64 of 32 bytes) when set,
     /// else from `<data_dir>/master.key` (32 raw bytes, created with mode 0600 on first open).
+    ///
+    /// Refuses a database file that exists but is empty ([`StoreError::EmptyDatabase`]; see
+    /// [`Store::initialise`]) or that holds another application's tables
+    /// ([`StoreError::ForeignDatabase`]). A missing file is a new store.
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_inner(data_dir, Self::env_key()?, false).await
+    }
+
+    /// Like [`Store::open`], but an existing empty database file is initialised as a new
+    /// store (the admin said so: `--init-store`). A foreign database is still refused.
+    pub async fn initialise(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_inner(data_dir, Self::env_key()?, true).await
+    }
+
+    /// [`Store::initialise`] with the master key given.
+    pub async fn initialise_with_key(data_dir: &Path, key: MasterKey) -> Result<Store, StoreError> {
+        Self::open_inner(data_dir, Some(key), true).await
+    }
+
+    fn env_key() -> Result<Option<MasterKey>, StoreError> {
         let env_key = match std::env::var(MASTER_KEY_ENV) {
             Ok(v) => Some(MasterKey::from_base64(&v)?),
             Err(std::env::VarError::NotPresent) => None,
@@ -247,18 +266,34 @@ impl Store {
                 });
             }
         };
-        Self::open_inner(data_dir, env_key).await
+        Ok(env_key)
     }
 
     /// Like [`Store::open`] but with the master key given, ignoring the environment and the
     /// key file (for tests, and for callers that fetch the key from elsewhere).
     pub async fn open_with_key(data_dir: &Path, key: MasterKey) -> Result<Store, StoreError> {
-        Self::open_inner(data_dir, Some(key)).await
+        Self::open_inner(data_dir, Some(key), false).await
     }
 
-    async fn open_inner(data_dir: &Path, key: Option<MasterKey>) -> Result<Store, StoreError> {
+    async fn open_inner(
+        data_dir: &Path,
+        key: Option<MasterKey>,
+        initialise: bool,
+    ) -> Result<Store, StoreError> {
         create_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        // An empty file is not a new store: it is a lost or truncated one (a new store would
+        // make every account unmanaged). Checked before SQLite writes its header into it.
+        let len = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+        };
+        let wal = data_dir.join(format!("{DB_FILE}-wal"));
+        if !initialise && len(&path) == Some(0) && len(&wal).unwrap_or(0) == 0 {
+            return Err(StoreError::EmptyDatabase { path });
+        }
         precreate_db_file(&path)?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -272,6 +307,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::open(&path, &e))?;
+        refuse_foreign(&pool, &path).await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate {
             path: path.clone(),
             reason: e.to_string(),
@@ -705,6 +741,188 @@ impl Store {
         row.try_get("id").map_err(StoreError::db("starting a run"))
     }
 
+    // ---- leases --------------------------------------------------------------------------
+
+    /// Takes the pair's lease for `ttl_ms` from `now_ms`, unless another owner holds a lease
+    /// that has not expired ([`StoreError::LeaseHeld`], naming its run). Each acquisition
+    /// increments the fencing token. The same owner re-acquiring is refused too: one run per
+    /// pair at a time.
+    pub async fn acquire_lease(
+        &self,
+        pair: &str,
+        owner: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<Lease, StoreError> {
+        const CTX: &str = "acquiring a lease";
+        let mut w = self.write_tx(CTX).await?;
+        let held =
+            sqlx::query("SELECT owner, token, expires_ms, run_id FROM leases WHERE pair = $1")
+                .bind(pair)
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(CTX))?;
+        let token = match held {
+            Some(r) => {
+                let e = || StoreError::db(CTX);
+                let expires_ms: i64 = r.try_get("expires_ms").map_err(e())?;
+                if expires_ms > now_ms {
+                    return Err(StoreError::LeaseHeld {
+                        pair: pair.to_string(),
+                        owner: r.try_get("owner").map_err(e())?,
+                        run_id: r.try_get("run_id").map_err(e())?,
+                        expires_ms,
+                    });
+                }
+                r.try_get::<i64, _>("token").map_err(e())? + 1
+            }
+            None => 1,
+        };
+        let expires_ms = now_ms.saturating_add(ttl_ms);
+        sqlx::query(
+            "INSERT INTO leases (pair, owner, token, acquired_ms, expires_ms, run_id) VALUES ($1, $2, $3, $4, $5, NULL)
+             ON CONFLICT (pair) DO UPDATE SET owner = excluded.owner, token = excluded.token,
+                acquired_ms = excluded.acquired_ms, expires_ms = excluded.expires_ms, run_id = NULL",
+        )
+        .bind(pair)
+        .bind(owner)
+        .bind(token)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        w.tx.commit().await.map_err(StoreError::db(CTX))?;
+        Ok(Lease {
+            pair: pair.to_string(),
+            owner: owner.to_string(),
+            token,
+            expires_ms,
+        })
+    }
+
+    /// Extends a held lease to `now_ms + ttl_ms`. [`StoreError::LeaseLost`] when another owner
+    /// has acquired it since (the token moved on).
+    pub async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<Lease, StoreError> {
+        let expires_ms = now_ms.saturating_add(ttl_ms);
+        let _guard = self.write_lock.lock().await;
+        let done = sqlx::query("UPDATE leases SET expires_ms = $1 WHERE pair = $2 AND token = $3")
+            .bind(expires_ms)
+            .bind(&lease.pair)
+            .bind(lease.token)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("renewing a lease"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost {
+                pair: lease.pair.clone(),
+                token: lease.token,
+            });
+        }
+        Ok(Lease {
+            expires_ms,
+            ..lease.clone()
+        })
+    }
+
+    /// Gives a lease up (the pair is free at once). A lease already taken over is left alone.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        sqlx::query("UPDATE leases SET expires_ms = 0 WHERE pair = $1 AND token = $2")
+            .bind(&lease.pair)
+            .bind(lease.token)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("releasing a lease"))?;
+        Ok(())
+    }
+
+    /// Records the start of a run under `lease` (fenced: refused with
+    /// [`StoreError::LeaseLost`] if the lease was taken over); returns its ID. The lease then
+    /// names the run, so a refused second run can say which run is in progress.
+    pub async fn start_leased_run(
+        &self,
+        lease: &Lease,
+        mode: RunMode,
+        started_ms: i64,
+    ) -> Result<i64, StoreError> {
+        const CTX: &str = "starting a run";
+        let mut w = self.write_tx(CTX).await?;
+        let row = sqlx::query(
+            "INSERT INTO runs (pair, mode, status, started_ms, owner, lease_token) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&lease.pair)
+        .bind(mode.as_str())
+        .bind(RunStatus::Running.as_str())
+        .bind(started_ms)
+        .bind(&lease.owner)
+        .bind(lease.token)
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        let id: i64 = row.try_get("id").map_err(StoreError::db(CTX))?;
+        let done = sqlx::query("UPDATE leases SET run_id = $1 WHERE pair = $2 AND token = $3")
+            .bind(id)
+            .bind(&lease.pair)
+            .bind(lease.token)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(CTX))?;
+        if done.rows_affected() == 0 {
+            // Rolled back on drop: no run row without its lease.
+            return Err(StoreError::LeaseLost {
+                pair: lease.pair.clone(),
+                token: lease.token,
+            });
+        }
+        w.tx.commit().await.map_err(StoreError::db(CTX))?;
+        Ok(id)
+    }
+
+    /// Ends a run that failed before a report could be made, keeping the reason.
+    pub async fn fail_run(
+        &self,
+        run_id: i64,
+        error: &str,
+        finished_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.end_run(run_id, RunStatus::Failed, None, Some(error), finished_ms)
+            .await
+    }
+
+    /// Records on `run_id` that it applies the removals held run `held_run` listed, approved
+    /// by `approved_by` at `approved_ms` (the audit trail of `--approve`).
+    pub async fn record_approval(
+        &self,
+        run_id: i64,
+        held_run: i64,
+        approved_by: &str,
+        approved_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let done = sqlx::query(
+            "UPDATE runs SET approved_run = $1, approved_by = $2, approved_ms = $3 WHERE id = $4",
+        )
+        .bind(held_run)
+        .bind(approved_by)
+        .bind(approved_ms)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("recording an approval"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("run {run_id}"),
+            });
+        }
+        Ok(())
+    }
+
     /// Saves a run's plan (as JSON).
     pub async fn save_plan(
         &self,
@@ -726,7 +944,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records the end of a run with its status and report.
+    /// Records the end of a run with its status and report. A run started under a lease that
+    /// has since been taken over is refused ([`StoreError::LeaseLost`]): its status belongs to
+    /// whoever marked it interrupted.
     pub async fn finish_run(
         &self,
         run_id: i64,
@@ -734,26 +954,61 @@ impl Store {
         report_json: &serde_json::Value,
         finished_ms: i64,
     ) -> Result<(), StoreError> {
+        self.end_run(run_id, status, Some(report_json), None, finished_ms)
+            .await
+    }
+
+    async fn end_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        report_json: Option<&serde_json::Value>,
+        error: Option<&str>,
+        finished_ms: i64,
+    ) -> Result<(), StoreError> {
+        const CTX: &str = "finishing a run";
         if status == RunStatus::Running {
             return Err(StoreError::Invalid(
                 "finish_run needs a final status, not `running`".into(),
             ));
         }
-        let _guard = self.write_lock.lock().await;
-        let done =
-            sqlx::query("UPDATE runs SET status = $1, report = $2, finished_ms = $3 WHERE id = $4")
-                .bind(status.as_str())
-                .bind(report_json.to_string())
-                .bind(finished_ms)
-                .bind(run_id)
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::db("finishing a run"))?;
-        if done.rows_affected() == 0 {
+        let mut w = self.write_tx(CTX).await?;
+        let row = sqlx::query(
+            "SELECT r.pair, r.lease_token, l.token AS current FROM runs r LEFT JOIN leases l ON l.pair = r.pair WHERE r.id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        let Some(row) = row else {
             return Err(StoreError::NotFound {
                 what: format!("run {run_id}"),
             });
+        };
+        let e = || StoreError::db(CTX);
+        let token: Option<i64> = row.try_get("lease_token").map_err(e())?;
+        let current: Option<i64> = row.try_get("current").map_err(e())?;
+        // Fencing: only the lease's current holder may write the run's outcome.
+        if let Some(token) = token
+            && current != Some(token)
+        {
+            return Err(StoreError::LeaseLost {
+                pair: row.try_get("pair").map_err(e())?,
+                token,
+            });
         }
+        sqlx::query(
+            "UPDATE runs SET status = $1, report = $2, error = $3, finished_ms = $4 WHERE id = $5",
+        )
+        .bind(status.as_str())
+        .bind(report_json.map(|r| r.to_string()))
+        .bind(error)
+        .bind(finished_ms)
+        .bind(run_id)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        w.tx.commit().await.map_err(StoreError::db(CTX))?;
         Ok(())
     }
 
@@ -764,7 +1019,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RunSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, pair, mode, status, started_ms, finished_ms FROM runs
+            "SELECT id, pair, mode, status, started_ms, finished_ms, error, owner, approved_run, approved_by, approved_ms FROM runs
              WHERE ($1 IS NULL OR pair = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(pair)
@@ -782,7 +1037,7 @@ impl Store {
             .acquire()
             .await
             .map_err(StoreError::db("reading a run"))?;
-        let row = sqlx::query("SELECT id, pair, mode, status, started_ms, finished_ms, plan, report FROM runs WHERE id = $1")
+        let row = sqlx::query("SELECT id, pair, mode, status, started_ms, finished_ms, error, owner, approved_run, approved_by, approved_ms, plan, report FROM runs WHERE id = $1")
             .bind(run_id)
             .fetch_optional(&mut *conn)
             .await
@@ -824,7 +1079,7 @@ impl Store {
                 Ok(RunOpRecord {
                     seq: u32::try_from(seq).map_err(|e| StoreError::corrupt(what(), e))?,
                     op: serde_json::from_str(&op).map_err(|e| StoreError::corrupt(what(), e))?,
-                    status: status.parse()?,
+                    status: parse_stored("operation status", &status)?,
                     outcome: outcome
                         .map(|o| {
                             serde_json::from_str(&o).map_err(|e| StoreError::corrupt(what(), e))
@@ -847,26 +1102,54 @@ impl Store {
         }))
     }
 
-    /// Marks every run still `running` as `interrupted` (its process died). Call once at
-    /// startup, before starting runs. Returns how many runs were marked.
+    /// Marks runs still `running` whose owner is gone as `interrupted`: those whose lease has
+    /// expired or moved on (and those started without a lease). A run whose owner still holds
+    /// its lease is left alone, so reading the history during a live run is harmless. Safe to
+    /// call at any time; returns how many runs were marked (and logs it once).
     pub async fn mark_interrupted_runs(&self) -> Result<u64, StoreError> {
+        self.mark_interrupted_runs_at(now_ms()).await
+    }
+
+    /// [`Store::mark_interrupted_runs`] with the clock given (for tests).
+    pub async fn mark_interrupted_runs_at(&self, now_ms: i64) -> Result<u64, StoreError> {
         let _guard = self.write_lock.lock().await;
-        let done = sqlx::query("UPDATE runs SET status = $1, finished_ms = $2 WHERE status = $3")
-            .bind(RunStatus::Interrupted.as_str())
-            .bind(now_ms())
-            .bind(RunStatus::Running.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::db("marking interrupted runs"))?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = $1, finished_ms = $2 WHERE status = $3
+             AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.pair = runs.pair
+                             AND l.token = runs.lease_token AND l.expires_ms > $2)",
+        )
+        .bind(RunStatus::Interrupted.as_str())
+        .bind(now_ms)
+        .bind(RunStatus::Running.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("marking interrupted runs"))?;
         let n = done.rows_affected();
         if n > 0 {
             tracing::warn!(
                 runs = n,
-                "marked runs left unfinished by a previous process as interrupted"
+                "marked runs whose process stopped (lease expired) as interrupted"
             );
         }
         Ok(n)
     }
+}
+
+/// Refuses a SQLite file that has tables but no usersync migrations table: some other
+/// application's database, which migrating would graft usersync's tables onto.
+async fn refuse_foreign(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| StoreError::open(path, &e))?;
+    if !names.is_empty() && !names.iter().any(|n| n == "_sqlx_migrations") {
+        return Err(StoreError::ForeignDatabase {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// A write transaction plus the process-wide write lock.
@@ -992,12 +1275,30 @@ fn run_summary_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, Store
     let e = || StoreError::db("reading runs");
     let mode: String = r.try_get("mode").map_err(e())?;
     let status: String = r.try_get("status").map_err(e())?;
+    let approved_run: Option<i64> = r.try_get("approved_run").map_err(e())?;
+    let approval = match approved_run {
+        Some(held_run) => Some(Approval {
+            held_run,
+            approved_by: r
+                .try_get::<Option<String>, _>("approved_by")
+                .map_err(e())?
+                .unwrap_or_default(),
+            approved_ms: r
+                .try_get::<Option<i64>, _>("approved_ms")
+                .map_err(e())?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    };
     Ok(RunSummary {
         id: r.try_get("id").map_err(e())?,
         pair: r.try_get("pair").map_err(e())?,
-        mode: mode.parse()?,
-        status: status.parse()?,
+        mode: parse_stored("run mode", &mode)?,
+        status: parse_stored("run status", &status)?,
         started_ms: r.try_get("started_ms").map_err(e())?,
         finished_ms: r.try_get("finished_ms").map_err(e())?,
+        error: r.try_get("error").map_err(e())?,
+        owner: r.try_get("owner").map_err(e())?,
+        approval,
     })
 }

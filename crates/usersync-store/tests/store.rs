@@ -78,7 +78,7 @@ async fn migrations_apply_on_fresh_file_and_reopen_keeps_data() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
     let journal_mode: String = sqlx::query("PRAGMA journal_mode")
         .fetch_one(&mut conn)
         .await

@@ -27,6 +27,10 @@ pub struct Cli {
     /// Logs as JSON lines (to stderr).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Start a new state store in an existing but empty (0-byte) database file. Without it an
+    /// empty file is refused: a new store would treat every account as unmanaged.
+    #[arg(long, global = true)]
+    pub init_store: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -86,8 +90,16 @@ pub struct SyncArgs {
     /// Common run arguments.
     #[command(flatten)]
     pub run: RunArgs,
-    /// Apply even when the mass-removal guard would hold the run. Review a simulation first.
-    #[arg(long)]
+    /// Approve held run RUN after reviewing it (`usersync runs --show RUN`): apply the
+    /// removals it listed, and only those; any further removal holds the run again.
+    #[arg(long, value_name = "RUN")]
+    pub approve: Option<i64>,
+    /// Who approves, recorded with the approval (default: the OS user).
+    #[arg(long, value_name = "NAME", requires = "approve")]
+    pub approved_by: Option<String>,
+    /// Refused: it approved whatever the new run computed, not what was reviewed. Use
+    /// `--approve RUN`.
+    #[arg(long, hide = true)]
     pub allow_mass_removal: bool,
 }
 
@@ -143,24 +155,33 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Code> {
             let opts = runner::RunOptions {
                 apply: false,
                 full: a.full,
-                allow_mass_removal: false,
                 target: a.sel.target,
+                init_store: cli.init_store,
+                ..Default::default()
             };
             runner::run(&cfg, &opts, format).await
         }
         Command::Sync(a) => {
+            if a.allow_mass_removal {
+                return Err(exit::usage_err(
+                    "--allow-mass-removal is no longer accepted: it approved whatever the new run computed, not what was reviewed. \
+                     Review the held run (`usersync runs --show RUN`), then approve it by its id: `usersync sync --approve RUN`",
+                ));
+            }
             let cfg = load(&cli.config)?;
             let opts = runner::RunOptions {
                 apply: true,
                 full: a.run.full,
-                allow_mass_removal: a.allow_mass_removal,
+                approve: a.approve,
+                approved_by: a.approved_by,
                 target: a.run.sel.target,
+                init_store: cli.init_store,
             };
             runner::run(&cfg, &opts, format).await
         }
         Command::Runs(a) => {
             let cfg = load(&cli.config)?;
-            runner::runs(&cfg, &a, format).await
+            runner::runs(&cfg, &a, format, cli.init_store).await
         }
     }
 }

@@ -614,6 +614,12 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
             }
         }
         let gd = &t.sync.policy.guard;
+        // An approval belongs to one reviewed run, not to the file (it would approve every
+        // future run, however many accounts it removes).
+        anyhow::ensure!(
+            !gd.allow_mass_removal,
+            "{f}.sync.policy.guard.allow_mass_removal: not accepted in the configuration file — it would approve every future mass removal unseen; remove it, and approve a held run after review with `usersync sync --approve RUN`"
+        );
         anyhow::ensure!(
             (0.0..=100.0).contains(&gd.max_percent),
             "{f}.sync.policy.guard.max_percent: {} is not a percentage between 0 and 100",

@@ -6,9 +6,15 @@
 //! | 1 | unexpected internal error |
 //! | 2 | command-line usage error |
 //! | 3 | partial failure: the sync ran, some operations failed (see the report) |
-//! | 4 | held by the mass-removal guard: nothing was written; re-run with `--allow-mass-removal` after review |
-//! | 5 | configuration error: the message names the field and the fix |
-//! | 6 | connection error: a source or target is unreachable or rejected the credentials |
+//! | 4 | held (mass-removal guard, or removals beyond an approval): nothing was written; review the run (`usersync runs --show ID`) and approve it with `usersync sync --approve ID` |
+//! | 5 | configuration error: the message names the field and the fix (also: an empty or foreign database file) |
+//! | 6 | connection error: a source or target is unreachable or rejected the credentials (the run is recorded as failed, with the reason) |
+//! | 7 | incomplete source read: part of the directory could not be read, so no account was deactivated, deleted or removed from a group (removals withheld); every other change was applied. The report names what failed |
+//! | 8 | busy: another run of the same connector–target pair holds its lease (the message names that run); nothing was done |
+//!
+//! When several targets run, the exit code is the most serious of theirs, in the order
+//! 6, 5, 8, 4, 3, 7, 0. Every run that started is in `usersync runs` with the same status
+//! (`succeeded`, `partial`, `incomplete`, `held`, `failed`, `interrupted`).
 
 use std::process::ExitCode;
 
@@ -19,14 +25,20 @@ pub enum Code {
     Success,
     /// 1
     Internal,
+    /// 7
+    Incomplete,
     /// 3
     PartialFailure,
     /// 4
     Held,
+    /// 8
+    Busy,
     /// 5
     Config,
     /// 6
     Connection,
+    /// 2
+    Usage,
 }
 
 impl Code {
@@ -39,6 +51,24 @@ impl Code {
             Code::Held => 4,
             Code::Config => 5,
             Code::Connection => 6,
+            Code::Incomplete => 7,
+            Code::Busy => 8,
+            Code::Usage => 2,
+        }
+    }
+
+    /// The code a finished run's status implies; `stopped` when an apply stopped on a
+    /// systemic (connection) error.
+    pub fn of(status: usersync_core::run::RunStatus, stopped: bool) -> Code {
+        use usersync_core::run::RunStatus as S;
+        match status {
+            S::Succeeded => Code::Success,
+            S::Held => Code::Held,
+            S::Partial if stopped => Code::Connection,
+            S::Partial => Code::PartialFailure,
+            S::Incomplete => Code::Incomplete,
+            S::Failed => Code::Connection,
+            S::Running | S::Interrupted | S::Cancelled => Code::Internal,
         }
     }
 }
@@ -72,6 +102,24 @@ pub fn config_err(message: impl Into<String>) -> anyhow::Error {
 pub fn connection_err(message: impl Into<String>) -> anyhow::Error {
     Classified {
         code: Code::Connection,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// Another run holds the pair's lease.
+pub fn busy_err(message: impl Into<String>) -> anyhow::Error {
+    Classified {
+        code: Code::Busy,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// A command-line usage error.
+pub fn usage_err(message: impl Into<String>) -> anyhow::Error {
+    Classified {
+        code: Code::Usage,
         message: message.into(),
     }
     .into()

@@ -175,13 +175,25 @@ pub fn run_record(run: &usersync_store::RunRecord, format: Format) {
         return;
     }
     println!("{}", one_line(&run.summary));
+    if let Some(a) = &run.summary.approval {
+        println!(
+            "approved: removals of held run {} approved by {} at {}",
+            a.held_run,
+            a.approved_by,
+            when(a.approved_ms)
+        );
+    }
+    if let Some(e) = &run.summary.error {
+        println!("error: {e}");
+    }
     match run
         .report
         .as_ref()
         .and_then(|v| serde_json::from_value::<usersync_core::report::Report>(v.clone()).ok())
     {
         Some(rep) => println!("{}", rep.to_text()),
-        None => println!("(no report recorded)"),
+        None if run.summary.error.is_none() => println!("(no report recorded)"),
+        None => {}
     }
 }
 
@@ -197,7 +209,7 @@ fn one_line(r: &usersync_store::RunSummary) -> String {
         .finished_ms
         .map(|f| format!("{:.1}s", (f - r.started_ms) as f64 / 1000.0))
         .unwrap_or_else(|| "-".into());
-    format!(
+    let mut line = format!(
         "#{:<5} {}  {:<8} {:<16} {:<20} {}",
         r.id,
         when(r.started_ms),
@@ -205,5 +217,11 @@ fn one_line(r: &usersync_store::RunSummary) -> String {
         r.status.as_str(),
         r.pair,
         took
-    )
+    );
+    // The first line of a failure's reason, so the list says why.
+    if let Some(e) = r.error.as_deref().and_then(|e| e.lines().next()) {
+        line.push_str("  ");
+        line.push_str(e);
+    }
+    line
 }

@@ -12,10 +12,16 @@ use usersync_connectors::atlassian::{self, AtlassianAuth, AtlassianTargetConfig,
 use usersync_connectors::graph::{
     self, GraphCloud, GraphCredential, GraphSource, GraphSourceConfig,
 };
-use usersync_core::plan::{PlanInput, plan};
+use usersync_core::plan::approval::{Removal, apply_approval, removals};
+use usersync_core::plan::{Plan, PlanInput, plan};
 use usersync_core::ports::SourceDirectory;
 use usersync_core::report::Report;
-use usersync_store::{RunMode, RunStatus, Store};
+use usersync_core::run::{RunMode, RunStatus};
+use usersync_store::{Lease, Store, StoreError};
+
+/// How long a pair's lease lasts unless renewed (renewed every third of it while the run
+/// lasts). `USERSYNC_LEASE_TTL_MS` overrides it (tests use a short one).
+const LEASE_TTL_MS: i64 = 60_000;
 
 /// What a run does.
 #[derive(Debug, Clone, Default)]
@@ -24,10 +30,14 @@ pub struct RunOptions {
     pub apply: bool,
     /// Ignore saved delta state.
     pub full: bool,
-    /// Override the mass-removal guard.
-    pub allow_mass_removal: bool,
+    /// Apply the removals this held run listed (`--approve RUN`), and no others.
+    pub approve: Option<i64>,
+    /// Who approves (`--approved-by`, else the OS user), recorded with the approval.
+    pub approved_by: Option<String>,
     /// Only this target.
     pub target: Option<String>,
+    /// Initialise an existing empty database file as a new store (`--init-store`).
+    pub init_store: bool,
 }
 
 impl RunOptions {
@@ -201,18 +211,92 @@ fn selected<'a>(
     }
 }
 
-async fn open_store(cfg: &FileConfig) -> anyhow::Result<Store> {
-    let store = Store::open(&cfg.data_dir)
-        .await
-        .map_err(|e| exit::config_err(format!("data_dir: {e}")))?;
-    let n = store.mark_interrupted_runs().await?;
-    if n > 0 {
-        tracing::warn!(
-            runs = n,
-            "marked runs left unfinished by a stopped process as interrupted"
-        );
+/// Opens the store and marks runs whose process is gone (lease expired) as interrupted; the
+/// store logs how many.
+pub(crate) async fn open_store(cfg: &FileConfig, init: bool) -> anyhow::Result<Store> {
+    let store = if init {
+        Store::initialise(&cfg.data_dir).await
+    } else {
+        Store::open(&cfg.data_dir).await
     }
+    .map_err(|e| exit::config_err(format!("data_dir: {e}")))?;
+    store.mark_interrupted_runs().await?;
     Ok(store)
+}
+
+fn lease_ttl_ms() -> i64 {
+    std::env::var("USERSYNC_LEASE_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 500)
+        .unwrap_or(LEASE_TTL_MS)
+}
+
+/// This process as a lease owner: `host:pid:nonce`.
+fn owner_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}:{}:{nonce:08x}", std::process::id())
+}
+
+/// Who approves: `--approved-by`, else the OS user.
+fn approver(opts: &RunOptions) -> String {
+    opts.approved_by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The held run an approval refers to: its pair's target name and the removals it listed.
+async fn load_approval(
+    store: &Store,
+    cfg: &FileConfig,
+    id: i64,
+) -> anyhow::Result<(String, Vec<Removal>)> {
+    let rec = store
+        .run(id)
+        .await?
+        .ok_or_else(|| exit::config_err(format!("--approve {id}: no run with that id")))?;
+    if rec.summary.status != RunStatus::Held {
+        return Err(exit::config_err(format!(
+            "--approve {id}: run {id} is {}, not held — only a held run can be approved",
+            rec.summary.status
+        )));
+    }
+    let prefix = format!("{}->", cfg.source.name);
+    let target = rec
+        .summary
+        .pair
+        .strip_prefix(&prefix)
+        .filter(|t| cfg.targets.iter().any(|c| c.name == *t))
+        .ok_or_else(|| {
+            exit::config_err(format!(
+                "--approve {id}: run {id} belongs to {}, which is not in this configuration",
+                rec.summary.pair
+            ))
+        })?
+        .to_string();
+    let held: Plan = rec
+        .plan
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| exit::config_err(format!("--approve {id}: its plan is unreadable: {e}")))?
+        .ok_or_else(|| exit::config_err(format!("--approve {id}: no plan was recorded")))?;
+    Ok((target, removals(&held)))
 }
 
 /// `test-connection`: the source, then each selected target.
@@ -253,6 +337,15 @@ pub async fn run(cfg: &FileConfig, opts: &RunOptions, format: Format) -> anyhow:
     Ok(code)
 }
 
+/// One pair's run in progress: its lease and its row in the history.
+struct Started<'a> {
+    target: &'a TargetConfig,
+    pair: String,
+    lease: Lease,
+    run_id: i64,
+    started_ms: i64,
+}
+
 /// The runs of one invocation: one per target that could be run, and the errors of those that
 /// could not (each is also recorded in the run history as failed, so nothing fails silently).
 #[derive(Debug)]
@@ -264,26 +357,178 @@ pub struct Collected {
 }
 
 /// Like [`run`], returning the reports instead of printing them. One target failing does not
-/// stop the others.
+/// stop the others. Each pair's lease is taken and its run recorded before the source read, so
+/// a failed read is in the history (and its time counted) too; a pair whose lease another run
+/// holds is refused (not recorded: it never started).
 pub async fn run_collect(
     cfg: &FileConfig,
     opts: &RunOptions,
     progress: bool,
 ) -> anyhow::Result<Collected> {
-    let targets = selected(cfg, opts.target.as_deref())?;
-    let store = open_store(cfg).await?;
+    let store = open_store(cfg, opts.init_store).await?;
+    let approval = match opts.approve {
+        Some(id) => {
+            let (target, approved) = load_approval(&store, cfg, id).await?;
+            if let Some(t) = &opts.target
+                && !t.eq_ignore_ascii_case(&target)
+            {
+                return Err(exit::config_err(format!(
+                    "--approve {id}: run {id} is of target {target}, not --target {t}"
+                )));
+            }
+            Some((id, target, approved))
+        }
+        None => None,
+    };
+    let target_sel = approval
+        .as_ref()
+        .map(|(_, t, _)| t.as_str())
+        .or(opts.target.as_deref());
+    let targets = selected(cfg, target_sel)?;
+    let mut out = Collected {
+        runs: Vec::new(),
+        failures: Vec::new(),
+    };
+    let owner = owner_id();
+    let ttl = lease_ttl_ms();
+    let mut started = Vec::new();
+    for t in targets {
+        let pair = format!("{}->{}", cfg.source.name, t.name);
+        let now = now_ms();
+        let lease = match store.acquire_lease(&pair, &owner, ttl, now).await {
+            Ok(l) => l,
+            Err(e @ StoreError::LeaseHeld { .. }) => {
+                out.failures.push(exit::busy_err(e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match store.start_leased_run(&lease, opts.mode(), now).await {
+            Ok(run_id) => started.push(Started {
+                target: t,
+                pair,
+                lease,
+                run_id,
+                started_ms: now,
+            }),
+            Err(e) => {
+                let _ = store.release_lease(&lease).await;
+                out.failures.push(e.into());
+            }
+        }
+    }
+    if started.is_empty() {
+        return Ok(out);
+    }
+    // Renew every lease while the runs last; a lost lease is logged (its writes are fenced).
+    let renewer = {
+        let store = store.clone();
+        let leases: Vec<Lease> = started.iter().map(|s| s.lease.clone()).collect();
+        tokio::spawn(async move {
+            let every = Duration::from_millis(u64::try_from(ttl / 3).unwrap_or(1000).max(100));
+            loop {
+                tokio::time::sleep(every).await;
+                for l in &leases {
+                    if let Err(e) = store.renew_lease(l, ttl, now_ms()).await {
+                        tracing::error!(pair = %l.pair, error = %e, "could not renew the lease");
+                    }
+                }
+            }
+        })
+    };
+    let approved_by = approver(opts);
+    let result = run_started(
+        cfg,
+        &store,
+        opts,
+        progress,
+        &started,
+        approval
+            .as_ref()
+            .map(|(id, _, r)| (*id, r.as_slice(), approved_by.as_str())),
+        &mut out,
+    )
+    .await;
+    renewer.abort();
+    for s in &started {
+        if let Err(e) = store.release_lease(&s.lease).await {
+            tracing::warn!(pair = %s.pair, error = %e, "could not release the lease; it expires by itself");
+        }
+    }
+    result.map(|()| out)
+}
+
+/// Reads the source once, then plans (and applies) each started pair. Every started run ends
+/// recorded: with its report, or failed with the reason.
+async fn run_started(
+    cfg: &FileConfig,
+    store: &Store,
+    opts: &RunOptions,
+    progress: bool,
+    started: &[Started<'_>],
+    approval: Option<(i64, &[Removal], &str)>,
+    out: &mut Collected,
+) -> anyhow::Result<()> {
     let source_name = cfg.source.name.clone();
+    let read = read_source(cfg, store, opts, progress).await;
+    let (source, read) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            for s in started {
+                record_failed_run(store, s, &e).await;
+            }
+            out.failures.push(e);
+            return Ok(());
+        }
+    };
+    if read.snapshot.complete
+        && let Err(e) = store
+            .save_source_state(&source_name, &read.next_state)
+            .await
+    {
+        tracing::warn!(error = %e, "could not save the source sync state; the next read is a full read");
+    }
+    for s in started {
+        match run_target(
+            cfg,
+            s,
+            store,
+            source.as_ref(),
+            &read,
+            opts,
+            progress,
+            approval,
+        )
+        .await
+        {
+            Ok(r) => out.runs.push(r),
+            Err(e) => {
+                record_failed_run(store, s, &e).await;
+                out.failures.push(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the source (incrementally unless `--full`).
+async fn read_source(
+    cfg: &FileConfig,
+    store: &Store,
+    opts: &RunOptions,
+    progress: bool,
+) -> anyhow::Result<(Arc<GraphSource>, usersync_core::ports::SourceRead)> {
+    let source_name = &cfg.source.name;
     let source = Arc::new(
         GraphSource::new(source_config(&cfg.source)?)
             .map_err(|e| exit::connection_err(format!("source: {e}")))?,
     );
-
     let bar = output::Phase::start(progress, "reading Entra ID");
     let t0 = Instant::now();
     let state = if opts.full {
         None
     } else {
-        store.source_state(&source_name).await?
+        store.source_state(source_name).await?
     };
     let read = source
         .read(state)
@@ -297,60 +542,30 @@ pub async fn run_collect(
         read.stats.requests,
         t0.elapsed().as_secs_f64()
     ));
-    if read.snapshot.complete {
-        store
-            .save_source_state(&source_name, &read.next_state)
-            .await?;
-    }
-
-    let mut out = Collected {
-        runs: Vec::new(),
-        failures: Vec::new(),
-    };
-    for t in targets {
-        match run_target(cfg, t, &store, source.as_ref(), &read, opts, progress).await {
-            Ok(r) => out.runs.push(r),
-            Err(e) => {
-                record_failed_run(
-                    &store,
-                    &format!("{}->{}", cfg.source.name, t.name),
-                    opts,
-                    &e,
-                )
-                .await;
-                out.failures.push(e);
-            }
-        }
-    }
-    Ok(out)
+    Ok((source, read))
 }
 
-/// Keeps a target that could not be synced in the run history, with the reason.
-async fn record_failed_run(store: &Store, pair: &str, opts: &RunOptions, e: &anyhow::Error) {
-    let mode = opts.mode();
-    let report = serde_json::json!({ "error": exit::render(e) });
-    let recorded = match store.start_run(pair, mode, now_ms()).await {
-        Ok(id) => store
-            .finish_run(id, RunStatus::Failed, &report, now_ms())
-            .await
-            .map(|_| ()),
-        Err(err) => Err(err),
-    };
-    if let Err(err) = recorded {
-        tracing::warn!(pair, error = %err, "could not record the failed run");
+/// Ends a started run as failed, with the reason, so nothing fails silently.
+async fn record_failed_run(store: &Store, s: &Started<'_>, e: &anyhow::Error) {
+    if let Err(err) = store.fail_run(s.run_id, &exit::render(e), now_ms()).await {
+        tracing::warn!(pair = %s.pair, error = %err, "could not record the failed run");
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_target(
     cfg: &FileConfig,
-    t: &TargetConfig,
+    s: &Started<'_>,
     store: &Store,
     source: &GraphSource,
     read: &usersync_core::ports::SourceRead,
     opts: &RunOptions,
     progress: bool,
+    approval: Option<(i64, &[Removal], &str)>,
 ) -> anyhow::Result<TargetRun> {
-    let pair = format!("{}->{}", cfg.source.name, t.name);
+    let t = s.target;
+    let pair = &s.pair;
+    let run_id = s.run_id;
     let tcfg = target_config(t)?;
     let target = atlassian::build_target(&tcfg)
         .map_err(|e| exit::connection_err(format!("target {}: {e}", t.name)))?;
@@ -367,30 +582,32 @@ async fn run_target(
         snapshot.accounts.len(),
         snapshot.groups.len()
     ));
+    let _ = cfg;
 
-    let links = store.links(&pair).await?;
-    let mut settings = t.sync.clone();
-    if opts.allow_mass_removal {
-        settings.policy.guard.allow_mass_removal = true;
-    }
-    let started = now_ms();
+    let links = store.links(pair).await?;
+    let settings = t.sync.clone();
     let input = PlanInput {
         source: &read.snapshot,
         target: &snapshot,
         links: &links,
         settings: &settings,
         capabilities: &caps,
-        now_ms: started,
+        now_ms: now_ms(),
     };
-    let the_plan = plan(&input);
-    let mode = opts.mode();
-    let run_id = store.start_run(&pair, mode, started).await?;
+    let mut the_plan = plan(&input);
+    if let Some((held_run, approved, approved_by)) = approval {
+        the_plan = apply_approval(the_plan, held_run, approved);
+        // Audited: who approved which held run, on the run that acted on it.
+        store
+            .record_approval(run_id, held_run, approved_by, now_ms())
+            .await?;
+    }
     store
         .save_plan(run_id, &serde_json::to_value(&the_plan)?)
         .await?;
 
     let mut report = if opts.apply && the_plan.held.is_none() {
-        let journal = store.journal(&pair, run_id, started);
+        let journal = store.journal(pair, run_id, s.started_ms);
         let bar = output::Progress::new(
             progress,
             the_plan.ops.len() as u64,
@@ -407,23 +624,21 @@ async fn run_target(
     } else {
         usersync_core::engine::simulate(&the_plan)
     };
+    let status = RunStatus::of_outcome(
+        the_plan.held.is_some(),
+        report.stopped.is_some(),
+        report.outcomes.failed,
+        the_plan.source_complete,
+    );
     report.run.connector = Some(pair.clone());
     report.run.source_read = Some(read.stats.clone());
-    report.run.started_at = Some(rfc3339(started));
+    report.run.started_at = Some(rfc3339(s.started_ms));
     report.run.finished_at = Some(rfc3339(now_ms()));
-    let status = if the_plan.held.is_some() {
-        RunStatus::Held
-    } else if report.outcomes.failed > 0 || report.stopped.is_some() {
-        RunStatus::PartiallyFailed
-    } else {
-        RunStatus::Succeeded
-    };
-    let code = match status {
-        RunStatus::Held => Code::Held,
-        RunStatus::PartiallyFailed if report.stopped.is_some() => Code::Connection,
-        RunStatus::PartiallyFailed => Code::PartialFailure,
-        _ => Code::Success,
-    };
+    report.run.status = Some(status);
+    if !read.snapshot.complete {
+        report.source_failures = read.snapshot.warnings.clone();
+    }
+    let code = exit::Code::of(status, report.stopped.is_some());
     store
         .finish_run(run_id, status, &serde_json::to_value(&report)?, now_ms())
         .await?;
@@ -436,8 +651,13 @@ async fn run_target(
 }
 
 /// `runs`: history, or one run's report.
-pub async fn runs(cfg: &FileConfig, a: &RunsArgs, format: Format) -> anyhow::Result<Code> {
-    let store = open_store(cfg).await?;
+pub async fn runs(
+    cfg: &FileConfig,
+    a: &RunsArgs,
+    format: Format,
+    init: bool,
+) -> anyhow::Result<Code> {
+    let store = open_store(cfg, init).await?;
     if let Some(id) = a.show {
         let run = store
             .run(id)

@@ -211,7 +211,7 @@ async fn simulate_then_sync_then_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mass_removal_is_held_with_exit_4_until_overridden() {
+async fn mass_removal_is_held_with_exit_4_until_approved() {
     let (graph, jira) = emulators(30).await;
     let dir = tempfile::tempdir().unwrap();
     write_config(
@@ -244,7 +244,8 @@ async fn mass_removal_is_held_with_exit_4_until_overridden() {
     assert_eq!(out.code, 4, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
     assert_eq!(jira.stats().writes(), 0, "a held run wrote");
 
-    let out = tokio::task::spawn_blocking(move || run(&d, &["sync", "--allow-mass-removal"]))
+    let held = newest_run(&d, "entra->jira").await["id"].to_string();
+    let out = tokio::task::spawn_blocking(move || run(&d, &["sync", "--approve", &held]))
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -260,10 +261,12 @@ async fn killed_sync_converges_on_the_next_run() {
     // Slow writes so the kill lands in the middle of the apply.
     jira.handle()
         .set_latency(std::time::Duration::from_millis(15));
+    // A short lease, so the killed process's lease expires soon and the next run may start.
     let mut child = bin()
         .arg("--config")
         .arg(d.join("usersync.toml"))
         .arg("sync")
+        .env("USERSYNC_LEASE_TTL_MS", "2000")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -282,12 +285,16 @@ async fn killed_sync_converges_on_the_next_run() {
     let partial = jira.handle().users().len();
     jira.handle().set_latency(std::time::Duration::ZERO);
 
-    let out = tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || run(&d, &["sync"])
-    })
-    .await
-    .unwrap();
+    // Refused (exit 8) while the dead process's lease lasts, then it runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let out = run_async(&d, &["sync"]).await;
+        if out.code != 8 {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "lease never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
     let users = jira.handle().users();
     assert!(users.len() >= partial);
@@ -653,4 +660,278 @@ async fn a_reflected_token_is_neither_printed_nor_stored() {
     .await
     .unwrap();
     assert!(!out.stdout.contains("emulator-pat"), "{}", out.stdout);
+}
+
+/// Runs `usersync` with extra environment variables, off the async runtime.
+async fn run_async(dir: &Path, args: &'static [&'static str]) -> Out {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || run(&d, args))
+        .await
+        .unwrap()
+}
+
+/// The id of the newest run of `pair`, from `runs --format json`.
+async fn newest_run(dir: &Path, pair: &str) -> serde_json::Value {
+    let out = run_async(dir, &["--format", "json", "runs"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pair"] == pair)
+        .cloned()
+        .unwrap_or_else(|| panic!("no run of {pair}: {}", out.stdout))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_database_file_is_refused_unless_initialising() {
+    let (graph, jira) = emulators(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(d.join("data/usersync.db"), b"").unwrap();
+    let out = run_async(d, &["simulate"]).await;
+    assert_eq!(out.code, 5, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    assert!(out.stderr.contains("--init-store"), "{}", out.stderr);
+    assert_eq!(jira.stats().writes(), 0);
+
+    // A file that is some other application's SQLite database is refused too.
+    let other = d.join("data/usersync.db");
+    std::fs::remove_file(&other).unwrap();
+    std::process::Command::new("sqlite3")
+        .arg(&other)
+        .arg("CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
+        .status()
+        .ok();
+    if std::fs::metadata(&other)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)
+    {
+        let out = run_async(d, &["simulate"]).await;
+        assert_eq!(out.code, 5, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("not a usersync"), "{}", out.stderr);
+        std::fs::remove_file(&other).unwrap();
+    }
+
+    // Told to initialise, an empty file becomes a new store.
+    std::fs::write(&other, b"").unwrap();
+    let out = run_async(d, &["--init-store", "simulate"]).await;
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let out = run_async(d, &["simulate"]).await;
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_source_read_has_its_own_exit_code_and_status() {
+    let (graph, jira) = emulators(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path();
+    // Graph itself unreachable (the token endpoint answers): every page fails.
+    let cfg = std::fs::read_to_string(d.join("usersync.toml")).unwrap();
+    let cfg = cfg.replace(&graph.graph_url(), "http://127.0.0.1:1");
+    std::fs::write(d.join("usersync.toml"), cfg).unwrap();
+    let out = run_async(d, &["sync"]).await;
+    assert_eq!(out.code, 7, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("INCOMPLETE"), "{}", out.stdout);
+    // The text report names what failed.
+    assert!(
+        out.stdout.contains("127.0.0.1:1") || out.stdout.to_lowercase().contains("connect"),
+        "{}",
+        out.stdout
+    );
+    let run = newest_run(d, "entra->jira").await;
+    assert_eq!(run["status"], "incomplete", "{run}");
+    let out = run_async(d, &["runs"]).await;
+    assert!(out.stdout.contains("incomplete"), "{}", out.stdout);
+    assert!(!out.stdout.contains("succeeded"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_source_read_is_recorded_with_its_reason() {
+    let (graph, jira) = emulators(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path();
+    std::fs::write(d.join("secret"), "not-the-secret-value").unwrap();
+    let out = run_async(d, &["sync"]).await;
+    assert_eq!(out.code, 6, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let rec = newest_run(d, "entra->jira").await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AADSTS7000215"),
+        "{rec}"
+    );
+    // `runs --show` in text mode shows the stored error instead of "(no report recorded)".
+    let id = rec["id"].as_i64().unwrap().to_string();
+    let dd = d.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || run(&dd, &["runs", "--show", &id]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("AADSTS7000215"), "{}", out.stdout);
+    assert!(!out.stdout.contains("not-the-secret-value"));
+    // The run's time includes the source read: recorded start is before the failure.
+    assert!(rec["finished_ms"].as_i64().unwrap() >= rec["started_ms"].as_i64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_pair_is_refused_and_a_killed_holder_expires() {
+    let (graph, jira) = emulators(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path().to_path_buf();
+    jira.handle()
+        .set_latency(std::time::Duration::from_millis(15));
+    // A short lease so the killed holder's lease runs out within the test.
+    let mut child = bin()
+        .arg("--config")
+        .arg(d.join("usersync.toml"))
+        .arg("sync")
+        .env("USERSYNC_LEASE_TTL_MS", "3000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while jira.stats().writes() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sync never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Looking at the history during the run does not mark it interrupted.
+    let live = newest_run(&d, "entra->jira").await;
+    assert_eq!(live["status"], "running", "{live}");
+    // A second sync is refused, naming the running run.
+    let out = run_async(&d, &["sync"]).await;
+    assert_eq!(out.code, 8, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let live_id = live["id"].as_i64().unwrap();
+    assert!(
+        out.stderr.contains(&format!("run {live_id}")),
+        "{}",
+        out.stderr
+    );
+    let live_again = newest_run(&d, "entra->jira").await;
+    assert_eq!(live_again["id"], live["id"]);
+    assert_eq!(live_again["status"], "running", "{live_again}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    jira.handle().set_latency(std::time::Duration::ZERO);
+    // Once the dead holder's lease has expired its run is marked interrupted and a new run
+    // starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = run_async(&d, &["sync"]).await;
+        if out.code == 0 {
+            break;
+        }
+        assert_eq!(out.code, 8, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+        assert!(std::time::Instant::now() < deadline, "lease never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let out = run_async(&d, &["--format", "json", "runs"]).await;
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let killed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == live["id"])
+        .unwrap();
+    assert_eq!(killed["status"], "interrupted", "{killed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_a_held_run_applies_only_its_removals() {
+    let (graph, jira) = emulators(30).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &graph,
+        &jira,
+        "[target.sync.policy.guard]\nmax_count = 3\n",
+    );
+    let d = dir.path().to_path_buf();
+    assert_eq!(run_async(&d, &["sync"]).await.code, 0);
+
+    // Ten users leave: held.
+    let t = graph.tenant();
+    let ids = t.user_ids();
+    for id in ids.iter().take(10) {
+        t.delete_user(id, true).unwrap();
+    }
+    let out = run_async(&d, &["sync"]).await;
+    assert_eq!(out.code, 4, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let held = newest_run(&d, "entra->jira").await;
+    assert_eq!(held["status"], "held");
+    let held_id = held["id"].as_i64().unwrap().to_string();
+
+    // The old override is refused: it approved whatever the new run computed.
+    let out = run_async(&d, &["sync", "--allow-mass-removal"]).await;
+    assert_eq!(out.code, 2, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("--approve"), "{}", out.stderr);
+
+    // One more user leaves after the review: approving the held run holds again, naming them.
+    let before = jira.handle().users().iter().filter(|u| u.active).count();
+    t.delete_user(&ids[10], true).unwrap();
+    jira.reset_stats();
+    let dd = d.clone();
+    let hid = held_id.clone();
+    let out = tokio::task::spawn_blocking(move || run(&dd, &["sync", "--approve", &hid]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 4, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("not approved"), "{}", out.stdout);
+    assert_eq!(jira.stats().writes(), 0, "a re-held run wrote");
+    let reheld = newest_run(&d, "entra->jira").await;
+    assert_eq!(reheld["status"], "held");
+    assert_ne!(reheld["id"], held["id"]);
+
+    // Approving the new held run (which lists all eleven) applies them.
+    let rid = reheld["id"].as_i64().unwrap().to_string();
+    let dd = d.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&dd, &["sync", "--approve", &rid, "--approved-by", "alice"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let after = jira.handle().users().iter().filter(|u| u.active).count();
+    let dd = d.clone();
+    let rid = reheld["id"].as_i64().unwrap().to_string();
+    let shown = tokio::task::spawn_blocking(move || {
+        run(&dd, &["--format", "json", "runs", "--show", &rid])
+    })
+    .await
+    .unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let listed = shown["plan"]["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["op"] == "deactivate_user")
+        .count();
+    assert!(listed > 3, "{shown}");
+    assert_eq!(before - after, listed, "{}", out.stdout);
+    // Who approved, and which run, is in the history.
+    let applied = newest_run(&d, "entra->jira").await;
+    assert_eq!(applied["status"], "succeeded");
+    assert_eq!(applied["approval"]["approved_by"], "alice", "{applied}");
+    assert_eq!(applied["approval"]["held_run"], reheld["id"], "{applied}");
+
+    // An approval in the configuration file is refused.
+    let mut cfg = std::fs::read_to_string(d.join("usersync.toml")).unwrap();
+    cfg.push_str("allow_mass_removal = true\n");
+    std::fs::write(d.join("usersync.toml"), cfg).unwrap();
+    let out = run_async(&d, &["config", "check"]).await;
+    assert_eq!(out.code, 5, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("allow_mass_removal"), "{}", out.stderr);
+    assert!(out.stderr.contains("--approve"), "{}", out.stderr);
 }

@@ -1,6 +1,7 @@
 //! The planner: a pure, deterministic function from (source snapshot, target snapshot, link
 //! table, settings, target capabilities, now) to an ordered plan. No I/O.
 
+pub mod approval;
 mod build;
 mod groups;
 mod guard;
