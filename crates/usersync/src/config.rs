@@ -330,7 +330,8 @@ pub fn check_files(cfg: &FileConfig) -> anyhow::Result<()> {
                     e.kind()
                 )
             })?;
-            let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+            use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+            let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("{f}: {} is not a PEM file: {e}", ca.display()))?;
             anyhow::ensure!(
