@@ -205,7 +205,7 @@ impl Report {
                 finished_at: None,
                 source_read: None,
             },
-            held: plan.held.clone(),
+            held: plan.held.as_ref().map(ToString::to_string),
             stopped,
             source_complete: plan.source_complete,
             counts: plan.counts.clone(),

@@ -327,11 +327,16 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
             }
         }
         let gd = &t.sync.policy.guard;
-        anyhow::ensure!(
-            (0.0..=100.0).contains(&gd.max_percent),
-            "{f}.sync.policy.guard.max_percent: {} is not a percentage between 0 and 100",
-            gd.max_percent
-        );
+        for (key, pct) in [
+            ("max_percent", gd.max_percent),
+            ("group_max_percent", gd.group_max_percent),
+            ("membership_max_percent", gd.membership_max_percent),
+        ] {
+            anyhow::ensure!(
+                (0.0..=100.0).contains(&pct),
+                "{f}.sync.policy.guard.{key}: {pct} is not a percentage between 0 and 100"
+            );
+        }
     }
     Ok(())
 }
