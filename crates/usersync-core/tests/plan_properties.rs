@@ -454,3 +454,87 @@ proptest! {
         }
     }
 }
+
+/// One link of the link-safety property: (username index, key choice, stamp days ago, in source).
+/// Key choice: 0 = the key of the account with that name (if any), 1 = a stale key, 2 = none.
+type LinkGen = (u8, u8, Option<u8>, bool);
+
+proptest! {
+    /// Link tables with reused usernames, key mismatches and external reactivations: no account
+    /// is deactivated or deleted unless its own link says so (same key where both are known),
+    /// and never an account another link owns by key.
+    #[test]
+    fn removals_follow_the_accounts_own_link(
+        accounts in prop::collection::btree_map(0u8..6, (any::<bool>(), any::<bool>()), 0..6),
+        link_gens in prop::collection::btree_map(0u8..8, (0u8..6, 0u8..3, prop::option::of(0u8..60), prop::bool::weighted(0.4)), 0..8),
+        delete in any::<bool>(),
+        grace in prop::sample::select(vec![0u32, 30]),
+    ) {
+        // Accounts: name index → (active, has key). Keys are unique per account.
+        let t = TargetSnapshot {
+            accounts: accounts.iter().map(|(n, (active, keyed))| TargetAccount {
+                username: format!("user{n}"),
+                key: keyed.then(|| format!("K{n}")),
+                display_name: format!("User {n}"),
+                email: format!("user{n}@ex.com"),
+                active: *active,
+                groups: BTreeSet::new(),
+            }).collect(),
+            groups: vec![],
+        };
+        let mut lt = LinkTable::default();
+        let mut in_source = Vec::new();
+        for (id, (n, kc, stamp, keep)) in &link_gens {
+            let lg: &LinkGen = &(*n, *kc, *stamp, *keep);
+            let sid = format!("s{id}");
+            let key = match lg.1 {
+                0 => accounts.get(n).and_then(|(_, keyed)| keyed.then(|| format!("K{n}"))),
+                1 => Some(format!("stale-{id}")),
+                _ => None,
+            };
+            lt.users.insert(sid.clone(), usersync_core::link::UserLink {
+                source_id: sid.clone(),
+                username: format!("user{n}"),
+                target_key: key,
+                pending_username: None,
+                deactivated_at_ms: lg.2.map(|d| NOW - i64::from(d) * DAY),
+                photo_tag: None,
+            });
+            if lg.3 {
+                in_source.push(su(&sid, &format!("user{n}"), &format!("User {n}")));
+            }
+        }
+        let src = source(in_source, vec![]);
+        let mut s = SyncSettings::default();
+        s.mapping.username_transforms.clear();
+        s.mapping.username_fallback = None;
+        s.policy.leaver_action = if delete { LeaverAction::Delete } else { LeaverAction::Deactivate };
+        s.policy.delete_grace_days = grace;
+        s.policy.guard.allow_mass_removal = true;
+        let caps = usersync_core::testkit::full_capabilities();
+        let p = make_plan(&src, &t, &lt, &s, &caps, NOW);
+        let key_owner: BTreeSet<&str> = lt.users.values()
+            .filter_map(|l| l.target_key.as_deref())
+            .collect();
+        for op in &p.ops {
+            let (sid, username) = match &op.kind {
+                OpKind::DeactivateUser { source_id, username } | OpKind::DeleteUser { source_id, username } => (source_id, username),
+                _ => continue,
+            };
+            let link = lt.users.get(sid);
+            prop_assert!(link.is_some(), "removal without a link: {op:?}");
+            let link = link.unwrap();
+            prop_assert!(name_key(&link.username) == name_key(username), "removal of another name than the link's: {op:?}");
+            if let Some(acc) = t.accounts.iter().find(|a| name_key(&a.username) == name_key(username)) {
+                if let (Some(lk), Some(ak)) = (link.target_key.as_deref(), acc.key.as_deref()) {
+                    prop_assert_eq!(lk, ak, "removal of an account with another key: {:?}", op);
+                }
+                // A link without a key never removes an account another link holds by key.
+                if link.target_key.is_none() {
+                    let claimed = acc.key.as_deref().and_then(|k| key_owner.get(k));
+                    prop_assert!(claimed.is_none(), "removal of an account another link owns by key: {:?}", op);
+                }
+            }
+        }
+    }
+}
