@@ -429,7 +429,7 @@ impl Bench {
             ops: the_plan.ops.len(),
             ops_by_kind,
             memberships_added,
-            held: the_plan.held.clone(),
+            held: the_plan.held.as_ref().map(ToString::to_string),
             conflicts: the_plan.conflicts.len(),
             skipped: the_plan.skipped.len(),
             outcomes,

@@ -111,8 +111,10 @@ pub enum AdoptMode {
     ByUsernameOrEmail,
 }
 
-/// The mass-removal guard. Independently of these limits, a run that would deactivate or
-/// delete every managed account (two or more) is always held.
+/// The mass-removal guard: account deactivations and deletions, group deletions and
+/// membership removals each have a count and a percentage limit. Independently of these
+/// limits, a run that would deactivate or delete every managed account, or delete every managed
+/// group (two or more), is always held.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemovalGuard {
@@ -124,6 +126,20 @@ pub struct RemovalGuard {
     pub max_percent: f64,
     /// Minimum removals before the percentage applies.
     pub percent_floor: usize,
+    /// Hold the run when more managed groups than this would be deleted.
+    pub group_max_count: usize,
+    /// Hold the run when more than this percentage of managed groups would be deleted (once at
+    /// least `group_percent_floor` are).
+    pub group_max_percent: f64,
+    /// Minimum group deletions before `group_max_percent` applies.
+    pub group_percent_floor: usize,
+    /// Hold the run when more memberships than this would be removed.
+    pub membership_max_count: usize,
+    /// Hold the run when more than this percentage of the memberships usersync maintains
+    /// would be removed (once at least `membership_percent_floor` are).
+    pub membership_max_percent: f64,
+    /// Minimum membership removals before `membership_max_percent` applies.
+    pub membership_percent_floor: usize,
     /// Override for library callers and tests. Refused in the CLI's configuration file: an
     /// approval belongs to one reviewed run (`usersync sync --approve RUN`, see
     /// [`crate::plan::approval`]).
@@ -136,6 +152,12 @@ impl Default for RemovalGuard {
             max_count: 100,
             max_percent: 10.0,
             percent_floor: 5,
+            group_max_count: 10,
+            group_max_percent: 25.0,
+            group_percent_floor: 3,
+            membership_max_count: 500,
+            membership_max_percent: 25.0,
+            membership_percent_floor: 50,
             allow_mass_removal: false,
         }
     }

@@ -204,7 +204,7 @@ impl Report {
                 source_read: None,
                 status: None,
             },
-            held: plan.held.clone(),
+            held: plan.held.as_ref().map(ToString::to_string),
             stopped,
             source_complete: plan.source_complete,
             source_failures: Vec::new(),

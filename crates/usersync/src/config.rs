@@ -621,11 +621,16 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
             !gd.allow_mass_removal,
             "{f}.sync.policy.guard.allow_mass_removal: not accepted in the configuration file — it would approve every future mass removal unseen; remove it, and approve a held run after review with `usersync sync --approve RUN`"
         );
-        anyhow::ensure!(
-            (0.0..=100.0).contains(&gd.max_percent),
-            "{f}.sync.policy.guard.max_percent: {} is not a percentage between 0 and 100",
-            gd.max_percent
-        );
+        for (key, pct) in [
+            ("max_percent", gd.max_percent),
+            ("group_max_percent", gd.group_max_percent),
+            ("membership_max_percent", gd.membership_max_percent),
+        ] {
+            anyhow::ensure!(
+                (0.0..=100.0).contains(&pct),
+                "{f}.sync.policy.guard.{key}: {pct} is not a percentage between 0 and 100"
+            );
+        }
     }
     Ok(())
 }

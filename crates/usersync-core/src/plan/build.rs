@@ -4,7 +4,7 @@
 //! sorted, so the output is deterministic.
 
 use super::groups::plan_groups;
-use super::guard::check_guard;
+use super::guard::{GuardFigures, check_guard};
 use super::leavers::plan_leavers;
 use super::links::resolve_links;
 use super::memberships::plan_memberships;
@@ -182,8 +182,16 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
     let groups = plan_groups(&mut p);
     let mut musers = plan_users(&mut p, &links);
     musers.extend(plan_leavers(&mut p, &links));
-    plan_memberships(&mut p, &groups, &musers);
-    let verdict = check_guard(&mut p, managed_accounts);
+    let maintained_memberships = plan_memberships(&mut p, &groups, &musers);
+    let verdict = check_guard(
+        &mut p,
+        &GuardFigures {
+            managed_accounts,
+            managed_groups: groups.managed_existing,
+            group_deletions: groups.deleted,
+            maintained_memberships,
+        },
+    );
     let (removals, held) = (verdict.removals, verdict.held);
 
     let unchanged = {

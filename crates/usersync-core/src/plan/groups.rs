@@ -13,6 +13,10 @@ pub(super) struct GroupPlan<'a> {
     pub managed: Vec<MGroup<'a>>,
     /// Configured access groups that exist in the target (target case).
     pub access: Vec<String>,
+    /// Managed groups found in the target (linked, adopted or taken over): the guard's base.
+    pub managed_existing: usize,
+    /// Existing managed groups this plan deletes.
+    pub deleted: usize,
 }
 
 /// Plans group creates, adoptions, takeovers and deletions.
@@ -55,7 +59,7 @@ pub(super) fn plan_groups<'a>(p: &mut Planner<'a>) -> GroupPlan<'a> {
     let mut mgroups: Vec<MGroup<'_>> = Vec::with_capacity(desired.groups.len());
     // Managed target groups to delete (target index, source id, reason).
     let mut group_deletes: Vec<(usize, &str, &str)> = Vec::new();
-    // Target groups a new source group took over from a departed one.
+    // Target groups a new source group took over (or claims) from a departed one: not deleted.
     let mut taken_over: HashSet<usize> = HashSet::new();
     for (sid, dg) in &desired.groups {
         let key = name_key(&dg.name);
@@ -120,9 +124,26 @@ pub(super) fn plan_groups<'a>(p: &mut Planner<'a>) -> GroupPlan<'a> {
         match gby_name.get(&key) {
             Some(&i) => {
                 let owner = gowner.get(&i).copied().filter(|o| *o != sid.as_str());
-                if let Some(old) = owner.filter(|o| {
+                let departed = owner.filter(|o| {
                     !desired.groups.contains_key(*o) && !desired.blocked_groups.contains(*o)
-                }) {
+                });
+                if let Some(old) = departed.filter(|_| policy.adopt_existing == AdoptMode::Never) {
+                    // Display names are not unique in Entra: taking a group over by name is an
+                    // adoption, so it needs adoption on. The group is kept meanwhile (not
+                    // deleted for the departed source group), so its permissions survive.
+                    p.conflicts.push(Conflict {
+                        kind: ConflictKind::UnmanagedGroup,
+                        name: tgroups[i].name.clone(),
+                        source_ids: vec![sid.clone()],
+                        detail: format!(
+                            "the target group was managed for source group {old}, which left the \
+                             source or the scope; set policy.adopt_existing to let this source \
+                             group take it over, or rename one of the groups (the target group is \
+                             kept meanwhile)"
+                        ),
+                    });
+                    taken_over.insert(i);
+                } else if let Some(old) = departed {
                     // The group's previous source group left (e.g. deleted and recreated in
                     // Entra): the new one takes the target group over instead of a delete and
                     // a re-create, which would lose the permissions granted to it.
@@ -211,6 +232,7 @@ pub(super) fn plan_groups<'a>(p: &mut Planner<'a>) -> GroupPlan<'a> {
             None => {}
         }
     }
+    let mut deleted = 0;
     for (i, sid, why) in group_deletes {
         let name = &tgroups[i].name;
         if access_keys.contains(&name_key(name)) {
@@ -219,6 +241,7 @@ pub(super) fn plan_groups<'a>(p: &mut Planner<'a>) -> GroupPlan<'a> {
         if !complete {
             p.withheld += 1;
         } else if policy.delete_groups {
+            deleted += 1;
             p.push(
                 OpKind::DeleteGroup {
                     source_id: sid.to_string(),
@@ -236,5 +259,7 @@ pub(super) fn plan_groups<'a>(p: &mut Planner<'a>) -> GroupPlan<'a> {
     GroupPlan {
         managed: mgroups,
         access,
+        managed_existing: gowner.len(),
+        deleted,
     }
 }

@@ -6,8 +6,13 @@ use super::groups::GroupPlan;
 use crate::model::name_key;
 use std::collections::HashMap;
 
-/// Plans membership adds (batched per group where the target can) and removals.
-pub(super) fn plan_memberships(p: &mut Planner<'_>, groups: &GroupPlan<'_>, musers: &[MUser<'_>]) {
+/// Plans membership adds (batched per group where the target can) and removals; returns how
+/// many memberships usersync maintains now (the guard's base).
+pub(super) fn plan_memberships(
+    p: &mut Planner<'_>,
+    groups: &GroupPlan<'_>,
+    musers: &[MUser<'_>],
+) -> usize {
     let input = p.input;
     let caps = input.capabilities;
     let complete = input.source.complete;
@@ -41,6 +46,7 @@ pub(super) fn plan_memberships(p: &mut Planner<'_>, groups: &GroupPlan<'_>, muse
         }
     };
     let mut adds: HashMap<GRef, Vec<String>> = HashMap::new();
+    let mut maintained = 0;
     let mut removes: Vec<(GRef, String, String)> = Vec::new();
     for mu in musers {
         if mu.mode == Mode::Frozen {
@@ -65,6 +71,7 @@ pub(super) fn plan_memberships(p: &mut Planner<'_>, groups: &GroupPlan<'_>, muse
             .unwrap_or_default();
         current.sort_unstable();
         current.dedup();
+        maintained += current.len();
         let wanted_managed = || {
             want.get(mu.source_id)
                 .into_iter()
@@ -156,4 +163,5 @@ pub(super) fn plan_memberships(p: &mut Planner<'_>, groups: &GroupPlan<'_>, muse
             reason,
         );
     }
+    maintained
 }

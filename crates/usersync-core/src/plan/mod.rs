@@ -42,8 +42,10 @@ pub struct PlanInput<'a> {
 pub struct Plan {
     /// Operations, in dependency order.
     pub ops: Vec<Operation>,
-    /// Set when the mass-removal guard holds the run: nothing may be written.
-    pub held: Option<String>,
+    /// Set when the run is held (mass-removal guard or configuration error): nothing may be
+    /// written.
+    #[serde(default, deserialize_with = "types::held_compat")]
+    pub held: Option<HoldReason>,
     /// Copied from the source snapshot; when false the plan has no removals.
     pub source_complete: bool,
     /// Product name, from the target capabilities (for reports).
@@ -82,7 +84,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     match crate::desired::desired_state(input.source, input.settings, input.capabilities) {
         Ok(desired) => plan_desired(input, &desired),
         Err(e) => Plan {
-            held: Some(format!("configuration error, nothing planned: {e}")),
+            held: Some(HoldReason::Configuration {
+                error: e.to_string(),
+            }),
             source_complete: input.source.complete,
             product: input.capabilities.product.clone(),
             warnings: vec![e.to_string()],

@@ -401,3 +401,164 @@ pub struct PlanCounts {
     /// Deactivations + deletions counted by the mass-removal guard.
     pub guarded_removals: usize,
 }
+
+/// What a guard limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalKind {
+    /// Account deactivations and deletions.
+    Accounts,
+    /// Managed group deletions.
+    Groups,
+    /// Membership removals.
+    Memberships,
+}
+
+impl RemovalKind {
+    fn noun(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Accounts => (
+                "accounts would be deactivated or deleted",
+                "managed accounts",
+            ),
+            Self::Groups => ("managed groups would be deleted", "managed groups"),
+            Self::Memberships => ("memberships would be removed", "maintained memberships"),
+        }
+    }
+
+    /// The config keys of this kind's limits (count, percent, floor), for messages.
+    pub fn config_keys(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Accounts => ("max_count", "max_percent", "percent_floor"),
+            Self::Groups => (
+                "group_max_count",
+                "group_max_percent",
+                "group_percent_floor",
+            ),
+            Self::Memberships => (
+                "membership_max_count",
+                "membership_max_percent",
+                "membership_percent_floor",
+            ),
+        }
+    }
+}
+
+/// Which limit a guard hold crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "limit", rename_all = "snake_case")]
+pub enum GuardLimit {
+    /// More than `max` removals.
+    Count {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// More than `max_percent` of the base, with at least `floor` removals.
+    Percent {
+        /// The configured maximum percentage.
+        max_percent: f64,
+        /// The configured floor.
+        floor: usize,
+    },
+    /// Every managed object (two or more) at once: always held.
+    Everything,
+}
+
+/// Why a plan is held: nothing may be written until someone reviews it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HoldReason {
+    /// The configuration could not be applied (e.g. a scope regex that does not compile).
+    Configuration {
+        /// The error, naming the field and the fix.
+        error: String,
+    },
+    /// A mass-removal guard limit was crossed.
+    Guard {
+        /// What the limit counts.
+        what: RemovalKind,
+        /// The limit crossed (the first one, in the order count, percent, everything).
+        limit: GuardLimit,
+        /// Removals planned.
+        count: usize,
+        /// The base of the percentage (managed accounts, groups or maintained memberships).
+        base: usize,
+    },
+    /// A reason recorded as text by an older version (read back from stored plans).
+    Other {
+        /// The reason.
+        message: String,
+    },
+}
+
+// The only floats are validated configuration limits (never NaN), so equality is total.
+impl Eq for HoldReason {}
+
+impl HoldReason {
+    /// The guard's figures as one sentence (without the advice), also used for override
+    /// warnings.
+    pub fn figures(&self) -> String {
+        match self {
+            Self::Guard {
+                what,
+                limit,
+                count,
+                base,
+            } => {
+                let (removed, of) = what.noun();
+                let pct = if *base == 0 {
+                    100.0
+                } else {
+                    *count as f64 * 100.0 / *base as f64
+                };
+                let (kc, kp, kf) = what.config_keys();
+                let crossed = match limit {
+                    GuardLimit::Count { max } => format!("more than {kc} = {max}"),
+                    GuardLimit::Percent { max_percent, floor } => {
+                        format!("more than {kp} = {max_percent}% with at least {kf} = {floor}")
+                    }
+                    GuardLimit::Everything => {
+                        "every managed object at once, which is always held".to_string()
+                    }
+                };
+                format!("{count} {removed} ({pct:.1}% of {base} {of}; limit crossed: {crossed})")
+            }
+            Self::Configuration { error } => error.clone(),
+            Self::Other { message } => message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Guard { .. } => write!(
+                f,
+                "held by the mass-removal guard: {}. Review the plan; if it is intended, run \
+                 again with --allow-mass-removal",
+                self.figures()
+            ),
+            Self::Configuration { error } => {
+                write!(f, "configuration error, nothing planned: {error}")
+            }
+            Self::Other { message } => f.write_str(message),
+        }
+    }
+}
+
+/// Reads `Plan::held` as a [`HoldReason`] or, from plans stored by older versions, as text.
+pub(crate) fn held_compat<'de, D>(d: D) -> Result<Option<HoldReason>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Reason(HoldReason),
+        Text(String),
+    }
+    Ok(Option::<Either>::deserialize(d)?.map(|e| match e {
+        Either::Reason(r) => r,
+        Either::Text(message) => HoldReason::Other { message },
+    }))
+}
