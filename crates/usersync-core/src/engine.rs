@@ -3,6 +3,12 @@
 //! via `futures`), journals every operation, keeps going past per-item errors, stops on
 //! systemic ones, skips operations whose prerequisite failed, and reports every outcome.
 //!
+//! A 403 (`Forbidden`) is judged by what surrounds it: the products refuse single accounts
+//! (protected, system or directory-read-only ones) with 403 as well as credentials without the
+//! admin right. So a 403 fails its item only, and the run stops when
+//! [`FORBIDDEN_STREAK_STOPS`] writes in a row were refused with 403 and no write succeeded in
+//! between — what credentials lacking the right produce.
+//!
 //! Memberships: the planner emits one `AddMembers` per group when the target supports batch
 //! membership, else one per (group, user) so every user's outcome is reported separately; the
 //! engine passes the list through to [`TargetDirectory::add_members`] either way.
@@ -126,6 +132,9 @@ fn ignore_not_found(r: Result<(), ConnectorError>) -> Result<(), ConnectorError>
 }
 
 /// Shared state of one apply.
+/// Consecutive 403 answers (with no successful write in between) that stop an apply.
+pub const FORBIDDEN_STREAK_STOPS: usize = 3;
+
 struct Run<'a> {
     target: &'a dyn TargetDirectory,
     photos: &'a dyn SourceDirectory,
@@ -136,6 +145,8 @@ struct Run<'a> {
     stop_reason: Mutex<Option<String>>,
     done: AtomicUsize,
     total: usize,
+    /// 403 answers since the last successful write.
+    forbidden_streak: AtomicUsize,
 }
 
 impl Run<'_> {
@@ -230,9 +241,20 @@ impl Run<'_> {
             }
         } else {
             match self.write(op, failed).await {
-                Ok(o) => o,
+                Ok(o) => {
+                    self.forbidden_streak.store(0, Ordering::SeqCst);
+                    o
+                }
                 Err(e) => {
-                    if e.kind.is_systemic() {
+                    if e.kind == ErrorKind::Forbidden {
+                        let streak = self.forbidden_streak.fetch_add(1, Ordering::SeqCst) + 1;
+                        if streak >= FORBIDDEN_STREAK_STOPS {
+                            self.halt(format!(
+                                "{streak} writes in a row refused with HTTP 403 (the credentials lack the right): {}",
+                                e.message
+                            ));
+                        }
+                    } else if e.kind.is_systemic() {
                         self.halt(format!("{:?} error: {}", e.kind, e.message));
                     }
                     OpOutcome::Failed {
@@ -287,6 +309,7 @@ pub async fn apply(
         stop_reason: Mutex::new(None),
         done: AtomicUsize::new(0),
         total: plan.ops.len(),
+        forbidden_streak: AtomicUsize::new(0),
     };
     let mut outcomes: Vec<Option<OpOutcome>> = vec![None; plan.ops.len()];
     let mut failed = Failed::default();

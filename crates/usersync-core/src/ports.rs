@@ -177,7 +177,9 @@ pub struct ReadStats {
 pub enum ErrorKind {
     /// Credentials rejected (401). Systemic.
     Auth,
-    /// Authenticated but lacks a permission (403). Systemic.
+    /// Authenticated but lacks a permission (403). Systemic for reads; during an apply the
+    /// engine fails only the item unless several writes in a row are refused (see
+    /// `engine::FORBIDDEN_STREAK_STOPS`).
     Forbidden,
     /// Host unreachable, TLS failure, timeouts after retries. Systemic.
     Unreachable,

@@ -165,3 +165,41 @@ fn apply_future_is_send() {
     assert_send(&fut);
     block_on(fut);
 }
+
+/// A 403 on one account (a protected or system account) fails that item only; 403s on every
+/// write (credentials without the right) still stop the run.
+#[test]
+fn a_403_on_one_item_fails_that_item_only() {
+    let users: Vec<_> = (0..6)
+        .map(|i| {
+            su(
+                &format!("u{i}"),
+                &format!("user{i}@example.com"),
+                &format!("User {i}"),
+            )
+        })
+        .collect();
+    let src = source(users, vec![]);
+    let c = caps();
+    let lt = LinkTable::default();
+    let p = make_plan(&src, &target(vec![], &[]), &lt, &settings(), &c, NOW);
+
+    let fake = FakeTarget::new(c.clone(), target(vec![], &[])).with_failures(Failures {
+        fail_usernames: [("user1@example.com".to_string(), ErrorKind::Forbidden)].into(),
+        ..Failures::default()
+    });
+    let (report, _) = apply_to(&p, &fake, &src, &lt, NOW);
+    assert!(report.stopped.is_none(), "{:?}", report.stopped);
+    assert_eq!(report.outcomes.failed, 1);
+    assert_eq!(fake.snapshot().accounts.len(), 5);
+
+    let fake = FakeTarget::new(c.clone(), target(vec![], &[])).with_failures(Failures {
+        fail_usernames: (0..6)
+            .map(|i| (format!("user{i}@example.com"), ErrorKind::Forbidden))
+            .collect(),
+        ..Failures::default()
+    });
+    let (report, _) = apply_to(&p, &fake, &src, &lt, NOW);
+    assert!(report.stopped.is_some(), "403 everywhere must stop the run");
+    assert!(report.outcomes.failed < 6, "{:?}", report.outcomes);
+}
