@@ -8,9 +8,13 @@
 //! (`developer.atlassian.com/server/crowd/rest/v603`).
 //!
 //! - Lists are `{"expand":…,"users"|"groups":[…]}` paged with `start-index`/`max-results` and no
-//!   total: a page shorter than `max-results` is the last.
-//! - `PUT /user` replaces the whole user (204), so updates and (de)activation read the user
-//!   first and send every field back.
+//!   total. Crowd returns up to `max-results` entities from `start-index` (the search
+//!   `EntityQuery` contract; `-1` = all), so a page shorter than asked is the last. Each
+//!   request asks for one entity more than it keeps: that extra entity says whether another
+//!   page exists, so a listing whose size is a multiple of the page size costs no empty page.
+//! - `PUT /user` replaces the whole user (204), so updates and (de)activation send every
+//!   field back: taken from the entities this target read (no read-before-write), falling
+//!   back to `GET /user` for a user it has not seen.
 //! - Rename is `POST /user/rename {"new-name"}` (Crowd 2.8.4+).
 //! - No avatar upload exists in usermanagement, and no batch writes (CWD-2378).
 
@@ -35,6 +39,8 @@ const PAGE: usize = 1000;
 
 pub(crate) struct CrowdTarget {
     c: Client,
+    /// Writable fields of users as last read or written, by [`name_key`].
+    known: std::sync::Mutex<HashMap<String, serde_json::Value>>,
 }
 
 /// Crowd `UserEntity` (JSON).
@@ -78,7 +84,31 @@ struct Groups {
 
 impl CrowdTarget {
     pub(crate) fn new(c: Client) -> Self {
-        Self { c }
+        Self {
+            c,
+            known: Default::default(),
+        }
+    }
+
+    fn remember(&self, name: &str, v: serde_json::Value) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name_key(name), v);
+    }
+
+    /// The user's writable fields: cached from the last read/write, else `GET /user`.
+    async fn current(&self, username: &str) -> Result<serde_json::Value, ConnectorError> {
+        let cached = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name_key(username))
+            .cloned();
+        match cached {
+            Some(v) => Ok(v),
+            None => self.get_user(username).await,
+        }
     }
 
     /// Pages a list endpoint until a short page.
@@ -95,6 +125,7 @@ impl CrowdTarget {
         let mut out = Vec::new();
         loop {
             let start = out.len();
+            // One more than kept: its presence means another page exists.
             let v: serde_json::Value = self
                 .c
                 .get_json(what, || {
@@ -103,14 +134,14 @@ impl CrowdTarget {
                         .query(query)
                         .query(&[
                             ("start-index", start.to_string()),
-                            ("max-results", PAGE.to_string()),
+                            ("max-results", (PAGE + 1).to_string()),
                         ])
                 })
                 .await?;
             let page = items(v).map_err(|e| super::client::unexpected(what, e))?;
-            let n = page.len();
-            out.extend(page);
-            if n < PAGE {
+            let more = page.len() > PAGE;
+            out.extend(page.into_iter().take(PAGE));
+            if !more {
                 return Ok(out);
             }
         }
@@ -161,6 +192,7 @@ impl CrowdTarget {
                     .json(&body)
             })
             .await?;
+        self.remember(username, body);
         Ok(())
     }
     async fn add_one(&self, group: &str, u: &str) -> Result<(), ConnectorError> {
@@ -226,8 +258,23 @@ impl TargetDirectory for CrowdTarget {
             .await?;
         let mut accounts = Vec::with_capacity(users.len());
         let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut known = HashMap::with_capacity(users.len());
         for u in users {
             by_name.insert(name_key(&u.name), accounts.len());
+            let mut w = serde_json::Map::new();
+            w.insert("name".into(), json!(u.name));
+            for (k, v) in [
+                ("first-name", &u.first_name),
+                ("last-name", &u.last_name),
+                ("display-name", &u.display_name),
+                ("email", &u.email),
+            ] {
+                if let Some(v) = v {
+                    w.insert(k.into(), json!(v));
+                }
+            }
+            w.insert("active".into(), json!(u.active));
+            known.insert(name_key(&u.name), serde_json::Value::Object(w));
             let display = u
                 .display_name
                 .filter(|d| !d.trim().is_empty())
@@ -278,6 +325,7 @@ impl TargetDirectory for CrowdTarget {
                 }
             }
         }
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = known;
         Ok(TargetSnapshot {
             accounts,
             groups: groups
@@ -308,6 +356,11 @@ impl TargetDirectory for CrowdTarget {
                 self.c.req(Method::POST, &format!("{API}/user")).json(&body)
             })
             .await?;
+        let mut fields = body.clone();
+        if let Some(o) = fields.as_object_mut() {
+            o.remove("password");
+        }
+        self.remember(&spec.username, fields);
         // Newer Crowd returns the created entity; older versions an empty body.
         let key = json_body::<serde_json::Value>(resp, &what)
             .await
@@ -333,7 +386,7 @@ impl TargetDirectory for CrowdTarget {
         if changes.is_empty() {
             return Ok(());
         }
-        let current = self.get_user(username).await?;
+        let current = self.current(username).await?;
         let mut patch = serde_json::Map::new();
         for c in changes {
             match c.field {
@@ -372,11 +425,17 @@ impl TargetDirectory for CrowdTarget {
                 },
             )
             .await?;
+        // The cached fields follow the user to its new name.
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut v) = known.remove(&name_key(from)) {
+            v["name"] = json!(to);
+            known.insert(name_key(to), v);
+        }
         Ok(())
     }
 
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
-        let current = self.get_user(username).await?;
+        let current = self.current(username).await?;
         let verb = if active { "reactivate" } else { "deactivate" };
         self.put_user(
             username,

@@ -238,3 +238,49 @@ async fn seeded_unmanaged_accounts_are_only_read() {
         assert_eq!(after.memberships, before.memberships);
     }
 }
+
+/// Issue 8: Crowd reads exactly one page per listing when the count is a multiple of the page
+/// size (lookahead of one entity, no trailing empty page), and updates / (de)activations reuse
+/// the entities it read instead of a `GET /user` before each `PUT`.
+#[tokio::test]
+async fn crowd_reads_without_extra_pages_or_read_before_write() {
+    let base = start(Product::Crowd).await.handle().users().len();
+    let emu =
+        start_with(AtlassianConfig::new(emu_product(Product::Crowd)).with_seed_users(1000 - base))
+            .await;
+    assert_eq!(emu.handle().users().len(), 1000);
+    let t = target(Product::Crowd, &emu);
+    emu.reset_stats();
+    let snap = t.read().await.expect("read");
+    assert_eq!(snap.accounts.len(), 1000);
+    let s = emu.stats();
+    assert_eq!(
+        s.get("GET /rest/usermanagement/1/search"),
+        2,
+        "one page of users, one of groups: {s:?}"
+    );
+    let name = snap
+        .accounts
+        .iter()
+        .find(|a| a.username != "admin")
+        .unwrap()
+        .username
+        .clone();
+    emu.reset_stats();
+    t.update_user(
+        &name,
+        &[usersync_core::plan::FieldChange {
+            field: usersync_core::plan::Field::DisplayName,
+            before: String::new(),
+            after: "New Name".into(),
+        }],
+    )
+    .await
+    .expect("update");
+    t.set_active(&name, false).await.expect("deactivate");
+    let s = emu.stats();
+    assert_eq!(s.get("GET /rest/usermanagement/1/user"), 0, "{s:?}");
+    assert_eq!(s.get("PUT /rest/usermanagement/1/user"), 2, "{s:?}");
+    let u = emu.handle().user(&name).unwrap();
+    assert_eq!((u.display_name.as_str(), u.active), ("New Name", false));
+}

@@ -703,8 +703,13 @@ async fn create_group(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw)
     require_admin(&sh, &h)?;
     let q = Params::parse(raw.as_deref());
     let name = q.get("name").unwrap_or("").to_string();
-    if name.trim().is_empty() {
-        return Err(error_ctx(400, "name", "name must not be blank", VALIDATION));
+    if super::bad_group_name(&name) {
+        return Err(error_ctx(
+            400,
+            "name",
+            "name must not be blank or contain control characters",
+            VALIDATION,
+        ));
     }
     let mut st = sh.lock_state();
     if st.group(&name).is_some() {

@@ -72,6 +72,15 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/rest/api/group/{name}", get(get_group))
         .route("/rest/api/group/{name}/member", get(group_members))
         .route("/rest/api/longtask/{id}", get(long_task))
+        .route(
+            "/rest/license/1.0/license/userCount",
+            get(licence_user_count),
+        )
+        .route("/rest/license/1.0/license/maxUsers", get(licence_max_users))
+        .route(
+            "/rest/license/1.0/license/remainingSeats",
+            get(licence_remaining),
+        )
 }
 
 /// Person / KnownUser as Confluence DC serves it (CONF-OAS lists only part of it; `username`,
@@ -505,7 +514,7 @@ async fn create_group(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) 
     let name = parse_body(&body)
         .and_then(|v| s(&v, "name"))
         .unwrap_or_default();
-    if name.trim().is_empty() {
+    if super::bad_group_name(&name) {
         return Err(error(400, "Group name is required"));
     }
     let mut st = sh.lock_state();
@@ -583,4 +592,29 @@ async fn group_members(
         .collect();
     let path = format!("/rest/api/group/{}/member", enc(&g.name));
     Ok(paged(&sh, &path, "", all, &q, 200))
+}
+
+/// `GET /rest/license/1.0/license/userCount` -> `{"count": N}` (licensed users), and the
+/// companions `maxUsers` / `remainingSeats` (unlimited licence: -1). Confluence DC licence
+/// REST resource (`/rest/license/1.0/license/*`, same `{"count"}` shape as the
+/// `remainingSeats` example in Atlassian's licence-monitoring guidance).
+async fn licence_user_count(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
+    require_admin(&sh, &h)?;
+    let st = sh.lock_state();
+    Ok(json(200, j!({"count": st.licensed_count()})))
+}
+
+async fn licence_max_users(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
+    require_admin(&sh, &h)?;
+    let st = sh.lock_state();
+    Ok(json(200, j!({"count": st.seats.map_or(-1, |s| s as i64)})))
+}
+
+async fn licence_remaining(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
+    require_admin(&sh, &h)?;
+    let st = sh.lock_state();
+    let left = st
+        .seats
+        .map_or(-1, |s| s as i64 - st.licensed_count() as i64);
+    Ok(json(200, j!({"count": left})))
 }

@@ -701,8 +701,12 @@ async fn create_group(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) 
     require_admin(&sh, &h)?;
     let v = parse_body(&body).unwrap_or_default();
     let name = s(&v, "name").unwrap_or_default();
-    if name.trim().is_empty() {
-        return Err(error(400, "ILLEGAL_ARGUMENT", "Group name must be given"));
+    if super::bad_group_name(&name) {
+        return Err(error(
+            400,
+            "INVALID_GROUP",
+            "Group name must be given and must not contain control characters",
+        ));
     }
     let mut st = sh.lock_state();
     if st.group(&name).is_some() {
@@ -832,9 +836,15 @@ async fn delete_group_attr(
 }
 
 /// `start-index` (default 0) / `max-results` (default 1000) slicing (AbstractResource).
+/// `max-results=-1` means "all results" (Crowd's `EntityQuery.ALL_RESULTS`; the usermanagement
+/// REST docs: "max-results: maximum number of results returned, -1 for all").
+/// <https://docs.atlassian.com/atlassian-crowd/latest/com/atlassian/crowd/search/query/entity/EntityQuery.html>
 fn window<T: Clone>(q: &Params, all: &[T]) -> Vec<T> {
     let start = q.num("start-index").unwrap_or(0).max(0) as usize;
-    let max = q.num("max-results").unwrap_or(1000).max(0) as usize;
+    let max = match q.num("max-results").unwrap_or(1000) {
+        -1 => usize::MAX,
+        n => n.max(0) as usize,
+    };
     super::page(all, start, max).0
 }
 

@@ -343,6 +343,16 @@ async fn update_user(
         }
     }
     let active = b(&v, "active");
+    // UserWriteBean.active is a Boolean: Jackson refuses anything but true/false ("true"/
+    // "false" strings are coerced) with a 400 before the resource runs.
+    // https://docs.atlassian.com/software/jira/docs/api/REST/9.12.0/#api/2/user-updateUser
+    if active.is_none() && v.get("active").is_some_and(|x| !x.is_null()) {
+        return Err(error(
+            400,
+            &["Unrecognized or malformed JSON request body: 'active' must be true or false."],
+            &[],
+        ));
+    }
     if active == Some(false) && lc(&caller.name) == lc(&u.name) {
         return Err(error(400, &["You cannot deactivate yourself."], &[]));
     }
@@ -635,7 +645,7 @@ async fn create_group(State(sh): State<Arc<Shared>>, h: HeaderMap, body: Bytes) 
     let name = parse_body(&body)
         .and_then(|v| s(&v, "name"))
         .unwrap_or_default();
-    if name.trim().is_empty() {
+    if super::bad_group_name(&name) {
         return Err(error(400, &["You must specify a valid group name."], &[]));
     }
     let mut st = sh.lock_state();

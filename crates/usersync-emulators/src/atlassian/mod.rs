@@ -457,6 +457,14 @@ pub(crate) fn s(v: &serde_json::Value, k: &str) -> Option<String> {
 
 /// Reads a boolean field, accepting the strings "true"/"false" as Jackson does by default
 /// (atlassian-python-api sends `"active": "false"` to Jira).
+/// A group name the products refuse: blank, or containing a control character (U+0000…U+001F,
+/// U+007F). Jira, Confluence, Crowd and Bitbucket store group names in an embedded
+/// directory whose database columns cannot hold NUL, and their admin UIs reject control
+/// characters; the emulator refuses them the same way instead of creating an unusable group.
+pub(crate) fn bad_group_name(name: &str) -> bool {
+    name.trim().is_empty() || name.chars().any(char::is_control)
+}
+
 pub(crate) fn b(v: &serde_json::Value, k: &str) -> Option<bool> {
     match v.get(k)? {
         serde_json::Value::Bool(x) => Some(*x),
