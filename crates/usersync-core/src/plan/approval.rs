@@ -3,50 +3,57 @@
 //! beyond them; otherwise it is held again, naming the removals nobody approved. Pure: the
 //! caller loads the held run's plan and records who approved.
 
-use super::{OpKind, Plan};
+use super::{HoldReason, OpKind, Plan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// How an account is removed.
+/// What a removal does. Everything the mass-removal guard counts is here: an approval that
+/// covered only accounts would let unreviewed group deletions or membership removals through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RemovalKind {
-    /// Deactivated (disabled).
+pub enum RemovalOp {
+    /// An account deactivated (disabled).
     Deactivate,
-    /// Deleted.
+    /// An account deleted.
     Delete,
+    /// A managed group deleted.
+    DeleteGroup,
+    /// An account removed from a group.
+    RemoveMember,
 }
 
-/// One removal a plan lists, identified by what it does to which source user (the username is
-/// for messages only: a renamed account is still the same removal).
+/// One removal a plan lists, identified by what it does to which object: the source object ID
+/// for accounts and groups (a renamed account is still the same removal), the
+/// (case-insensitive) group and username for a membership.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Removal {
-    /// Deactivate or delete.
-    pub kind: RemovalKind,
-    /// Source object ID of the account's user.
-    pub source_id: String,
-    /// Target username (for messages).
-    pub username: String,
+    /// What is removed.
+    pub kind: RemovalOp,
+    /// Source object ID (accounts and groups), or `group/username` for a membership.
+    pub subject: String,
+    /// Human-readable name (for messages).
+    pub name: String,
 }
 
 impl Removal {
-    fn key(&self) -> (RemovalKind, &str) {
-        (self.kind, &self.source_id)
+    fn key(&self) -> (RemovalOp, &str) {
+        (self.kind, &self.subject)
     }
 }
 
 impl std::fmt::Display for Removal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verb = match self.kind {
-            RemovalKind::Deactivate => "deactivate",
-            RemovalKind::Delete => "delete",
-        };
-        write!(f, "{verb} {} ({})", self.username, self.source_id)
+        match self.kind {
+            RemovalOp::Deactivate => write!(f, "deactivate {} ({})", self.name, self.subject),
+            RemovalOp::Delete => write!(f, "delete {} ({})", self.name, self.subject),
+            RemovalOp::DeleteGroup => write!(f, "delete group {} ({})", self.name, self.subject),
+            RemovalOp::RemoveMember => write!(f, "remove membership {}", self.name),
+        }
     }
 }
 
-/// The removals (account deactivations and deletions: what the mass-removal guard counts) a
-/// plan lists, in plan order.
+/// The removals (account deactivations and deletions, group deletions, membership removals:
+/// what the mass-removal guard counts) a plan lists, in plan order.
 pub fn removals(plan: &Plan) -> Vec<Removal> {
     plan.ops
         .iter()
@@ -55,17 +62,31 @@ pub fn removals(plan: &Plan) -> Vec<Removal> {
                 source_id,
                 username,
             } => Some(Removal {
-                kind: RemovalKind::Deactivate,
-                source_id: source_id.clone(),
-                username: username.clone(),
+                kind: RemovalOp::Deactivate,
+                subject: source_id.clone(),
+                name: username.clone(),
             }),
             OpKind::DeleteUser {
                 source_id,
                 username,
             } => Some(Removal {
-                kind: RemovalKind::Delete,
-                source_id: source_id.clone(),
-                username: username.clone(),
+                kind: RemovalOp::Delete,
+                subject: source_id.clone(),
+                name: username.clone(),
+            }),
+            OpKind::DeleteGroup { source_id, name } => Some(Removal {
+                kind: RemovalOp::DeleteGroup,
+                subject: source_id.clone(),
+                name: name.clone(),
+            }),
+            OpKind::RemoveMember { group, username } => Some(Removal {
+                kind: RemovalOp::RemoveMember,
+                subject: format!(
+                    "{}/{}",
+                    crate::model::name_key(group),
+                    crate::model::name_key(username)
+                ),
+                name: format!("{username} from {group}"),
             }),
             _ => None,
         })
@@ -80,13 +101,13 @@ const NAMED: usize = 20;
 /// - held for a reason other than the mass-removal guard (e.g. a configuration error): left
 ///   held — an approval covers removals, nothing else;
 /// - every removal in the plan was approved: un-held (with a warning saying so);
-/// - otherwise held again, naming the removals the held run did not list, so the admin reviews
-///   this run and approves it instead.
+/// - otherwise held again ([`HoldReason::NotApproved`]), naming the removals the held run did
+///   not list, so the admin reviews this run and approves it instead.
 pub fn apply_approval(mut plan: Plan, held_run: i64, approved: &[Removal]) -> Plan {
-    if plan.held.as_deref().is_some_and(|h| !is_guard_hold(h)) {
+    if plan.held.as_ref().is_some_and(|h| !h.is_removal_hold()) {
         return plan;
     }
-    let ok: BTreeSet<(RemovalKind, &str)> = approved.iter().map(Removal::key).collect();
+    let ok: BTreeSet<(RemovalOp, &str)> = approved.iter().map(Removal::key).collect();
     let listed = removals(&plan);
     let unapproved: Vec<&Removal> = listed.iter().filter(|r| !ok.contains(&r.key())).collect();
     if unapproved.is_empty() {
@@ -106,27 +127,19 @@ pub fn apply_approval(mut plan: Plan, held_run: i64, approved: &[Removal]) -> Pl
     if unapproved.len() > NAMED {
         names.push(format!("… and {} more", unapproved.len() - NAMED));
     }
-    plan.held = Some(format!(
-        "held again: {} of {} removal(s) were not approved in held run {held_run}: {}. Review \
-         this run; if it is intended, approve it with `usersync sync --approve <this run's id>`",
-        unapproved.len(),
-        listed.len(),
-        names.join("; ")
-    ));
+    plan.held = Some(HoldReason::NotApproved {
+        held_run,
+        unapproved: unapproved.len(),
+        listed: listed.len(),
+        names,
+    });
     plan
-}
-
-/// Whether a hold is the mass-removal guard's (which an approval may lift). Holds are text
-/// today; other holds (a configuration error) start with "configuration error".
-// When `Plan.held` becomes a `HoldReason` enum this is a `matches!` on the guard's variant.
-fn is_guard_hold(reason: &str) -> bool {
-    !reason.starts_with("configuration error")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Operation;
+    use crate::plan::{HoldReason, Operation};
 
     fn op(seq: u32, kind: OpKind) -> Operation {
         Operation {
@@ -153,7 +166,9 @@ mod tests {
                 .enumerate()
                 .map(|(i, id)| deact(i as u32, id))
                 .collect(),
-            held: Some("held by the mass-removal guard: many".into()),
+            held: Some(HoldReason::Other {
+                message: "held by the mass-removal guard: many".into(),
+            }),
             source_complete: true,
             ..Plan::default()
         }
@@ -174,7 +189,7 @@ mod tests {
     fn an_unapproved_removal_holds_again_naming_it() {
         let approved = removals(&held_plan(&["a", "b"]));
         let p = apply_approval(held_plan(&["a", "b", "z"]), 7, &approved);
-        let h = p.held.unwrap();
+        let h = p.held.unwrap().to_string();
         assert!(
             h.contains("1 of 3 removal(s) were not approved in held run 7"),
             "{h}"
@@ -197,7 +212,42 @@ mod tests {
             ..Plan::default()
         };
         let p = apply_approval(fresh, 1, &approved);
-        assert!(p.held.unwrap().contains("delete u-a (a)"));
+        assert!(p.held.unwrap().to_string().contains("delete u-a (a)"));
+    }
+
+    #[test]
+    fn group_and_membership_removals_need_their_own_approval() {
+        let approved = removals(&held_plan(&["a"]));
+        let fresh = Plan {
+            ops: vec![
+                deact(0, "a"),
+                op(
+                    1,
+                    OpKind::RemoveMember {
+                        group: "Sales".into(),
+                        username: "u-b".into(),
+                    },
+                ),
+                op(
+                    2,
+                    OpKind::DeleteGroup {
+                        source_id: "g1".into(),
+                        name: "Sales".into(),
+                    },
+                ),
+            ],
+            ..Plan::default()
+        };
+        let h = apply_approval(fresh.clone(), 3, &approved)
+            .held
+            .expect("held again")
+            .to_string();
+        assert!(h.contains("remove membership u-b from Sales"), "{h}");
+        assert!(h.contains("delete group Sales (g1)"), "{h}");
+        // Approving the run that listed them (membership names compared case-insensitively).
+        let mut listed = removals(&fresh);
+        listed[1].subject = listed[1].subject.to_uppercase().to_lowercase();
+        assert_eq!(apply_approval(fresh, 4, &listed).held, None);
     }
 
     #[test]
@@ -207,7 +257,9 @@ mod tests {
         fresh.held = None;
         assert!(apply_approval(fresh, 1, &approved).held.is_some());
         let cfg = Plan {
-            held: Some("configuration error, nothing planned: bad regex".into()),
+            held: Some(HoldReason::Configuration {
+                error: "bad regex".into(),
+            }),
             ..Plan::default()
         };
         assert_eq!(apply_approval(cfg.clone(), 1, &approved).held, cfg.held);

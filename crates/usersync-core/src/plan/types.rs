@@ -484,6 +484,17 @@ pub enum HoldReason {
         /// The base of the percentage (managed accounts, groups or maintained memberships).
         base: usize,
     },
+    /// An approved run's fresh plan removes more than the held run listed: held again.
+    NotApproved {
+        /// The held run whose approval was applied.
+        held_run: i64,
+        /// Removals in this plan the held run did not list.
+        unapproved: usize,
+        /// Removals in this plan.
+        listed: usize,
+        /// The first unapproved removals, for the message.
+        names: Vec<String>,
+    },
     /// A reason recorded as text by an older version (read back from stored plans).
     Other {
         /// The reason.
@@ -495,6 +506,16 @@ pub enum HoldReason {
 impl Eq for HoldReason {}
 
 impl HoldReason {
+    /// Whether an approval of a reviewed run may lift this hold: the guard's (and an older
+    /// version's guard text), never a configuration error.
+    pub fn is_removal_hold(&self) -> bool {
+        match self {
+            Self::Guard { .. } | Self::NotApproved { .. } => true,
+            Self::Configuration { .. } => false,
+            Self::Other { message } => !message.starts_with("configuration error"),
+        }
+    }
+
     /// The guard's figures as one sentence (without the advice), also used for override
     /// warnings.
     pub fn figures(&self) -> String {
@@ -523,6 +544,14 @@ impl HoldReason {
                 };
                 format!("{count} {removed} ({pct:.1}% of {base} {of}; limit crossed: {crossed})")
             }
+            Self::NotApproved {
+                held_run,
+                unapproved,
+                listed,
+                ..
+            } => format!(
+                "{unapproved} of {listed} removal(s) were not approved in held run {held_run}"
+            ),
             Self::Configuration { error } => error.clone(),
             Self::Other { message } => message.clone(),
         }
@@ -534,9 +563,17 @@ impl std::fmt::Display for HoldReason {
         match self {
             Self::Guard { .. } => write!(
                 f,
-                "held by the mass-removal guard: {}. Review the plan; if it is intended, run \
-                 again with --allow-mass-removal",
+                "held by the mass-removal guard: {}. Review the plan (`usersync runs --show \
+                 <run id>`); if it is intended, approve this run with `usersync sync --approve \
+                 <run id>`",
                 self.figures()
+            ),
+            Self::NotApproved { names, .. } => write!(
+                f,
+                "held again: {}: {}. Review this run; if it is intended, approve it with \
+                 `usersync sync --approve <this run's id>`",
+                self.figures(),
+                names.join("; ")
             ),
             Self::Configuration { error } => {
                 write!(f, "configuration error, nothing planned: {error}")
