@@ -186,7 +186,7 @@ fn quartz_shape(expression: &str) -> Result<Vec<&str>, ScheduleError> {
 fn blame_field(parts: &[&str], message: &str) -> ScheduleError {
     let p = parser();
     for (i, part) in parts.iter().enumerate() {
-        let mut probe = vec!["0", "0", "0", "*", "*", "?", "*"];
+        let mut probe = ["0", "0", "0", "*", "*", "?", "*"];
         if i == 5 {
             probe[3] = "?";
         }
