@@ -44,6 +44,7 @@ client_secret = {{ file = "{d}/secret" }}
 name = "jira"
 product = "jira"
 base_url = "http://127.0.0.1:9"
+allow_insecure_http = true
 auth = "bearer"
 secret = {{ file = "{d}/secret" }}
 "#,
