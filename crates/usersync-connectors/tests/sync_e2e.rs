@@ -1,7 +1,10 @@
 //! End-to-end sync tests: a hand-built source snapshot → the planner → the engine's apply with a
-//! [`MemoryJournal`] (the link table is kept across runs, as the store would) → the real
-//! Atlassian target connector → the Atlassian emulator over real HTTP on 127.0.0.1. Every
-//! scenario runs against Jira, Confluence, Bitbucket and Crowd, each product as its own test.
+//! journal → the real Atlassian target connector → the Atlassian emulator over real HTTP on
+//! 127.0.0.1. Every scenario runs against Jira, Confluence, Bitbucket and Crowd, each product as
+//! its own test, and with both journals: the in-memory [`MemoryJournal`] (the link table kept
+//! across runs in the harness; tests `jira::…`) and the SQLite store's `StoreJournal` (a store
+//! in a temporary directory, one leased run per sync, the links read back from the store; tests
+//! `sqlite::jira::…`), so the two journals must keep the same links.
 //!
 //! Every run also checks that the accounts usersync does not manage (the seeded `user0001`..,
 //! `admin`) are left exactly as they were.
@@ -25,11 +28,23 @@ use usersync_core::report::Report;
 use usersync_emulators::atlassian::{
     AtlassianConfig, AtlassianEmulator, DirectoryHandle, Product as EmuProduct,
 };
+use usersync_store::{RunMode, Store};
 
 /// Fixed clock (unix ms); grace periods are driven by the policy, not by waiting.
 const NOW_MS: i64 = 1_750_000_000_000;
 /// The domain of the source UPNs; usernames are the UPN local part, lower-cased.
 const DOMAIN: &str = "corp.example";
+/// The pair name the SQLite journal keeps the links under.
+const PAIR: &str = "entra->atlassian";
+
+/// Which journal records the apply (and so keeps the link table between runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    /// The engine's in-memory journal; the harness keeps the links.
+    Memory,
+    /// The SQLite store's journal; the links live in the store and are read back after a run.
+    Sqlite,
+}
 
 // ---------------------------------------------------------------------------------------------
 // Source side
@@ -258,10 +273,12 @@ struct Harness {
     now_ms: i64,
     /// Unmanaged accounts as seeded, checked after every run.
     unmanaged: BTreeMap<String, Fingerprint>,
+    /// The SQLite store (and its directory, kept alive) when the scenario runs on it.
+    store: Option<(tempfile::TempDir, Store)>,
 }
 
 impl Harness {
-    async fn new(p: Product) -> Harness {
+    async fn new(p: Product, journal: Journal) -> Harness {
         let emu = AtlassianEmulator::start(AtlassianConfig::new(emu_product(p)).with_seed_users(3))
             .await
             .expect("emulator starts");
@@ -308,6 +325,14 @@ impl Harness {
             links: LinkTable::default(),
             now_ms: NOW_MS,
             unmanaged,
+            store: match journal {
+                Journal::Memory => None,
+                Journal::Sqlite => {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = Store::initialise(dir.path()).await.expect("store opens");
+                    Some((dir, store))
+                }
+            },
         }
     }
 
@@ -335,20 +360,46 @@ impl Harness {
         self.emu.reset_stats();
         let plan = self.plan().await;
         assert!(plan.held.is_none(), "{:?}: held: {:?}", self.p, plan.held);
-        let journal = MemoryJournal::new(self.links.clone(), self.now_ms);
         let photos = PhotoSource {
             snapshot: self.src.clone(),
         };
-        let report = apply(
-            &plan,
-            self.target.as_ref(),
-            &photos,
-            &journal,
-            &ApplyOptions::default(),
-            progress,
-        )
-        .await;
-        self.links = journal.link_table();
+        let report = if let Some((_, store)) = &self.store {
+            // As the CLI does: one leased run per sync, the links read back from the store.
+            let lease = store
+                .acquire_lease(PAIR, "e2e", 60_000, self.now_ms)
+                .await
+                .expect("lease");
+            let run_id = store
+                .start_leased_run(&lease, RunMode::Sync, self.now_ms)
+                .await
+                .expect("run starts");
+            let journal = store.journal(PAIR, run_id, self.now_ms);
+            let report = apply(
+                &plan,
+                self.target.as_ref(),
+                &photos,
+                &journal,
+                &ApplyOptions::default(),
+                progress,
+            )
+            .await;
+            store.release_lease(&lease).await.expect("lease released");
+            self.links = store.links(PAIR).await.expect("links read");
+            report
+        } else {
+            let journal = MemoryJournal::new(self.links.clone(), self.now_ms);
+            let report = apply(
+                &plan,
+                self.target.as_ref(),
+                &photos,
+                &journal,
+                &ApplyOptions::default(),
+                progress,
+            )
+            .await;
+            self.links = journal.link_table();
+            report
+        };
         let writes = self.emu.stats().writes();
         self.assert_unmanaged_untouched();
         Run {
@@ -533,8 +584,8 @@ fn count(run: &Run, f: impl Fn(&OpKind) -> bool) -> usize {
 // ---------------------------------------------------------------------------------------------
 
 /// Full sync into an empty target, then a second run with no changes.
-async fn full_sync_then_idempotent(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn full_sync_then_idempotent(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     let planned = t.plan().await;
     let sim = simulate(&planned);
     assert_eq!(t.emu.stats().writes(), 0, "{p:?}: planning writes nothing");
@@ -580,8 +631,8 @@ async fn full_sync_then_idempotent(p: Product) {
 }
 
 /// The UPN changes: renamed in place where the product can, reported where it cannot.
-async fn rename(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn rename(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     let key = t.key_of("alice");
     user_mut(&mut t.src, "u-alice").upn = format!("alice.smith@{DOMAIN}");
@@ -633,8 +684,8 @@ async fn rename(p: Product) {
 }
 
 /// Leaver policy `deactivate` (the default), a disabled source user, and reactivation.
-async fn leaver_deactivate_and_return(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn leaver_deactivate_and_return(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     let saved = t.src.clone();
     remove_user(&mut t.src, "u-dave");
@@ -697,8 +748,8 @@ async fn leaver_deactivate_and_return(p: Product) {
 
 /// Leaver policy `delete` with no grace period: the account goes; a returning user is created
 /// again.
-async fn leaver_delete(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn leaver_delete(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.settings.policy.leaver_action = LeaverAction::Delete;
     t.settings.policy.delete_grace_days = 0;
     t.sync_ok().await;
@@ -729,8 +780,8 @@ async fn leaver_delete(p: Product) {
 }
 
 /// Leaver policy `keep`: the account is left exactly as it is.
-async fn leaver_keep(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn leaver_keep(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.settings.policy.leaver_action = LeaverAction::Keep;
     t.sync_ok().await;
     let before = fingerprint(&t.h, "dave");
@@ -744,8 +795,8 @@ async fn leaver_keep(p: Product) {
 }
 
 /// Group and membership changes, through nesting; a deleted source group is deleted.
-async fn groups_and_memberships(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn groups_and_memberships(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     // Bob leaves Engineering; Dave joins Platform (and so Engineering); Sales is deleted.
     group_mut(&mut t.src, "g-eng").member_users.remove("u-bob");
@@ -801,8 +852,8 @@ async fn groups_and_memberships(p: Product) {
 }
 
 /// Avatars where the product supports them; none planned where it does not.
-async fn avatars(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn avatars(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     let run = t.sync_ok().await;
     let supported = t.target.capabilities().avatars;
     let set = count(&run, |k| matches!(k, OpKind::SetAvatar { .. }));
@@ -861,8 +912,8 @@ async fn avatars(p: Product) {
 
 /// A 429 storm across the read and the writes (injected again while the apply runs, with a
 /// zero and a short real `Retry-After`): retried, correct state, no failures.
-async fn throttling(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn throttling(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     // Up to 9 in a row per request fit the 10-attempt retry policy.
     t.h.inject_429(6, 0);
     let h = t.h.clone();
@@ -906,8 +957,8 @@ async fn throttling(p: Product) {
 
 /// A write the product refuses: that op fails with the product's message, the rest applies,
 /// and the next run (fault cleared) converges.
-async fn failing_write(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn failing_write(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     user_mut(&mut t.src, "u-carol").display_name = Some("Carol Cooper".into());
     user_mut(&mut t.src, "u-alice").display_name = Some("Alice Archer".into());
@@ -975,8 +1026,8 @@ async fn failing_write(p: Product) {
 
 /// A create the product refuses: the create fails, the ops that need the account are skipped
 /// (not failed), everything else applies, and the next run creates it.
-async fn failing_create(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn failing_create(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     const MSG: &str = "Username carol is reserved";
     t.h.fail_writes_for_user("carol", 400, MSG);
     let run = t.sync().await;
@@ -1019,8 +1070,8 @@ async fn failing_create(p: Product) {
 
 /// Accounts usersync does not manage stay untouched even when a source user maps to their
 /// username (conflict, nothing written) and while they are in the licence group.
-async fn unmanaged_untouched(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn unmanaged_untouched(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     // Frank maps to the seeded user0001, Root to admin; both are in Engineering at the source.
     t.src.users.push(src_user(
         "u-frank",
@@ -1106,9 +1157,9 @@ async fn unmanaged_untouched(p: Product) {
 }
 
 /// Leaver policy `delete` with a grace period: deactivated first, deleted once it is over.
-async fn leaver_delete_after_grace(p: Product) {
+async fn leaver_delete_after_grace(p: Product, j: Journal) {
     const DAY: i64 = 86_400_000;
-    let mut t = Harness::new(p).await;
+    let mut t = Harness::new(p, j).await;
     t.settings.policy.leaver_action = LeaverAction::Delete;
     t.settings.policy.delete_grace_days = 30;
     t.sync_ok().await;
@@ -1150,8 +1201,8 @@ async fn leaver_delete_after_grace(p: Product) {
 }
 
 /// A protected managed account is never deactivated or removed from groups.
-async fn protected_leaver(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn protected_leaver(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.settings.policy.protected_accounts.push("Dave".into());
     t.sync_ok().await;
     let before = fingerprint(&t.h, "dave");
@@ -1171,8 +1222,8 @@ async fn protected_leaver(p: Product) {
 
 /// A rename and a membership change of the same user in one run: the membership is written
 /// under the name the account has when it runs.
-async fn rename_with_membership(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn rename_with_membership(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     user_mut(&mut t.src, "u-bob").upn = format!("robert.brown@{DOMAIN}");
     group_mut(&mut t.src, "g-sales")
@@ -1200,8 +1251,8 @@ async fn rename_with_membership(p: Product) {
 }
 
 /// A rename onto the name of an unmanaged account: a conflict, nothing written to either.
-async fn rename_onto_unmanaged(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn rename_onto_unmanaged(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     let before = fingerprint(&t.h, "alice");
     user_mut(&mut t.src, "u-alice").upn = format!("user0003@{DOMAIN}");
@@ -1231,8 +1282,8 @@ async fn rename_onto_unmanaged(p: Product) {
 
 /// A rename the product refuses: the rename fails with the product's message, the ops on the
 /// new name are skipped, unrelated ops apply, and the next run converges.
-async fn failing_rename(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn failing_rename(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.sync_ok().await;
     user_mut(&mut t.src, "u-alice").upn = format!("alice.smith@{DOMAIN}");
     user_mut(&mut t.src, "u-alice").display_name = Some("Alice Smith".into());
@@ -1302,8 +1353,8 @@ async fn failing_rename(p: Product) {
 
 /// A 5xx on create is ambiguous (the account may exist): the pending link is kept, the next run
 /// re-issues the create, and no duplicate appears.
-async fn ambiguous_failure_converges(p: Product) {
-    let mut t = Harness::new(p).await;
+async fn ambiguous_failure_converges(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
     t.h.fail_writes_for_user("carol", 500, "Internal error while creating the user");
     let run = t.sync().await;
     assert_eq!(run.report.outcomes.failed, 1, "{p:?}");
@@ -1324,19 +1375,80 @@ async fn ambiguous_failure_converges(p: Product) {
     t.assert_converged().await;
 }
 
+/// A group replaced at the source (deleted and re-created in Entra under the same name, so with
+/// a new ID): the new source group takes the managed target group over (no delete and
+/// re-create, which would lose its permissions), and the next run must not delete it for the
+/// departed source group (issue 7: the SQLite journal kept the departed group's link).
+async fn group_takeover(p: Product, j: Journal) {
+    let mut t = Harness::new(p, j).await;
+    t.settings.policy.adopt_existing = usersync_core::config::AdoptMode::ByUsername;
+    t.sync_ok().await;
+    let sales_before = t.h.group("Sales").expect("Sales created");
+    let sales = group_mut(&mut t.src, "g-sales");
+    sales.id = "g-sales-2".into();
+    sales.member_users.insert("u-bob".into());
+    let run = t.sync_ok().await;
+    assert_eq!(
+        count(
+            &run,
+            |k| matches!(k, OpKind::AdoptGroup { source_id, .. } if source_id == "g-sales-2")
+        ),
+        1,
+        "{p:?}/{j:?}: {:#?}",
+        run.plan.ops
+    );
+    assert_eq!(
+        count(&run, |k| matches!(
+            k,
+            OpKind::DeleteGroup { .. } | OpKind::CreateGroup { .. }
+        )),
+        0,
+        "{p:?}/{j:?}: {:#?}",
+        run.plan.ops
+    );
+    assert!(
+        !t.links.groups.contains_key("g-sales"),
+        "{p:?}/{j:?}: the departed group's link survives the takeover: {:?}",
+        t.links.groups
+    );
+    assert_eq!(
+        t.links.groups.get("g-sales-2").map(|l| l.name.as_str()),
+        Some(t.group_name("Sales").as_str()),
+        "{p:?}/{j:?}"
+    );
+    assert_eq!(t.h.members("Sales"), ["bob", "dave"], "{p:?}/{j:?}");
+    // The next runs leave the taken-over group alone: not deleted, nothing written.
+    t.assert_converged().await;
+    t.assert_converged().await;
+    let sales_after = t.h.group("Sales").expect("Sales kept");
+    assert_eq!(
+        sales_after, sales_before,
+        "{p:?}/{j:?}: the same target group"
+    );
+    assert_eq!(t.h.members("Sales"), ["bob", "dave"], "{p:?}/{j:?}");
+}
+
 macro_rules! per_product {
     ($($scenario:ident),* $(,)?) => {
+        per_product!(@products super::Journal::Memory; $($scenario),*);
+        /// The same scenarios with the SQLite store's journal.
+        mod sqlite {
+            use super::*;
+            per_product!(@products super::Journal::Sqlite; $($scenario),*);
+        }
+    };
+    (@products $j:expr; $($scenario:ident),*) => {
         mod jira {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Jira).await })*
+            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Jira, $j).await })*
         }
         mod confluence {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Confluence).await })*
+            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Confluence, $j).await })*
         }
         mod bitbucket {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Bitbucket).await })*
+            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Bitbucket, $j).await })*
         }
         mod crowd {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Crowd).await })*
+            $(#[tokio::test] async fn $scenario() { super::$scenario(super::Product::Crowd, $j).await })*
         }
     };
 }
@@ -1359,6 +1471,7 @@ per_product!(
     failing_rename,
     ambiguous_failure_converges,
     unmanaged_untouched,
+    group_takeover,
 );
 
 /// Regression tests for bugs these end-to-end tests found.
@@ -1369,7 +1482,7 @@ mod regressions {
     /// `AddMembers` batch; the report must not list (or count) those memberships as added.
     #[tokio::test]
     async fn bitbucket_report_lists_memberships_of_a_failed_create() {
-        let mut t = Harness::new(Product::Bitbucket).await;
+        let mut t = Harness::new(Product::Bitbucket, Journal::Memory).await;
         t.h.fail_writes_for_user("carol", 400, "Username carol is reserved");
         let run = t.sync().await;
         assert!(t.h.user("carol").is_none());

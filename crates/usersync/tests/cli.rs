@@ -935,3 +935,123 @@ async fn approving_a_held_run_applies_only_its_removals() {
     assert!(out.stderr.contains("allow_mass_removal"), "{}", out.stderr);
     assert!(out.stderr.contains("--approve"), "{}", out.stderr);
 }
+
+/// A malformed Graph page (each kind, on `users.delta` and `groups.delta`, on the first and a
+/// later page) during a `sync --full` after a user left: the run exits 7 (incomplete, removals
+/// withheld), is recorded as `incomplete`, and Jira keeps every account active and every
+/// membership. A clean run afterwards does remove the leaver, so the checks could fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_graph_page_withholds_every_removal() {
+    use usersync_emulators::graph::{FaultConfig, PageFault, PageFaultKind};
+    // Small pages so both delta endpoints span at least two pages.
+    let g = GraphConfig {
+        directory: DirectorySeed::Custom {
+            users: 12,
+            groups: 8,
+            memberships: 24,
+            seed: 7,
+        },
+        delta_page_size: 5,
+        ..GraphConfig::default()
+    };
+    let graph = GraphEmulator::start(g).await.unwrap();
+    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The guard lets one leaver through, so only the incomplete read can withhold it.
+    write_config(
+        dir.path(),
+        &graph,
+        &jira,
+        "[target.sync.policy.guard]\nmax_percent = 100.0\nmembership_max_percent = 100.0\n",
+    );
+    let d = dir.path();
+    let out = run_async(d, &["sync"]).await;
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    graph.reset_stats();
+    let out = run_async(d, &["sync", "--full"]).await;
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    for endpoint in ["users.delta", "groups.delta"] {
+        assert!(
+            graph.stats().get(endpoint) >= 2,
+            "{endpoint} spans two pages: {:?}",
+            graph.stats()
+        );
+    }
+    let synced = jira.handle().snapshot();
+    assert!(
+        jira.handle()
+            .users()
+            .iter()
+            .filter(|u| u.created_via_api)
+            .count()
+            > 3,
+        "accounts were synced"
+    );
+
+    // One user leaves the tenant.
+    let t = graph.tenant();
+    let leaver = t.user_ids().into_iter().next().unwrap();
+    t.delete_user(&leaver, true).unwrap();
+
+    let kinds = [
+        PageFaultKind::ValueNull,
+        PageFaultKind::ValueObject,
+        PageFaultKind::ValueMissing,
+        PageFaultKind::BothLinks,
+        PageFaultKind::SelfLink,
+        PageFaultKind::LinkToFirst,
+        PageFaultKind::ForeignLink {
+            origin: "http://127.0.0.1:9".into(),
+        },
+    ];
+    for kind in &kinds {
+        for endpoint in ["users.delta", "groups.delta"] {
+            for page in [1, 2] {
+                let case = format!("{endpoint} page {page}, {kind:?}");
+                t.set_faults(FaultConfig {
+                    page_faults: vec![PageFault {
+                        endpoint: endpoint.into(),
+                        page,
+                        kind: kind.clone(),
+                    }],
+                    ..FaultConfig::default()
+                });
+                graph.reset_stats();
+                jira.reset_stats();
+                let out = run_async(d, &["sync", "--full"]).await;
+                assert_eq!(
+                    out.code, 7,
+                    "{case}: stdout:{}\nstderr:{}",
+                    out.stdout, out.stderr
+                );
+                assert!(graph.stats().get("pageFaults") >= 1, "{case}: fault fired");
+                let run = newest_run(d, "entra->jira").await;
+                assert_eq!(run["status"], "incomplete", "{case}: {run}");
+                // Nothing removed: every account active, every membership kept.
+                assert!(
+                    jira.handle().users().iter().all(|u| u.active),
+                    "{case}: an account was deactivated"
+                );
+                assert_eq!(
+                    serde_json::to_value(jira.handle().snapshot()).unwrap(),
+                    serde_json::to_value(&synced).unwrap(),
+                    "{case}: Jira changed"
+                );
+            }
+        }
+    }
+
+    // Without the fault, the leaver is removed: the checks above could have failed.
+    t.clear_faults();
+    jira.reset_stats();
+    let out = run_async(d, &["sync", "--full"]).await;
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    assert_ne!(
+        serde_json::to_value(jira.handle().snapshot()).unwrap(),
+        serde_json::to_value(&synced).unwrap(),
+        "a complete read removes the leaver"
+    );
+    assert!(jira.stats().writes() > 0);
+}
