@@ -1055,3 +1055,23 @@ async fn a_malformed_graph_page_withholds_every_removal() {
     );
     assert!(jira.stats().writes() > 0);
 }
+
+/// Issue 7.15: a run's recorded duration includes the source read (it was recorded from after
+/// the read, so a throttled 2.4 s run showed as 61 ms). Every Graph request here waits 250 ms
+/// and a full read makes at least three (token, users delta, groups delta), so the recorded
+/// run cannot be shorter than 750 ms: a lower bound set by the injected latency, not a timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_run_includes_the_source_read() {
+    let (graph, jira) = emulators(10).await;
+    graph
+        .tenant()
+        .set_latency(std::time::Duration::from_millis(250));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path();
+    let out = run_async(d, &["simulate"]).await;
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
+    let rec = newest_run(d, "entra->jira").await;
+    let took = rec["finished_ms"].as_i64().unwrap() - rec["started_ms"].as_i64().unwrap();
+    assert!(took >= 750, "recorded {took} ms: {rec}");
+}
