@@ -217,6 +217,11 @@ def test_item6_security_groups_delete_permanently_restore_keeps_memberships(emu,
         changes, udelta = await drain(client.users.delta, await client.users.delta.with_url(udelta).get())
         gone = next(u for u in changes if u.id == uid)
         assert gone.additional_data.get("@removed") == {"reason": "changed"}
+        with pytest.raises(ODataError) as e:
+            await client.users.by_user_id(uid).get()
+        assert (e.value.response_status_code, e.value.error.code) == (404, "Request_ResourceNotFound")
+        # msgraph-sdk's `client.directory.deleted_items` would list the soft-deleted user, but
+        # the emulator has no /directory/deletedItems route yet, so delta is the observer here.
         control(emu, "POST", f"/users/{uid}/restore")
         of = await client.users.by_user_id(uid).member_of.graph_group.get()
         assert {sec, m365} <= {g.id for g in of.value}
