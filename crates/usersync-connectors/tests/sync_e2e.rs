@@ -22,7 +22,8 @@ use usersync_core::link::LinkTable;
 use usersync_core::model::{PhotoRef, SourceGroup, SourceSnapshot, SourceUser};
 use usersync_core::plan::{ConflictKind, OpKind, OpOutcome, Plan, PlanInput, plan};
 use usersync_core::ports::{
-    ConnectorError, Photo, ReadStats, SourceDirectory, SourceRead, SourceSyncState, TargetDirectory,
+    ConnectorError, ErrorKind, Photo, ReadStats, SourceDirectory, SourceRead, SourceSyncState,
+    TargetDirectory,
 };
 use usersync_core::report::Report;
 use usersync_emulators::atlassian::{
@@ -559,6 +560,15 @@ impl Harness {
     fn key_of(&self, name: &str) -> String {
         self.h.user(name).expect("account").key
     }
+
+    /// The key the target connector reads for `name` (what a plan carries in `target_key`).
+    async fn read_key_of(&self, name: &str) -> Option<String> {
+        let snap = self.target.read().await.expect("target read");
+        snap.accounts
+            .into_iter()
+            .find(|a| a.username == name)
+            .and_then(|a| a.key)
+    }
 }
 
 fn assert_no_reported_membership(run: &Run, user: &str) {
@@ -755,13 +765,15 @@ async fn leaver_delete(p: Product, j: Journal) {
     t.sync_ok().await;
     let old_key = t.key_of("dave");
     let saved = t.src.clone();
+    let dave_key = t.read_key_of("dave").await;
     remove_user(&mut t.src, "u-dave");
     let run = t.sync_ok().await;
     assert_eq!(
         run.ops().collect::<Vec<_>>(),
         [&OpKind::DeleteUser {
             source_id: "u-dave".into(),
-            username: "dave".into()
+            username: "dave".into(),
+            target_key: dave_key,
         }],
         "{p:?}"
     );
@@ -1186,12 +1198,14 @@ async fn leaver_delete_after_grace(p: Product, j: Journal) {
     t.assert_converged().await;
     // Grace period over: deleted.
     t.now_ms = NOW_MS + 31 * DAY;
+    let dave_key = t.read_key_of("dave").await;
     let run = t.sync_ok().await;
     assert_eq!(
         run.ops().collect::<Vec<_>>(),
         [&OpKind::DeleteUser {
             source_id: "u-dave".into(),
-            username: "dave".into()
+            username: "dave".into(),
+            target_key: dave_key,
         }],
         "{p:?}"
     );
@@ -1492,5 +1506,72 @@ mod regressions {
             run.report.memberships.added.len()
         );
         assert_eq!(run.report.counts.memberships_added, 6);
+    }
+
+    /// Issue 7 item 4: a username reassigned between the read and the write. The plan
+    /// deactivates leaver `bob` (key K1); before the apply that account is deleted and a new
+    /// `bob` (key K2) appears. Jira is written by key, so the write answers 404 ("account
+    /// gone") and the new `bob` stays active instead of being deactivated by name.
+    #[tokio::test]
+    async fn jira_deactivate_goes_by_key_not_reused_name() {
+        let mut t = Harness::new(Product::Jira).await;
+        t.sync_ok().await;
+        let k1 = t.key_of("bob");
+        remove_user(&mut t.src, "u-bob");
+        let plan = t.plan().await;
+        assert!(plan.held.is_none(), "{:?}", plan.held);
+        let deact = plan
+            .ops
+            .iter()
+            .find(
+                |o| matches!(&o.kind, OpKind::DeactivateUser { username, .. } if username == "bob"),
+            )
+            .expect("deactivate bob planned");
+        assert!(
+            matches!(&deact.kind, OpKind::DeactivateUser { target_key: Some(k), .. } if *k == k1),
+            "{:?}",
+            deact.kind
+        );
+
+        // Between plan and apply: bob's account goes and the name is given to someone else.
+        assert!(t.h.delete_user("bob"));
+        let k2 =
+            t.h.seed_user(usersync_emulators::atlassian::SeedUser::new("bob"))
+                .key;
+        assert_ne!(k1, k2);
+
+        let journal = MemoryJournal::new(t.links.clone(), t.now_ms);
+        let photos = PhotoSource {
+            snapshot: t.src.clone(),
+        };
+        let report = apply(
+            &plan,
+            t.target.as_ref(),
+            &photos,
+            &journal,
+            &ApplyOptions::default(),
+            &(),
+        )
+        .await;
+        let bob = t.h.user("bob").expect("the new bob");
+        assert_eq!(bob.key, k2);
+        assert!(bob.active, "the new bob (key {k2}) was deactivated by name");
+        // The deactivation addressed K1, which is gone: it fails as "not found".
+        let deact = report
+            .operations
+            .iter()
+            .find(|r| matches!(r.op.kind, OpKind::DeactivateUser { .. }))
+            .expect("deactivation recorded");
+        assert!(
+            matches!(
+                &deact.outcome,
+                Some(OpOutcome::Failed {
+                    kind: ErrorKind::NotFound,
+                    ..
+                })
+            ),
+            "{:#?}",
+            deact.outcome
+        );
     }
 }

@@ -18,7 +18,8 @@ pub use crate::journal::{MemoryJournal, apply_outcome_to_links, record_intent};
 use crate::model::name_key;
 use crate::plan::{OpKind, OpOutcome, Operation, Plan};
 use crate::ports::{
-    ApplyJournal, ConnectorError, ErrorKind, SourceDirectory, TargetCapabilities, TargetDirectory,
+    AccountRef, ApplyJournal, ConnectorError, ErrorKind, SourceDirectory, TargetCapabilities,
+    TargetDirectory,
 };
 use crate::report::{Report, RunMode};
 use futures::StreamExt;
@@ -170,21 +171,44 @@ impl Run<'_> {
             }
             OpKind::AdoptUser { .. } | OpKind::AdoptGroup { .. } => {}
             OpKind::RenameUser { from, to, .. } => t.rename_user(from, to).await?,
+            // Account writes carry the key the plan saw, so a product that addresses accounts
+            // by key answers "not found" when the name now belongs to another account.
             OpKind::UpdateUser {
-                username, changes, ..
-            } => t.update_user(username, changes).await?,
+                username,
+                changes,
+                target_key,
+                ..
+            } => {
+                t.update_user_ref(account_ref(username, target_key), changes)
+                    .await?
+            }
             // Without deactivation the planner already removed the memberships (fallback);
             // the op only records the state in the journal.
-            OpKind::ReactivateUser { username, .. } if self.caps.deactivate => {
-                t.set_active(username, true).await?
+            OpKind::ReactivateUser {
+                username,
+                target_key,
+                ..
+            } if self.caps.deactivate => {
+                t.set_active_ref(account_ref(username, target_key), true)
+                    .await?
             }
-            OpKind::DeactivateUser { username, .. } if self.caps.deactivate => {
-                t.set_active(username, false).await?
+            OpKind::DeactivateUser {
+                username,
+                target_key,
+                ..
+            } if self.caps.deactivate => {
+                t.set_active_ref(account_ref(username, target_key), false)
+                    .await?
             }
             OpKind::ReactivateUser { .. } | OpKind::DeactivateUser { .. } => {}
             // Deletes are idempotent: "not found" means the goal is reached (e.g. a delete
-            // whose journal confirmation was lost when a run was killed).
-            OpKind::DeleteUser { username, .. } => ignore_not_found(t.delete_user(username).await)?,
+            // whose journal confirmation was lost when a run was killed; by key, the planned
+            // account is gone even if its name was given to another account).
+            OpKind::DeleteUser {
+                username,
+                target_key,
+                ..
+            } => ignore_not_found(t.delete_user_ref(account_ref(username, target_key)).await)?,
             OpKind::CreateGroup { name, .. } => t.create_group(name).await?,
             OpKind::DeleteGroup { name, .. } => ignore_not_found(t.delete_group(name).await)?,
             OpKind::AddMembers { group, usernames } => {
@@ -346,4 +370,12 @@ pub async fn apply(
         .collect();
     let stopped = run.stop_reason.into_inner().expect("stop lock");
     Report::build(plan, RunMode::Sync, Some(&outcomes), stopped)
+}
+
+/// The [`AccountRef`] an account op addresses.
+fn account_ref<'a>(username: &'a str, key: &'a Option<String>) -> AccountRef<'a> {
+    AccountRef {
+        username,
+        key: key.as_deref(),
+    }
 }

@@ -286,6 +286,18 @@ pub struct Created {
     pub key: Option<String>,
 }
 
+/// The account a write is meant for: its username and, when the target snapshot had one, its
+/// immutable key. Products that can address accounts by key are written by it (see
+/// [`TargetDirectory::set_active_ref`]), so a username reassigned between the read and the write
+/// makes the write fail as "not found" instead of landing on the new holder of the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountRef<'a> {
+    /// Username as the plan saw it.
+    pub username: &'a str,
+    /// Target key as the plan saw it.
+    pub key: Option<&'a str>,
+}
+
 /// A target directory (an Atlassian product).
 #[async_trait]
 pub trait TargetDirectory: Send + Sync {
@@ -307,6 +319,30 @@ pub trait TargetDirectory: Send + Sync {
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError>;
     /// Deletes an account.
     async fn delete_user(&self, username: &str) -> Result<(), ConnectorError>;
+    /// Changes display name and/or e-mail of the account `account` names. Products that
+    /// address accounts by key override this to write by `account.key`; the default writes by
+    /// username.
+    async fn update_user_ref(
+        &self,
+        account: AccountRef<'_>,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
+        self.update_user(account.username, changes).await
+    }
+    /// Sets the account active or inactive, by key where the product allows it (override);
+    /// the default writes by username.
+    async fn set_active_ref(
+        &self,
+        account: AccountRef<'_>,
+        active: bool,
+    ) -> Result<(), ConnectorError> {
+        self.set_active(account.username, active).await
+    }
+    /// Deletes an account, by key where the product allows it (override); the default deletes
+    /// by username.
+    async fn delete_user_ref(&self, account: AccountRef<'_>) -> Result<(), ConnectorError> {
+        self.delete_user(account.username).await
+    }
     /// Creates a group.
     async fn create_group(&self, name: &str) -> Result<(), ConnectorError>;
     /// Deletes a group.

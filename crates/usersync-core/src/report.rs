@@ -312,6 +312,7 @@ impl Report {
                 source_id,
                 username,
                 changes,
+                ..
             } => self.users.modified.push(ModifiedUser {
                 username: username.clone(),
                 source_id: source_id.clone(),
@@ -320,14 +321,17 @@ impl Report {
             OpKind::ReactivateUser {
                 source_id,
                 username,
+                ..
             } => self.users.reactivated.push(entry(source_id, username)),
             OpKind::DeactivateUser {
                 source_id,
                 username,
+                ..
             } => self.users.deactivated.push(entry(source_id, username)),
             OpKind::DeleteUser {
                 source_id,
                 username,
+                ..
             } => self.users.deleted.push(entry(source_id, username)),
             OpKind::CreateGroup { name, .. } => self.groups.added.push(name.clone()),
             OpKind::AdoptGroup { name, .. } => self.groups.adopted.push(name.clone()),

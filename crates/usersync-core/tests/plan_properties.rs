@@ -518,7 +518,7 @@ proptest! {
             .collect();
         for op in &p.ops {
             let (sid, username) = match &op.kind {
-                OpKind::DeactivateUser { source_id, username } | OpKind::DeleteUser { source_id, username } => (source_id, username),
+                OpKind::DeactivateUser { source_id, username, .. } | OpKind::DeleteUser { source_id, username, .. } => (source_id, username),
                 _ => continue,
             };
             let link = lt.users.get(sid);

@@ -183,6 +183,7 @@ async fn adopt_deactivate_reactivate_avatar_delete() {
         OpKind::DeactivateUser {
             source_id: "s1".into(),
             username: "carol".into(),
+            target_key: None,
         },
     );
     step(&j, &deact, failed()).await;
@@ -201,6 +202,7 @@ async fn adopt_deactivate_reactivate_avatar_delete() {
         OpKind::ReactivateUser {
             source_id: "s1".into(),
             username: "carol".into(),
+            target_key: None,
         },
     );
     step(&j, &react, applied(None)).await;
@@ -234,6 +236,7 @@ async fn adopt_deactivate_reactivate_avatar_delete() {
             source_id: "s1".into(),
             username: "carol".into(),
             changes: vec![],
+            target_key: None,
         },
     );
     let add = op(
@@ -261,6 +264,7 @@ async fn adopt_deactivate_reactivate_avatar_delete() {
         OpKind::DeleteUser {
             source_id: "s1".into(),
             username: "carol".into(),
+            target_key: None,
         },
     );
     step(&j, &del, failed()).await;
@@ -493,6 +497,7 @@ async fn store_journal_matches_memory_journal() {
                     OpKind::DeactivateUser {
                         source_id: id.clone(),
                         username: from.clone(),
+                        target_key: None,
                     },
                 ),
                 Some(applied(None)),
@@ -515,6 +520,7 @@ async fn store_journal_matches_memory_journal() {
                 OpKind::DeleteUser {
                     source_id: "s4".into(),
                     username: "u4.new".into(),
+                    target_key: None,
                 },
             ),
             Some(applied(None)),
@@ -556,6 +562,7 @@ async fn store_journal_matches_memory_journal() {
                 OpKind::ReactivateUser {
                     source_id: "s8".into(),
                     username: "u8.new".into(),
+                    target_key: None,
                 },
             ),
             Some(applied(None)),

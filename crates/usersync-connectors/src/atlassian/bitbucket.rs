@@ -297,6 +297,8 @@ impl TargetDirectory for BitbucketTarget {
         Ok(())
     }
 
+    // Account writes go by name only: `/rest/api/1.0/admin/users` addresses users by `name`
+    // (Bitbucket DC OpenAPI), so the by-key `TargetDirectory::*_ref` defaults (by name) apply.
     async fn set_active(&self, _username: &str, _active: bool) -> Result<(), ConnectorError> {
         Err(unsupported(
             Product::Bitbucket,

@@ -347,6 +347,12 @@ impl TargetDirectory for ConfluenceTarget {
         Err(unsupported(Product::Confluence, "rename users"))
     }
 
+    // Account writes go by username: the admin user endpoints (`PUT /rest/api/admin/user/
+    // {username}[/disable|/enable]`, `DELETE /rest/api/admin/user/{username}`) take only a
+    // username in the path, no userKey form (Confluence DC OpenAPI), so the by-key
+    // `TargetDirectory::*_ref` defaults (by name) apply. The planner never matches by name
+    // when keys differ (issue 7 item 4), which narrows the window to a rename between read
+    // and write.
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
         let (verb, action) = if active {
             ("reactivate", "enable")

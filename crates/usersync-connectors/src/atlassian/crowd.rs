@@ -434,6 +434,8 @@ impl TargetDirectory for CrowdTarget {
         Ok(())
     }
 
+    // Account writes go by username only: `PUT`/`DELETE /user?username=` (Crowd REST); `?key=`
+    // exists for reads only, so the by-key `TargetDirectory::*_ref` defaults (by name) apply.
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
         let current = self.current(username).await?;
         let verb = if active { "reactivate" } else { "deactivate" };

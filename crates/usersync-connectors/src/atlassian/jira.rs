@@ -30,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 use usersync_core::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use usersync_core::plan::{AccountSpec, Field, FieldChange};
 use usersync_core::ports::{
-    ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory,
+    AccountRef, ConnectorError, Created, ErrorKind, Photo, TargetCapabilities, TargetDirectory,
 };
 
 const API: &str = "/rest/api/2";
@@ -287,6 +287,24 @@ impl JiraTarget {
     }
 }
 
+/// The query parameter addressing `account` on `/rest/api/2/user`: `key=` when the plan knows
+/// the key (the user resource accepts `username` or `key`), so a username given to another
+/// account since the read answers 404 instead of writing to that account.
+fn user_param<'a>(account: AccountRef<'a>) -> (&'static str, &'a str) {
+    match account.key {
+        Some(k) => ("key", k),
+        None => ("username", account.username),
+    }
+}
+
+/// `bob` or `bob (key JIRAUSER10001)`, for messages.
+fn describe(account: AccountRef<'_>) -> String {
+    match account.key {
+        Some(k) => format!("{} (key {k})", account.username),
+        None => account.username.to_string(),
+    }
+}
+
 #[async_trait]
 impl TargetDirectory for JiraTarget {
     fn capabilities(&self) -> TargetCapabilities {
@@ -383,6 +401,21 @@ impl TargetDirectory for JiraTarget {
         username: &str,
         changes: &[FieldChange],
     ) -> Result<(), ConnectorError> {
+        self.update_user_ref(
+            AccountRef {
+                username,
+                key: None,
+            },
+            changes,
+        )
+        .await
+    }
+
+    async fn update_user_ref(
+        &self,
+        account: AccountRef<'_>,
+        changes: &[FieldChange],
+    ) -> Result<(), ConnectorError> {
         let mut body = serde_json::Map::new();
         for c in changes {
             match c.field {
@@ -396,13 +429,13 @@ impl TargetDirectory for JiraTarget {
         let body = serde_json::Value::Object(body);
         self.c
             .call(
-                &format!("update Jira user {username}"),
+                &format!("update Jira user {}", describe(account)),
                 Idempotency::Idempotent,
                 &[200, 204],
                 || {
                     self.c
                         .req(Method::PUT, &format!("{API}/user"))
-                        .query(&[("username", username)])
+                        .query(&[user_param(account)])
                         .json(&body)
                 },
             )
@@ -430,19 +463,34 @@ impl TargetDirectory for JiraTarget {
     }
 
     async fn set_active(&self, username: &str, active: bool) -> Result<(), ConnectorError> {
+        self.set_active_ref(
+            AccountRef {
+                username,
+                key: None,
+            },
+            active,
+        )
+        .await
+    }
+
+    async fn set_active_ref(
+        &self,
+        account: AccountRef<'_>,
+        active: bool,
+    ) -> Result<(), ConnectorError> {
         // `active` is a JSON boolean; Jira 8.3+ (JRASERVER-37294). Older Jira answers
         // 400 "error.no.value.found.to.be.changed".
         let body = json!({ "active": active });
         let verb = if active { "reactivate" } else { "deactivate" };
         self.c
             .call(
-                &format!("{verb} Jira user {username}"),
+                &format!("{verb} Jira user {}", describe(account)),
                 Idempotency::Idempotent,
                 &[200, 204],
                 || {
                     self.c
                         .req(Method::PUT, &format!("{API}/user"))
-                        .query(&[("username", username)])
+                        .query(&[user_param(account)])
                         .json(&body)
                 },
             )
@@ -451,15 +499,23 @@ impl TargetDirectory for JiraTarget {
     }
 
     async fn delete_user(&self, username: &str) -> Result<(), ConnectorError> {
+        self.delete_user_ref(AccountRef {
+            username,
+            key: None,
+        })
+        .await
+    }
+
+    async fn delete_user_ref(&self, account: AccountRef<'_>) -> Result<(), ConnectorError> {
         self.c
             .call(
-                &format!("delete Jira user {username}"),
+                &format!("delete Jira user {}", describe(account)),
                 Idempotency::Idempotent,
                 &[200, 204],
                 || {
                     self.c
                         .req(Method::DELETE, &format!("{API}/user"))
-                        .query(&[("username", username)])
+                        .query(&[user_param(account)])
                 },
             )
             .await?;

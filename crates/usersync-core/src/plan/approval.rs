@@ -61,6 +61,7 @@ pub fn removals(plan: &Plan) -> Vec<Removal> {
             OpKind::DeactivateUser {
                 source_id,
                 username,
+                ..
             } => Some(Removal {
                 kind: RemovalOp::Deactivate,
                 subject: source_id.clone(),
@@ -69,6 +70,7 @@ pub fn removals(plan: &Plan) -> Vec<Removal> {
             OpKind::DeleteUser {
                 source_id,
                 username,
+                ..
             } => Some(Removal {
                 kind: RemovalOp::Delete,
                 subject: source_id.clone(),
@@ -155,6 +157,7 @@ mod tests {
             OpKind::DeactivateUser {
                 source_id: id.into(),
                 username: format!("u-{id}"),
+                target_key: None,
             },
         )
     }
@@ -207,6 +210,7 @@ mod tests {
                 OpKind::DeleteUser {
                     source_id: "a".into(),
                     username: "u-a".into(),
+                    target_key: None,
                 },
             )],
             ..Plan::default()

@@ -45,7 +45,7 @@ pub(super) fn plan_leavers<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -
                 ));
             } else if delete_due && complete && !p.is_protected(&link.username) {
                 p.push(
-                    OpKind::DeleteUser { source_id: sid.clone(), username: link.username.clone() },
+                    OpKind::DeleteUser { source_id: sid.clone(), username: link.username.clone(), target_key: link.target_key.clone() },
                     format!("{why}; the account is already gone from the target, so only usersync's link is removed"),
                 );
             }
@@ -98,6 +98,7 @@ pub(super) fn plan_leavers<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -
                     OpKind::DeactivateUser {
                         source_id: sid.clone(),
                         username: a.username.clone(),
+                        target_key: a.key.clone(),
                     },
                     reason,
                 );
@@ -115,6 +116,7 @@ pub(super) fn plan_leavers<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -
                         OpKind::DeleteUser {
                             source_id: sid.clone(),
                             username: a.username.clone(),
+                            target_key: a.key.clone(),
                         },
                         format!("{why}; policy leaver_action = delete with no grace period"),
                     );
@@ -127,7 +129,7 @@ pub(super) fn plan_leavers<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -
                         match link.deactivated_at_ms {
                             Some(t) if input.now_ms - t >= grace * DAY_MS => {
                                 p.push(
-                                    OpKind::DeleteUser { source_id: sid.clone(), username: a.username.clone() },
+                                    OpKind::DeleteUser { source_id: sid.clone(), username: a.username.clone(), target_key: a.key.clone() },
                                     format!("{why}; deactivated {} days ago, the {grace}-day grace period is over", (input.now_ms - t) / DAY_MS),
                                 );
                                 mu.mode = Mode::Frozen;

@@ -80,6 +80,11 @@ pub enum OpKind {
         username: String,
         /// Field changes.
         changes: Vec<FieldChange>,
+        /// The account's immutable target key, when the target snapshot had one: products that
+        /// address accounts by key (Jira) are written by it, so a username reassigned between
+        /// the read and the write cannot redirect the write to another account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_key: Option<String>,
     },
     /// Reactivate a returning user.
     ReactivateUser {
@@ -87,6 +92,11 @@ pub enum OpKind {
         source_id: String,
         /// Target username.
         username: String,
+        /// The account's immutable target key, when the target snapshot had one: products that
+        /// address accounts by key (Jira) are written by it, so a username reassigned between
+        /// the read and the write cannot redirect the write to another account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_key: Option<String>,
     },
     /// Deactivate a leaver or a user disabled at the source.
     DeactivateUser {
@@ -94,6 +104,11 @@ pub enum OpKind {
         source_id: String,
         /// Target username.
         username: String,
+        /// The account's immutable target key, when the target snapshot had one: products that
+        /// address accounts by key (Jira) are written by it, so a username reassigned between
+        /// the read and the write cannot redirect the write to another account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_key: Option<String>,
     },
     /// Delete a leaver (policy `delete`, grace period over).
     DeleteUser {
@@ -101,6 +116,11 @@ pub enum OpKind {
         source_id: String,
         /// Target username.
         username: String,
+        /// The account's immutable target key, when the target snapshot had one: products that
+        /// address accounts by key (Jira) are written by it, so a username reassigned between
+        /// the read and the write cannot redirect the write to another account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_key: Option<String>,
     },
     /// Create a managed group.
     CreateGroup {

@@ -220,6 +220,7 @@ pub(super) fn plan_users<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -> 
                     OpKind::ReactivateUser {
                         source_id: sid.clone(),
                         username: name.clone(),
+                        target_key: a.key.clone(),
                     },
                     "returning user: enabled and in scope in the source again",
                 );
@@ -248,6 +249,7 @@ pub(super) fn plan_users<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -> 
                         OpKind::DeactivateUser {
                             source_id: sid.clone(),
                             username: name.clone(),
+                            target_key: a.key.clone(),
                         },
                         why,
                     );
@@ -287,6 +289,7 @@ pub(super) fn plan_users<'a>(p: &mut Planner<'a>, links: &ResolvedLinks<'a>) -> 
                     source_id: sid.clone(),
                     username: name.clone(),
                     changes,
+                    target_key: a.key.clone(),
                 },
                 format!("the source {} changed", fields.join(" and ")),
             );
