@@ -1514,7 +1514,7 @@ mod regressions {
     /// gone") and the new `bob` stays active instead of being deactivated by name.
     #[tokio::test]
     async fn jira_deactivate_goes_by_key_not_reused_name() {
-        let mut t = Harness::new(Product::Jira).await;
+        let mut t = Harness::new(Product::Jira, Journal::Memory).await;
         t.sync_ok().await;
         let k1 = t.key_of("bob");
         remove_user(&mut t.src, "u-bob");
