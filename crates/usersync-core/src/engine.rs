@@ -132,10 +132,10 @@ fn ignore_not_found(r: Result<(), ConnectorError>) -> Result<(), ConnectorError>
     }
 }
 
-/// Shared state of one apply.
 /// Consecutive 403 answers (with no successful write in between) that stop an apply.
 pub const FORBIDDEN_STREAK_STOPS: usize = 3;
 
+/// Shared state of one apply.
 struct Run<'a> {
     target: &'a dyn TargetDirectory,
     photos: &'a dyn SourceDirectory,

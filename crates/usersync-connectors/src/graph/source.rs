@@ -255,10 +255,11 @@ impl GraphSource {
         let max_pages = self.cfg.max_pages_per_read.max(1);
         // Every page of a listing is the same resource with a different token (graph/paging);
         // a link to another path would splice another collection into this one.
-        let collection = collection_path(&self.client.absolute(&url));
+        let start_abs = self.client.absolute(&url);
+        let collection = collection_path(&start_abs);
+        visited.insert(start_abs);
         loop {
             page_no += 1;
-            visited.insert(self.client.absolute(&url));
             // `Prefer: odata.maxpagesize` asks for the largest pages where the API honours it;
             // delta ignores `$top` for directory objects.
             let mut headers = vec![("Prefer", "odata.maxpagesize=999")];
@@ -314,7 +315,8 @@ impl GraphSource {
             let Some(next) = page.next_link else {
                 return RoundEnd::Done(page.delta_link);
             };
-            if visited.contains(&self.client.absolute(&next)) {
+            // Each followed link is recorded once, as the URL actually sent.
+            if !visited.insert(self.client.absolute(&next)) {
                 return spoiled(
                     "@odata.nextLink repeats a page already read (a paging loop); stopped".into(),
                     url,
