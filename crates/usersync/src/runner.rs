@@ -244,11 +244,9 @@ fn owner_id() -> String {
         })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{host}:{}:{nonce:08x}", std::process::id())
+    // The nonce tells apart two owners that reuse a pid (a restarted container).
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &nonce[..8])
 }
 
 /// Who approves: `--approved-by`, else the OS user.
@@ -420,7 +418,8 @@ pub async fn run_collect(
     if started.is_empty() {
         return Ok(out);
     }
-    // Renew every lease while the runs last; a lost lease is logged (its writes are fenced).
+    // Renew every lease while the runs last; a lost lease is logged, and the run's finish is
+    // refused by the fencing token (journal writes are not fenced yet).
     let renewer = {
         let store = store.clone();
         let leases: Vec<Lease> = started.iter().map(|s| s.lease.clone()).collect();
