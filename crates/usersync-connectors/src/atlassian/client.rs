@@ -372,20 +372,32 @@ pub fn parse_error_body(product: Product, body: &str) -> ProductError {
     }
 }
 
+/// The text of the first `<name>` element of an XML document, entities decoded (quick-xml);
+/// `None` when the element is missing or the document is not well-formed.
 fn xml_element(xml: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&close)? + start;
-    Some(xml_unescape(&xml[start..end]))
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) if e.name().0 == name => {
+                let raw = reader.read_text(e.to_end().name()).ok()?;
+                return quick_xml::escape::unescape(&raw)
+                    .ok()
+                    .map(|t| t.into_owned());
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
 }
 
+/// Decodes XML/HTML character references; text with an entity XML does not define (HTML's
+/// `&nbsp;`) is kept as it is.
 fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    match quick_xml::escape::unescape(s) {
+        Ok(t) => t.into_owned(),
+        Err(_) => s.to_string(),
+    }
 }
 
 /// The visible text of an HTML page (tags, scripts and styles removed, whitespace collapsed).
@@ -662,6 +674,22 @@ mod tests {
             t,
             "HTTP Status 403 Client with address \"1.2.3.4\" is forbidden"
         );
+    }
+
+    #[test]
+    fn crowd_xml_errors_are_parsed_not_searched() {
+        // Named and numeric character references after an XML declaration; the hand-written
+        // substring search it replaces left numeric references (`&#233;`) undecoded.
+        let p = parse_error_body(
+            Product::Crowd,
+            r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><error lang="en"><reason>USER_NOT_FOUND</reason><message>User &lt;Ren&#233;&amp;b&gt; does not exist (&amp;lt;)</message></error>"#,
+        );
+        assert_eq!(p.message, "User <René&b> does not exist (&lt;)");
+        assert_eq!(p.reason.as_deref(), Some("USER_NOT_FOUND"));
+        // Not well-formed: reduced to text rather than half-parsed.
+        let p = parse_error_body(Product::Crowd, "<error><message>cut off");
+        assert_eq!(p.reason, None);
+        assert_eq!(p.message, "cut off");
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //!
 //! - Lists are `{"expand":…,"users"|"groups":[…]}` paged with `start-index`/`max-results` and no
 //!   total. Crowd returns up to `max-results` entities from `start-index` (the search
-//!   `EntityQuery` contract; `-1` = all), so a page shorter than asked is the last. Each
-//!   request asks for one entity more than it keeps: that extra entity says whether another
-//!   page exists, so a listing whose size is a multiple of the page size costs no empty page.
+//!   `EntityQuery` contract; `-1` = all), but a server-side cap below our page size (a proxy,
+//!   a future version) would make every page short, so a short page is not trusted to be the
+//!   last: a listing ends at an empty page, or at a page shorter than one the same endpoint
+//!   already returned during this read (the server could have sent more and did not). See
+//!   [`CrowdTarget::paged`].
 //! - `PUT /user` replaces the whole user (204), so updates and (de)activation send every
 //!   field back: taken from the entities this target read (no read-before-write), falling
 //!   back to `GET /user` for a user it has not seen.
@@ -41,6 +43,9 @@ pub(crate) struct CrowdTarget {
     c: Client,
     /// Writable fields of users as last read or written, by [`name_key`].
     known: std::sync::Mutex<HashMap<String, serde_json::Value>>,
+    /// Per endpoint, the longest page the server returned during the current read: a lower
+    /// bound on any server-side page cap. Reset at the start of each read.
+    longest_page: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 /// Crowd `UserEntity` (JSON).
@@ -87,6 +92,7 @@ impl CrowdTarget {
         Self {
             c,
             known: Default::default(),
+            longest_page: Default::default(),
         }
     }
 
@@ -111,7 +117,14 @@ impl CrowdTarget {
         }
     }
 
-    /// Pages a list endpoint until a short page.
+    /// Pages a list endpoint to its end. A page shorter than `max-results` is not proof of the
+    /// end: a server-side cap lower than [`PAGE`] makes every page short, and stopping there
+    /// would truncate the listing silently (and turn the missing accounts into creates or
+    /// the missing members into adds). The listing ends at an empty page, or at a non-empty
+    /// page shorter than the longest page this endpoint has returned during this read: the
+    /// server could have sent that many and did not, so nothing is left. Without a cap this
+    /// costs one extra request on the first listing of an endpoint and on each listing longer
+    /// than every earlier one, not one per listing.
     async fn paged<T, F>(
         &self,
         what: &str,
@@ -122,10 +135,15 @@ impl CrowdTarget {
     where
         F: Fn(serde_json::Value) -> Result<Vec<T>, serde_json::Error>,
     {
+        // The cap, if any, is the server's per resource; the entity type selects the
+        // resource behind `/search`.
+        let endpoint = match query.iter().find(|(k, _)| *k == "entity-type") {
+            Some((_, t)) => format!("{path}?{t}"),
+            None => path.to_string(),
+        };
         let mut out = Vec::new();
         loop {
             let start = out.len();
-            // One more than kept: its presence means another page exists.
             let v: serde_json::Value = self
                 .c
                 .get_json(what, || {
@@ -134,14 +152,24 @@ impl CrowdTarget {
                         .query(query)
                         .query(&[
                             ("start-index", start.to_string()),
-                            ("max-results", (PAGE + 1).to_string()),
+                            ("max-results", PAGE.to_string()),
                         ])
                 })
                 .await?;
             let page = items(v).map_err(|e| super::client::unexpected(what, e))?;
-            let more = page.len() > PAGE;
-            out.extend(page.into_iter().take(PAGE));
-            if !more {
+            let n = page.len();
+            out.extend(page);
+            if n == 0 {
+                return Ok(out);
+            }
+            let longest_before = {
+                let mut seen = self.longest_page.lock().unwrap_or_else(|p| p.into_inner());
+                let longest = seen.entry(endpoint.clone()).or_insert(0);
+                let before = *longest;
+                *longest = before.max(n);
+                before
+            };
+            if n < PAGE && n < longest_before {
                 return Ok(out);
             }
         }
@@ -235,6 +263,11 @@ impl TargetDirectory for CrowdTarget {
     }
 
     async fn read(&self) -> Result<TargetSnapshot, ConnectorError> {
+        // A server's cap may have changed since the last read (upgrade, new proxy).
+        self.longest_page
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         // GET /search without a restriction lists every entity of the type; expand=user gives
         // full entities instead of name + link.
         let users: Vec<UserEntity> = self

@@ -239,9 +239,10 @@ async fn seeded_unmanaged_accounts_are_only_read() {
     }
 }
 
-/// Issue 8: Crowd reads exactly one page per listing when the count is a multiple of the page
-/// size (lookahead of one entity, no trailing empty page), and updates / (de)activations reuse
-/// the entities it read instead of a `GET /user` before each `PUT`.
+/// Issue 8: updates / (de)activations reuse the entities the read returned instead of a
+/// `GET /user` before each `PUT`; and the read's paging cost: a short page is not trusted
+/// to be the last (issue 11 item 11), so the first listing of each endpoint ends with one
+/// empty page.
 #[tokio::test]
 async fn crowd_reads_without_extra_pages_or_read_before_write() {
     let base = start(Product::Crowd).await.handle().users().len();
@@ -256,8 +257,8 @@ async fn crowd_reads_without_extra_pages_or_read_before_write() {
     let s = emu.stats();
     assert_eq!(
         s.get("GET /rest/usermanagement/1/search"),
-        2,
-        "one page of users, one of groups: {s:?}"
+        4,
+        "users: a full page and an empty one; groups: a short page and an empty one: {s:?}"
     );
     let name = snap
         .accounts
@@ -283,4 +284,43 @@ async fn crowd_reads_without_extra_pages_or_read_before_write() {
     assert_eq!(s.get("PUT /rest/usermanagement/1/user"), 2, "{s:?}");
     let u = emu.handle().user(&name).unwrap();
     assert_eq!((u.display_name.as_str(), u.active), ("New Name", false));
+}
+
+/// Issue 11 item 11: a server-side cap below the client's page size (300 < 1,000) makes every
+/// page short. The read must still return every user, group and membership: it used to stop
+/// at the first short page and return 300 users.
+#[tokio::test]
+async fn crowd_read_is_complete_under_a_lower_server_page_cap() {
+    let mut cfg = AtlassianConfig::new(emu_product(Product::Crowd)).with_seed_users(1000);
+    cfg.crowd_results_cap = Some(300);
+    let emu = start_with(cfg).await;
+    let h = emu.handle();
+    h.seed_group("big");
+    for u in h.users().iter().take(700) {
+        h.add_member("big", &u.name);
+    }
+    for g in 0..320 {
+        h.seed_group(&format!("g{g:03}"));
+    }
+    let users = h.users().len();
+    let groups = h.groups().len();
+    assert!(users >= 1000 && groups > 320);
+    let t = target(Product::Crowd, &emu);
+    let snap = t.read().await.expect("read");
+    assert_eq!(snap.accounts.len(), users);
+    assert_eq!(snap.groups.len(), groups);
+    let in_big = snap
+        .accounts
+        .iter()
+        .filter(|a| a.groups.contains("big"))
+        .count();
+    assert_eq!(in_big, 700);
+    // Paging cost under the cap: "big" is 300 + 300 + 100 (its short last page ends it: the
+    // endpoint already returned 300); the empty groups are one empty page each.
+    let s = emu.stats();
+    assert_eq!(
+        s.get("GET /rest/usermanagement/1/group/user/direct"),
+        groups as u64 + 2,
+        "{s:?}"
+    );
 }

@@ -61,7 +61,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
                 .post(user_add_group)
                 .delete(user_remove_group),
         )
-        .route(&format!("{p}/user/group/nested"), get(user_groups))
+        .route(&format!("{p}/user/group/nested"), get(user_groups_nested))
         .route(
             &format!("{p}/group"),
             get(get_group)
@@ -81,7 +81,25 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
                 .post(group_add_user)
                 .delete(group_remove_user),
         )
-        .route(&format!("{p}/group/user/nested"), get(group_users))
+        .route(&format!("{p}/group/user/nested"), get(group_users_nested))
+        .route(
+            &format!("{p}/group/child-group/direct"),
+            get(child_groups)
+                .post(add_child_group)
+                .delete(remove_child_group),
+        )
+        .route(
+            &format!("{p}/group/child-group/nested"),
+            get(child_groups_nested),
+        )
+        .route(
+            &format!("{p}/group/parent-group/direct"),
+            get(parent_groups).post(add_parent_group),
+        )
+        .route(
+            &format!("{p}/group/parent-group/nested"),
+            get(parent_groups_nested),
+        )
         .route(&format!("{p}/group/membership"), get(memberships))
         .route(&format!("{p}/search"), get(search_get).post(search_post))
         .route(&format!("{p}/authentication"), post(authenticate))
@@ -839,18 +857,20 @@ async fn delete_group_attr(
 /// `max-results=-1` means "all results" (Crowd's `EntityQuery.ALL_RESULTS`; the usermanagement
 /// REST docs: "max-results: maximum number of results returned, -1 for all").
 /// <https://docs.atlassian.com/atlassian-crowd/latest/com/atlassian/crowd/search/query/entity/EntityQuery.html>
-fn window<T: Clone>(q: &Params, all: &[T]) -> Vec<T> {
+/// The test knob `crowd_results_cap` lowers every page below what was asked for.
+fn window<T: Clone>(sh: &Shared, q: &Params, all: &[T]) -> Vec<T> {
     let start = q.num("start-index").unwrap_or(0).max(0) as usize;
     let max = match q.num("max-results").unwrap_or(1000) {
         -1 => usize::MAX,
         n => n.max(0) as usize,
     };
+    let max = sh.crowd_results_cap.map_or(max, |cap| max.min(cap));
     super::page(all, start, max).0
 }
 
 fn user_list(sh: &Shared, q: &Params, users: &[User]) -> Value {
     let full = expands(q, "user");
-    let items: Vec<Value> = window(q, users)
+    let items: Vec<Value> = window(sh, q, users)
         .iter()
         .map(|u| {
             if full {
@@ -865,7 +885,7 @@ fn user_list(sh: &Shared, q: &Params, users: &[User]) -> Value {
 
 fn group_list(sh: &Shared, q: &Params, groups: &[Group]) -> Value {
     let full = expands(q, "group");
-    let items: Vec<Value> = window(q, groups)
+    let items: Vec<Value> = window(sh, q, groups)
         .iter()
         .map(|g| {
             if full {
@@ -881,25 +901,45 @@ fn group_list(sh: &Shared, q: &Params, groups: &[Group]) -> Value {
 /// `GET /group/user/direct?groupname=G[&username=U]`: with `username`, 200 the user if a direct
 /// member else 404 MEMBERSHIP_NOT_FOUND; without, `{"expand":"user","users":[...]}`.
 async fn group_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
-    require_admin(&sh, &h)?;
+    group_users_of(&sh, &h, q, false)
+}
+
+/// `GET /group/user/nested?groupname=G[&username=U]`: the same over the group and every group
+/// nested in it (Crowd REST resources, "Group - Nested Users").
+async fn group_users_nested(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R {
+    group_users_of(&sh, &h, q, true)
+}
+
+fn group_users_of(sh: &Shared, h: &HeaderMap, q: Option<String>, nested: bool) -> R {
+    require_admin(sh, h)?;
     let q = Params::parse(q.as_deref());
     let gname = required(&q, "groupname")?;
     let st = sh.lock_state();
     let g = find_group(&st, gname)?;
+    let users = if nested {
+        st.nested_members_of(&g.name)
+    } else {
+        st.members_of(&g.name)
+    };
+    let kind = if nested { "nested" } else { "direct" };
     if let Some(un) = q.val("username") {
-        return match st.user(un) {
-            Some(u) if st.is_member(&g.name, u.id) => Ok(json(
+        return match users.iter().find(|u| lc(&u.name) == lc(un)) {
+            Some(u) => Ok(json(
                 200,
-                j!({"link": user_link(&sh, &u.name), "name": u.name}),
+                j!({"link": user_link(sh, &u.name), "name": u.name}),
             )),
-            _ => Err(error(
+            None => Err(error(
                 404,
                 "MEMBERSHIP_NOT_FOUND",
-                &format!("User <{un}> is not a direct member of group <{}>", g.name),
+                &format!("User <{un}> is not a {kind} member of group <{}>", g.name),
             )),
         };
     }
-    Ok(json(200, user_list(&sh, &q, &st.members_of(&g.name))))
+    Ok(json(200, user_list(sh, &q, &users)))
 }
 
 /// `POST /group/user/direct?groupname=G` `{"name":"U"}` -> 201; user missing -> **400**
@@ -1015,26 +1055,45 @@ async fn group_remove_user(
 /// `GET /user/group/direct?username=U[&groupname=G]` -> `{"expand":"group","groups":[...]}` (or the
 /// single group / 404 MEMBERSHIP_NOT_FOUND with `groupname`).
 async fn user_groups(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
-    require_admin(&sh, &h)?;
+    user_groups_of(&sh, &h, q, false)
+}
+
+/// `GET /user/group/nested?username=U[&groupname=G]`: the user's groups and every group they
+/// are nested in (Crowd REST resources, "User - Nested Groups").
+async fn user_groups_nested(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R {
+    user_groups_of(&sh, &h, q, true)
+}
+
+fn user_groups_of(sh: &Shared, h: &HeaderMap, q: Option<String>, nested: bool) -> R {
+    require_admin(sh, h)?;
     let q = Params::parse(q.as_deref());
     let un = required(&q, "username")?;
     let st = sh.lock_state();
     let u = find_user(&st, un)?;
-    let groups = st.groups_of(u.id);
+    let groups = if nested {
+        st.nested_groups_of(u.id)
+    } else {
+        st.groups_of(u.id)
+    };
+    let kind = if nested { "nested" } else { "direct" };
     if let Some(gn) = q.val("groupname") {
         return match groups.iter().find(|g| lc(&g.name) == lc(gn)) {
             Some(g) => Ok(json(
                 200,
-                j!({"link": group_link(&sh, &g.name), "name": g.name}),
+                j!({"link": group_link(sh, &g.name), "name": g.name}),
             )),
             None => Err(error(
                 404,
                 "MEMBERSHIP_NOT_FOUND",
-                &format!("User <{}> is not a direct member of group <{gn}>", u.name),
+                &format!("User <{}> is not a {kind} member of group <{gn}>", u.name),
             )),
         };
     }
-    Ok(json(200, group_list(&sh, &q, &groups)))
+    Ok(json(200, group_list(sh, &q, &groups)))
 }
 
 /// `POST /user/group/direct?username=U` `{"name":"G"}` -> 201; group missing -> **400**
@@ -1068,16 +1127,206 @@ async fn user_remove_group(
     remove_membership(&sh, &g, &u)
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
+/// Which way a group-in-group listing looks from the group named in `groupname`.
+#[derive(Clone, Copy)]
+enum Rel {
+    Children,
+    Parents,
 }
 
-/// `GET /group/membership` -> every group with its direct users, **XML only** whatever `Accept`
-/// says (GroupsResource, REST API 1.1+). The element shape is approximated: the REST resources
+/// `GET /group/child-group/{direct|nested}?groupname=G[&child-groupname=C]` and
+/// `GET /group/parent-group/{direct|nested}?groupname=G[&parent-groupname=P]`: the group's
+/// child (or parent) groups as `{"expand":"group","groups":[...]}` with `start-index` /
+/// `max-results`; with the single-name parameter, 200 that group or 404 MEMBERSHIP_NOT_FOUND;
+/// an unknown `groupname` is 404 GROUP_NOT_FOUND. Crowd REST resources ("Group - Direct/Nested
+/// Child Groups", "Group - Direct/Nested Parent Groups"),
+/// <https://developer.atlassian.com/server/crowd/crowd-rest-resources/>; RestCrowdClient
+/// `getChildGroupsOfGroup` / `getParentGroupsForGroup` / `getNestedChildGroupsOfGroup`.
+fn related_groups(sh: &Shared, h: &HeaderMap, q: Option<String>, rel: Rel, nested: bool) -> R {
+    require_admin(sh, h)?;
+    let q = Params::parse(q.as_deref());
+    let gname = required(&q, "groupname")?;
+    let st = sh.lock_state();
+    let g = find_group(&st, gname)?;
+    let groups = match (rel, nested) {
+        (Rel::Children, false) => st.children_of(&g.name),
+        (Rel::Children, true) => st.descendants_of(&g.name),
+        (Rel::Parents, false) => st.parents_of(&g.name),
+        (Rel::Parents, true) => st.ancestors_of(&g.name),
+    };
+    let one = match rel {
+        Rel::Children => "child-groupname",
+        Rel::Parents => "parent-groupname",
+    };
+    if let Some(other) = q.val(one) {
+        return match groups.iter().find(|x| lc(&x.name) == lc(other)) {
+            Some(x) => Ok(json(
+                200,
+                j!({"link": group_link(sh, &x.name), "name": x.name}),
+            )),
+            None => {
+                let (child, parent) = match rel {
+                    Rel::Children => (other, g.name.as_str()),
+                    Rel::Parents => (g.name.as_str(), other),
+                };
+                let kind = if nested { "nested" } else { "direct" };
+                Err(error(
+                    404,
+                    "MEMBERSHIP_NOT_FOUND",
+                    &format!("Group <{child}> is not a {kind} member of group <{parent}>"),
+                ))
+            }
+        };
+    }
+    Ok(json(200, group_list(sh, &q, &groups)))
+}
+
+async fn child_groups(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
+    related_groups(&sh, &h, q, Rel::Children, false)
+}
+
+async fn child_groups_nested(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R {
+    related_groups(&sh, &h, q, Rel::Children, true)
+}
+
+async fn parent_groups(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
+    related_groups(&sh, &h, q, Rel::Parents, false)
+}
+
+async fn parent_groups_nested(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R {
+    related_groups(&sh, &h, q, Rel::Parents, true)
+}
+
+/// Adds `child` as a direct member of `parent`. As with user memberships, the group named in
+/// the URL is 404 when missing and the one in the body 400 (GroupsResource); an existing edge
+/// is 409 MEMBERSHIP_ALREADY_EXISTS; a group inside itself is 400 INVALID_MEMBERSHIP
+/// (`DirectoryManagerGeneric.addGroupToGroup` refuses it; the exact status is unverified).
+/// Cycles through other groups are accepted: Crowd's nested queries tolerate them.
+fn add_group_edge(sh: &Shared, parent: &str, child: &str, url_is_parent: bool) -> R {
+    let mut st = sh.lock_state();
+    let missing = |name: &str, in_url: bool| {
+        error(
+            if in_url { 404 } else { 400 },
+            "GROUP_NOT_FOUND",
+            &format!("Group <{name}> does not exist"),
+        )
+    };
+    let (url, body) = if url_is_parent {
+        (parent, child)
+    } else {
+        (child, parent)
+    };
+    let Some(url_group) = st.group(url).cloned() else {
+        return Err(missing(url, true));
+    };
+    let Some(body_group) = st.group(body).cloned() else {
+        return Err(missing(body, false));
+    };
+    let (p, c) = if url_is_parent {
+        (url_group, body_group)
+    } else {
+        (body_group, url_group)
+    };
+    if lc(&p.name) == lc(&c.name) {
+        return Err(error(
+            400,
+            "INVALID_MEMBERSHIP",
+            &format!("Cannot add group <{}> as a member of itself", p.name),
+        ));
+    }
+    if !st.add_child(&p.name, &c.name) {
+        return Err(error(
+            409,
+            "MEMBERSHIP_ALREADY_EXISTS",
+            &format!(
+                "Group <{}> is already a direct member of group <{}>",
+                c.name, p.name
+            ),
+        ));
+    }
+    Ok(created(
+        format!(
+            "{}/group/child-group/direct?groupname={}&child-groupname={}",
+            api(sh),
+            enc(&p.name),
+            enc(&c.name)
+        ),
+        None,
+    ))
+}
+
+/// `POST /group/child-group/direct?groupname=P` `{"name":"C"}` -> 201 + `Location`.
+async fn add_child_group(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
+    require_admin(&sh, &h)?;
+    let q = Params::parse(q.as_deref());
+    let parent = required(&q, "groupname")?.to_string();
+    let Some(child) = parse_body(&body).and_then(|v| s(&v, "name")) else {
+        return Err(error(400, "ILLEGAL_ARGUMENT", "Group name must be given"));
+    };
+    add_group_edge(&sh, &parent, &child, true)
+}
+
+/// `POST /group/parent-group/direct?groupname=C` `{"name":"P"}` -> 201: the same edge, named
+/// from the child's side.
+async fn add_parent_group(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> R {
+    require_admin(&sh, &h)?;
+    let q = Params::parse(q.as_deref());
+    let child = required(&q, "groupname")?.to_string();
+    let Some(parent) = parse_body(&body).and_then(|v| s(&v, "name")) else {
+        return Err(error(400, "ILLEGAL_ARGUMENT", "Group name must be given"));
+    };
+    add_group_edge(&sh, &parent, &child, false)
+}
+
+/// `DELETE /group/child-group/direct?groupname=P&child-groupname=C` -> 204; either group
+/// missing -> 404 GROUP_NOT_FOUND; no such edge -> 404 MEMBERSHIP_NOT_FOUND.
+async fn remove_child_group(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R {
+    require_admin(&sh, &h)?;
+    let q = Params::parse(q.as_deref());
+    let parent = required(&q, "groupname")?.to_string();
+    let child = required(&q, "child-groupname")?.to_string();
+    let mut st = sh.lock_state();
+    let p = find_group(&st, &parent)?.name.clone();
+    let c = find_group(&st, &child)?.name.clone();
+    if !st.remove_child(&p, &c) {
+        return Err(error(
+            404,
+            "MEMBERSHIP_NOT_FOUND",
+            &format!("Group <{c}> is not a direct member of group <{p}>"),
+        ));
+    }
+    Ok(empty(204))
+}
+
+/// XML text/attribute escaping (quick-xml).
+fn xml_escape(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+/// `GET /group/membership` -> every group with its direct users and direct child groups,
+/// **XML only** whatever `Accept` says (GroupsResource, REST API 1.1+). The element shape is approximated: the REST resources
 /// page (`developer.atlassian.com/server/crowd/crowd-rest-resources/`) does not show it.
 async fn memberships(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
     require_admin(&sh, &h)?;
@@ -1092,7 +1341,11 @@ async fn memberships(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
         for u in st.members_of(&g.name) {
             x.push_str(&format!(r#"<user name="{}"/>"#, xml_escape(&u.name)));
         }
-        x.push_str("</users><groups/></membership>");
+        x.push_str("</users><groups>");
+        for c in st.children_of(&g.name) {
+            x.push_str(&format!(r#"<group name="{}"/>"#, xml_escape(&c.name)));
+        }
+        x.push_str("</groups></membership>");
     }
     x.push_str("</memberships>");
     Ok((
@@ -1103,7 +1356,7 @@ async fn memberships(State(sh): State<Arc<Shared>>, h: HeaderMap) -> R {
         .into_response())
 }
 
-/// One term of a search restriction.
+/// One property test of a search restriction.
 struct Term {
     field: String,
     value: String,
@@ -1114,128 +1367,348 @@ enum Mode {
     Exact,
     Contains,
     StartsWith,
+    EndsWith,
 }
 
-fn term_matches(
-    t: &Term,
-    name: &str,
-    email: &str,
-    display: &str,
-    first: &str,
-    last: &str,
+/// A search restriction: Crowd's SearchRestrictionEntity tree (null, property and boolean
+/// restrictions), which CQL also compiles to.
+enum Restriction {
+    All,
+    Term(Term),
+    And(Vec<Restriction>),
+    Or(Vec<Restriction>),
+}
+
+/// Nesting deeper than this is refused (400), so a hostile restriction cannot overflow the
+/// stack (the same guard as the Graph emulator's `$filter`).
+const MAX_RESTRICTION_DEPTH: usize = 32;
+
+/// The fields a user or group is matched on.
+struct Entity<'a> {
+    name: &'a str,
+    email: &'a str,
+    display: &'a str,
+    first: &'a str,
+    last: &'a str,
     active: bool,
-) -> bool {
-    let actual = match t.field.as_str() {
-        "name" | "username" => name.to_string(),
-        "email" => email.to_string(),
-        "displayname" | "display-name" | "displayName" => display.to_string(),
-        "firstname" | "first-name" | "firstName" => first.to_string(),
-        "lastname" | "last-name" | "lastName" => last.to_string(),
-        "active" => active.to_string(),
-        _ => return false,
-    };
-    let (a, v) = (lc(&actual), lc(&t.value));
-    match t.mode {
-        Mode::Exact => a == v,
-        Mode::Contains => a.contains(&v),
-        Mode::StartsWith => a.starts_with(&v),
-    }
+    attributes: &'a std::collections::BTreeMap<String, Vec<String>>,
 }
 
-/// Parses a small CQL subset: `field=value` terms joined by `and`, `*` as a trailing/leading
-/// wildcard, values optionally quoted (Crowd Query Language page; `or` and parentheses are not
-/// supported here -> 400 ILLEGAL_ARGUMENT).
-fn parse_cql(cql: &str) -> Result<Vec<Term>, Response> {
-    let mut terms = Vec::new();
-    let lower = cql.to_ascii_lowercase();
-    if lower.contains(" or ") || cql.contains('(') {
-        return Err(error(
-            400,
-            "ILLEGAL_ARGUMENT",
-            "The emulator supports only 'and' in CQL restrictions",
-        ));
-    }
-    let mut rest = cql;
-    loop {
-        // ASCII lower-casing keeps byte offsets valid for slicing `rest`.
-        let (part, next) = match rest.to_ascii_lowercase().find(" and ") {
-            Some(i) => (&rest[..i], Some(&rest[i + 5..])),
-            None => (rest, None),
-        };
-        let Some((f, v)) = part.split_once('=') else {
-            return Err(error(
-                400,
-                "ILLEGAL_ARGUMENT",
-                &format!("Invalid restriction <{part}>"),
-            ));
-        };
-        let v = v.trim().trim_matches('"');
-        let (mode, value) = match (v.starts_with('*'), v.ends_with('*') && v.len() > 1) {
-            (true, true) => (Mode::Contains, v.trim_matches('*')),
-            (false, true) => (Mode::StartsWith, v.trim_end_matches('*')),
-            (true, false) => (Mode::Contains, v.trim_start_matches('*')),
-            _ => (Mode::Exact, v),
-        };
-        terms.push(Term {
-            field: f.trim().to_string(),
-            value: value.to_string(),
-            mode,
-        });
-        match next {
-            Some(n) => rest = n,
-            None => break,
+impl Restriction {
+    fn matches(&self, e: &Entity<'_>) -> bool {
+        match self {
+            Restriction::All => true,
+            Restriction::Term(t) => term_matches(t, e),
+            Restriction::And(rs) => rs.iter().all(|r| r.matches(e)),
+            Restriction::Or(rs) => rs.iter().any(|r| r.matches(e)),
         }
     }
-    Ok(terms)
 }
 
-/// The JSON form of a SearchRestrictionEntity: `{"restriction-type":"property-search-restriction",
-/// "property":{"name","type"},"match-mode":"EXACTLY_MATCHES|CONTAINS|STARTS_WITH","value"}`; an
-/// empty body or `null-search-restriction` selects everything (RestCrowdClient).
-fn parse_restriction(v: &Value) -> Result<Vec<Term>, Response> {
+fn term_matches(t: &Term, e: &Entity<'_>) -> bool {
+    let active = e.active.to_string();
+    let actual: Vec<&str> = match t.field.as_str() {
+        "name" | "username" => vec![e.name],
+        "email" => vec![e.email],
+        "displayname" | "display-name" | "displayName" => vec![e.display],
+        "firstname" | "first-name" | "firstName" => vec![e.first],
+        "lastname" | "last-name" | "lastName" => vec![e.last],
+        "active" => vec![active.as_str()],
+        // Any other name is a custom attribute (CQL page: "searching on custom attributes").
+        other => e
+            .attributes
+            .get(other)
+            .map(|v| v.iter().map(String::as_str).collect())
+            .unwrap_or_default(),
+    };
+    let v = lc(&t.value);
+    actual.into_iter().any(|a| {
+        let a = lc(a);
+        match t.mode {
+            Mode::Exact => a == v,
+            Mode::Contains => a.contains(&v),
+            Mode::StartsWith => a.starts_with(&v),
+            Mode::EndsWith => a.ends_with(&v),
+        }
+    })
+}
+
+fn bad_restriction(msg: &str) -> Response {
+    error(400, "ILLEGAL_ARGUMENT", msg)
+}
+
+#[derive(Debug, PartialEq)]
+enum Tok {
+    Open,
+    Close,
+    And,
+    Or,
+    Op(char),
+    Word(String),
+    Quoted(String),
+}
+
+fn cql_tokens(cql: &str) -> Result<Vec<Tok>, Response> {
+    let mut out = Vec::new();
+    let mut chars = cql.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        match c {
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '(' | ')' => {
+                chars.next();
+                out.push(if c == '(' { Tok::Open } else { Tok::Close });
+            }
+            '=' | '<' | '>' => {
+                chars.next();
+                out.push(Tok::Op(c));
+            }
+            '"' => {
+                chars.next();
+                let mut v = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        // `\"` inside a quoted value is a literal quote.
+                        Some('\\') => v.extend(chars.next()),
+                        Some(x) => v.push(x),
+                        None => return Err(bad_restriction("Unterminated quoted value in CQL")),
+                    }
+                }
+                out.push(Tok::Quoted(v));
+            }
+            _ => {
+                let mut w = String::new();
+                while let Some(&x) = chars.peek() {
+                    if x.is_whitespace() || "()=<>\"".contains(x) {
+                        break;
+                    }
+                    w.push(x);
+                    chars.next();
+                }
+                out.push(match w.to_ascii_lowercase().as_str() {
+                    "and" => Tok::And,
+                    "or" => Tok::Or,
+                    _ => Tok::Word(w),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A value with `*` wildcards at either end (CQL page, EQUALS operator: "bob*", "*@example.com").
+fn wildcard(field: String, v: &str) -> Term {
+    let starts = v.starts_with('*');
+    let ends = v.ends_with('*') && v.len() > 1;
+    let value = v.trim_matches('*').to_string();
+    let mode = match (starts, ends) {
+        (true, true) => Mode::Contains,
+        (false, true) => Mode::StartsWith,
+        (true, false) => Mode::EndsWith,
+        (false, false) => Mode::Exact,
+    };
+    Term { field, value, mode }
+}
+
+/// Recursive-descent parser for Crowd Query Language (Crowd 2.2+;
+/// <https://developer.atlassian.com/server/crowd/crowd-query-language/>): `field = value`
+/// terms, `and` binding tighter than `or`, parentheses, quoted values and `*` wildcards.
+/// Refused with 400 ILLEGAL_ARGUMENT, as Crowd refuses a restriction it cannot parse: unbalanced
+/// parentheses, a dangling `and`/`or`, a term without `=` or value, nesting deeper than
+/// [`MAX_RESTRICTION_DEPTH`]. `<` and `>` are Crowd's date comparisons on `createdDate` /
+/// `updatedDate`; the emulator keeps no dates and refuses them (400) rather than guess.
+struct Cql {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Cql {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self
+            .toks
+            .get_mut(self.pos)
+            .map(|t| std::mem::replace(t, Tok::Open));
+        self.pos += 1;
+        t
+    }
+
+    fn or(&mut self, depth: usize) -> Result<Restriction, Response> {
+        let mut parts = vec![self.and(depth)?];
+        while self.peek() == Some(&Tok::Or) {
+            self.next();
+            parts.push(self.and(depth)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Restriction::Or(parts)
+        })
+    }
+
+    fn and(&mut self, depth: usize) -> Result<Restriction, Response> {
+        let mut parts = vec![self.primary(depth)?];
+        while self.peek() == Some(&Tok::And) {
+            self.next();
+            parts.push(self.primary(depth)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Restriction::And(parts)
+        })
+    }
+
+    fn primary(&mut self, depth: usize) -> Result<Restriction, Response> {
+        match self.next() {
+            Some(Tok::Open) => {
+                if depth >= MAX_RESTRICTION_DEPTH {
+                    return Err(bad_restriction("CQL restriction is nested too deeply"));
+                }
+                let r = self.or(depth + 1)?;
+                match self.next() {
+                    Some(Tok::Close) => Ok(r),
+                    _ => Err(bad_restriction("Missing ')' in CQL restriction")),
+                }
+            }
+            Some(Tok::Word(field)) => {
+                match self.next() {
+                    Some(Tok::Op('=')) => {}
+                    Some(Tok::Op(op)) => {
+                        return Err(bad_restriction(&format!(
+                            "The emulator keeps no dates: '{field} {op} ...' is not supported"
+                        )));
+                    }
+                    _ => {
+                        return Err(bad_restriction(&format!(
+                            "Expected '=' after <{field}> in CQL restriction"
+                        )));
+                    }
+                }
+                match self.next() {
+                    Some(Tok::Word(v) | Tok::Quoted(v)) => {
+                        Ok(Restriction::Term(wildcard(field, &v)))
+                    }
+                    _ => Err(bad_restriction(&format!(
+                        "Expected a value for <{field}> in CQL restriction"
+                    ))),
+                }
+            }
+            Some(t) => Err(bad_restriction(&format!(
+                "Unexpected {t:?} in CQL restriction"
+            ))),
+            None => Err(bad_restriction("Incomplete CQL restriction")),
+        }
+    }
+}
+
+fn parse_cql(cql: &str) -> Result<Restriction, Response> {
+    let mut p = Cql {
+        toks: cql_tokens(cql)?,
+        pos: 0,
+    };
+    if p.toks.is_empty() {
+        return Ok(Restriction::All);
+    }
+    let r = p.or(0)?;
+    if p.pos < p.toks.len() {
+        return Err(bad_restriction(
+            "Unexpected text after the end of the CQL restriction",
+        ));
+    }
+    Ok(r)
+}
+
+/// The JSON form of a SearchRestrictionEntity (RestCrowdClient; Crowd's
+/// `SearchRestrictionEntity` discriminates on `restriction-type`):
+/// - `{"restriction-type":"null-search-restriction"}` or an empty body: everything;
+/// - `{"restriction-type":"property-search-restriction","property":{"name","type"},
+///   "match-mode":"EXACTLY_MATCHES|CONTAINS|STARTS_WITH|ENDS_WITH","value"}`;
+/// - `{"restriction-type":"boolean-search-restriction","boolean-logic":"and|or",
+///   "restrictions":[...]}`.
+///
+/// An unknown type, match mode or boolean logic, or a missing property name, is 400
+/// ILLEGAL_ARGUMENT. Crowd's `LESS_THAN`/`GREATER_THAN`/`NULL` modes need dates or null
+/// fields the emulator does not keep, so they are refused too.
+fn parse_restriction(v: &Value, depth: usize) -> Result<Restriction, Response> {
+    if depth > MAX_RESTRICTION_DEPTH {
+        return Err(bad_restriction("Search restriction is nested too deeply"));
+    }
     let kind = s(v, "restriction-type").unwrap_or_default();
-    if kind.is_empty() && v.get("property").is_none() || kind == "null-search-restriction" {
-        return Ok(Vec::new());
+    match kind.as_str() {
+        "" if v.as_object().is_some_and(|m| m.is_empty()) => Ok(Restriction::All),
+        "null-search-restriction" => Ok(Restriction::All),
+        "property-search-restriction" => {
+            let field = v
+                .get("property")
+                .and_then(|p| s(p, "name"))
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| bad_restriction("property.name must be given"))?;
+            let value = s(v, "value").unwrap_or_default();
+            let mode = match s(v, "match-mode").as_deref() {
+                Some("EXACTLY_MATCHES") => Mode::Exact,
+                Some("CONTAINS") => Mode::Contains,
+                Some("STARTS_WITH") => Mode::StartsWith,
+                Some("ENDS_WITH") => Mode::EndsWith,
+                other => {
+                    return Err(bad_restriction(&format!(
+                        "Unsupported match-mode <{}>",
+                        other.unwrap_or("")
+                    )));
+                }
+            };
+            Ok(Restriction::Term(Term { field, value, mode }))
+        }
+        "boolean-search-restriction" => {
+            let list = v
+                .get("restrictions")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad_restriction("restrictions must be given"))?;
+            let parts = list
+                .iter()
+                .map(|r| parse_restriction(r, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            match s(v, "boolean-logic")
+                .map(|l| l.to_ascii_lowercase())
+                .as_deref()
+            {
+                Some("and") => Ok(Restriction::And(parts)),
+                Some("or") => Ok(Restriction::Or(parts)),
+                other => Err(bad_restriction(&format!(
+                    "Unsupported boolean-logic <{}>",
+                    other.unwrap_or("")
+                ))),
+            }
+        }
+        other => Err(bad_restriction(&format!(
+            "Unsupported restriction type <{other}>"
+        ))),
     }
-    if kind == "property-search-restriction" || v.get("property").is_some() {
-        let field = v
-            .get("property")
-            .and_then(|p| s(p, "name"))
-            .unwrap_or_default();
-        let value = s(v, "value").unwrap_or_default();
-        let mode = match s(v, "match-mode").as_deref() {
-            Some("CONTAINS") => Mode::Contains,
-            Some("STARTS_WITH") => Mode::StartsWith,
-            _ => Mode::Exact,
-        };
-        return Ok(vec![Term { field, value, mode }]);
-    }
-    Err(error(
-        400,
-        "ILLEGAL_ARGUMENT",
-        &format!("Unsupported restriction type <{kind}>"),
-    ))
 }
 
-fn run_search(sh: &Shared, q: &Params, terms: &[Term]) -> R {
+fn run_search(sh: &Shared, q: &Params, r: &Restriction) -> R {
     let et = required(q, "entity-type")?;
     let st = sh.lock_state();
+    let none = std::collections::BTreeMap::new();
     match et {
         "user" => {
             let users: Vec<User> = st
                 .users
                 .values()
                 .filter(|u| {
-                    terms.iter().all(|t| {
-                        term_matches(
-                            t,
-                            &u.name,
-                            &u.email,
-                            &u.display_name,
-                            &u.first_name,
-                            &u.last_name,
-                            u.active,
-                        )
+                    r.matches(&Entity {
+                        name: &u.name,
+                        email: &u.email,
+                        display: &u.display_name,
+                        first: &u.first_name,
+                        last: &u.last_name,
+                        active: u.active,
+                        attributes: &u.attributes,
                     })
                 })
                 .cloned()
@@ -1247,9 +1720,19 @@ fn run_search(sh: &Shared, q: &Params, terms: &[Term]) -> R {
                 .groups
                 .values()
                 .filter(|g| {
-                    terms
-                        .iter()
-                        .all(|t| term_matches(t, &g.name, "", &g.description, "", "", g.active))
+                    r.matches(&Entity {
+                        name: &g.name,
+                        email: "",
+                        display: &g.description,
+                        first: "",
+                        last: "",
+                        active: g.active,
+                        attributes: if g.attributes.is_empty() {
+                            &none
+                        } else {
+                            &g.attributes
+                        },
+                    })
                 })
                 .cloned()
                 .collect();
@@ -1268,11 +1751,11 @@ fn run_search(sh: &Shared, q: &Params, terms: &[Term]) -> R {
 async fn search_get(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
-    let terms = match q.val("restriction") {
+    let r = match q.val("restriction") {
         Some(c) => parse_cql(c)?,
-        None => Vec::new(),
+        None => Restriction::All,
     };
-    run_search(&sh, &q, &terms)
+    run_search(&sh, &q, &r)
 }
 
 /// `POST /search?entity-type=...` with a restriction entity body (RestCrowdClient).
@@ -1284,13 +1767,12 @@ async fn search_post(
 ) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(q.as_deref());
-    let v = parse_body(&body).unwrap_or(Value::Null);
-    let terms = if v.is_null() {
-        Vec::new()
-    } else {
-        parse_restriction(&v)?
+    let r = match parse_body(&body) {
+        None | Some(Value::Null) => Restriction::All,
+        Some(v) if v.is_object() => parse_restriction(&v, 0)?,
+        Some(_) => return Err(bad_restriction("A search restriction object is required")),
     };
-    run_search(&sh, &q, &terms)
+    run_search(&sh, &q, &r)
 }
 
 /// `POST /authentication?username=U` `{"value":"pw"}` -> 200 user; wrong password -> 400

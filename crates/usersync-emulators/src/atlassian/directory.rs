@@ -163,6 +163,8 @@ pub(crate) struct State {
     /// groups (done for every user on every Jira/Bitbucket page) is a range scan, not a scan
     /// of every membership. Kept in step with `members` by the methods below.
     pub by_user: BTreeSet<(u64, String)>,
+    /// Nested groups (Crowd): (lower-cased parent, lower-cased child), a direct edge each.
+    pub children: BTreeSet<(String, String)>,
     pub next_id: u64,
     pub roles: Vec<AppRole>,
     /// Groups that make a member count as licensed (Confluence "can use", Bitbucket
@@ -265,7 +267,110 @@ impl State {
         self.members.retain(|(gn, _)| *gn != l);
         self.by_user.retain(|(_, gn)| *gn != l);
         self.group_permissions.remove(&l);
+        self.children.retain(|(p, c)| *p != l && *c != l);
         Some(g)
+    }
+
+    /// Adds `child` as a direct member of `parent`; false when the edge already existed.
+    pub fn add_child(&mut self, parent: &str, child: &str) -> bool {
+        self.children.insert((lc(parent), lc(child)))
+    }
+
+    /// Removes a direct parent-child edge; false when there was none.
+    pub fn remove_child(&mut self, parent: &str, child: &str) -> bool {
+        self.children.remove(&(lc(parent), lc(child)))
+    }
+
+    /// Direct child groups of `parent`, sorted by lower-cased name.
+    pub fn children_of(&self, parent: &str) -> Vec<Group> {
+        let l = lc(parent);
+        self.children
+            .range((l.clone(), String::new())..)
+            .take_while(|(p, _)| *p == l)
+            .filter_map(|(_, c)| self.groups.get(c).cloned())
+            .collect()
+    }
+
+    /// Direct parent groups of `child`, sorted by lower-cased name.
+    pub fn parents_of(&self, child: &str) -> Vec<Group> {
+        let l = lc(child);
+        let names: BTreeSet<&String> = self
+            .children
+            .iter()
+            .filter(|(_, c)| *c == l)
+            .map(|(p, _)| p)
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|p| self.groups.get(p).cloned())
+            .collect()
+    }
+
+    /// Every group reachable from `start` through `next` (children or parents), `start`
+    /// excluded unless a cycle leads back to it; cycle-safe (Crowd allows cycles and its
+    /// nested queries stop at groups already seen). Sorted by lower-cased name.
+    fn reachable(&self, start: &str, down: bool) -> Vec<Group> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut todo = vec![lc(start)];
+        while let Some(g) = todo.pop() {
+            let next = if down {
+                self.children_of(&g)
+            } else {
+                self.parents_of(&g)
+            };
+            for n in next {
+                if seen.insert(lc(&n.name)) {
+                    todo.push(lc(&n.name));
+                }
+            }
+        }
+        seen.into_iter()
+            .filter_map(|g| self.groups.get(&g).cloned())
+            .collect()
+    }
+
+    /// Direct and indirect child groups of `parent`.
+    pub fn descendants_of(&self, parent: &str) -> Vec<Group> {
+        self.reachable(parent, true)
+    }
+
+    /// Direct and indirect parent groups of `child`.
+    pub fn ancestors_of(&self, child: &str) -> Vec<Group> {
+        self.reachable(child, false)
+    }
+
+    /// Users who are members of `group` directly or through a child group, sorted by
+    /// lower-cased name.
+    pub fn nested_members_of(&self, group: &str) -> Vec<User> {
+        let mut ids: BTreeSet<u64> = BTreeSet::new();
+        let mut groups = vec![lc(group)];
+        groups.extend(self.descendants_of(group).iter().map(|g| lc(&g.name)));
+        for g in groups {
+            ids.extend(
+                self.members
+                    .range((g.clone(), 0)..=(g, u64::MAX))
+                    .map(|(_, id)| *id),
+            );
+        }
+        let mut names: Vec<&String> = ids.iter().filter_map(|id| self.by_id.get(id)).collect();
+        names.sort_unstable();
+        names
+            .into_iter()
+            .filter_map(|n| self.users.get(n).cloned())
+            .collect()
+    }
+
+    /// Groups a user belongs to directly or through a parent of one of them, sorted by
+    /// lower-cased name.
+    pub fn nested_groups_of(&self, uid: u64) -> Vec<Group> {
+        let mut all: BTreeMap<String, Group> = BTreeMap::new();
+        for g in self.groups_of(uid) {
+            for a in self.ancestors_of(&g.name) {
+                all.insert(lc(&a.name), a);
+            }
+            all.insert(lc(&g.name), g);
+        }
+        all.into_values().collect()
     }
 
     /// Renames a user; the caller has checked the target is free.

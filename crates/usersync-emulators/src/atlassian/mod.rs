@@ -117,6 +117,10 @@ pub struct AtlassianConfig {
     pub licence_seats: Option<usize>,
     /// Jira `/user/search` result cap (1000 on real Jira, JRASERVER-65089).
     pub jira_search_cap: usize,
+    /// A server-side cap on Crowd's `max-results` (none by default). Crowd documents no such
+    /// cap, but a proxy or a future version could impose one; a test sets it to check the
+    /// target pages until an empty page instead of trusting a short page.
+    pub crowd_results_cap: Option<usize>,
 }
 
 impl AtlassianConfig {
@@ -210,6 +214,7 @@ impl AtlassianConfig {
             application_roles: roles,
             licence_seats: None,
             jira_search_cap: 1000,
+            crowd_results_cap: None,
         }
     }
 
@@ -237,6 +242,7 @@ pub(crate) struct Shared {
     pub crowd_allowed: Mutex<Vec<std::net::IpAddr>>,
     pub default_group: Option<String>,
     pub jira_search_cap: usize,
+    pub crowd_results_cap: Option<usize>,
     pub base_url: OnceLock<String>,
     pub state: Mutex<State>,
     pub faults: Mutex<FaultState>,
@@ -583,6 +589,7 @@ impl AtlassianEmulator {
             crowd_allowed: Mutex::new(config.crowd_allowed_addresses.clone()),
             default_group: config.default_group.clone(),
             jira_search_cap: config.jira_search_cap,
+            crowd_results_cap: config.crowd_results_cap,
             base_url: OnceLock::new(),
             state: Mutex::new(st),
             faults: Mutex::new(FaultState {
