@@ -464,3 +464,100 @@ fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Item 9: Jira `GET /user?includeDeleted=true` finds a deleted user (and only with the flag);
+/// a live user who reuses the name wins.
+#[tokio::test]
+async fn jira_include_deleted_shows_deleted_users_only_when_asked() {
+    let (emu, c) = start(Product::Jira).await;
+    let api = format!("{}/rest/api/2", emu.base_url());
+    let a = |r: reqwest::RequestBuilder| r.basic_auth("admin", Some("admin"));
+    let create = |name: &'static str| {
+        a(c.post(format!("{api}/user")))
+            .json(
+                &json!({"name": name, "emailAddress": format!("{name}@example.com"),
+                "displayName": "Leaver", "password": "pw"}),
+            )
+            .send()
+    };
+    let v: Value = create("leaver").await.unwrap().json().await.unwrap();
+    let key = v["key"].as_str().unwrap().to_string();
+    let r = a(c.delete(format!("{api}/user?username=leaver")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for q in ["username=leaver", "username=leaver&includeDeleted=false"] {
+        let r = a(c.get(format!("{api}/user?{q}"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{q}");
+    }
+    for q in [
+        "username=LEAVER&includeDeleted=true".to_string(),
+        format!("key={key}&includeDeleted=true"),
+    ] {
+        let r = a(c.get(format!("{api}/user?{q}"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{q}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (
+                v["key"].as_str(),
+                v["deleted"].as_bool(),
+                v["active"].as_bool()
+            ),
+            (Some(key.as_str()), Some(true), Some(false)),
+            "{q}: {v}"
+        );
+    }
+    let r = a(c.get(format!("{api}/user?username=nobody&includeDeleted=true")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The name reused: the live account is returned, deleted or not asked.
+    let v: Value = create("leaver").await.unwrap().json().await.unwrap();
+    let r = a(c.get(format!("{api}/user?username=leaver&includeDeleted=true")))
+        .send()
+        .await
+        .unwrap();
+    let live: Value = r.json().await.unwrap();
+    assert_eq!(live["key"], v["key"]);
+    assert_eq!(live["deleted"], json!(false));
+    emu.shutdown().await;
+}
+
+/// Item 9: Bitbucket adds `avatarUrl` to users only when `avatarSize` is given.
+#[tokio::test]
+async fn bitbucket_avatar_url_only_with_avatar_size() {
+    let (emu, c) = start(Product::Bitbucket).await;
+    let api = format!("{}/rest/api/1.0", emu.base_url());
+    let get = |path: String| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(path)
+                .basic_auth("admin", Some("admin"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let v = get(format!("{api}/users")).await;
+    assert!(v["values"][0].get("avatarUrl").is_none(), "{v}");
+    let v = get(format!("{api}/users?avatarSize=64")).await;
+    let url = v["values"][0]["avatarUrl"].as_str().unwrap_or_default();
+    assert!(url.contains("avatar.png?s=64"), "{v}");
+    let v = get(format!("{api}/users/admin")).await;
+    assert!(v.get("avatarUrl").is_none(), "{v}");
+    let v = get(format!("{api}/users/admin?avatarSize=48")).await;
+    assert!(
+        v["avatarUrl"].as_str().unwrap_or_default().contains("s=48"),
+        "{v}"
+    );
+    let v = get(format!("{api}/admin/users?avatarSize=32")).await;
+    assert!(v["values"][0]["avatarUrl"].is_string(), "{v}");
+    let v = get(format!("{api}/admin/users")).await;
+    assert!(v["values"][0].get("avatarUrl").is_none(), "{v}");
+    emu.shutdown().await;
+}

@@ -133,6 +133,27 @@ fn app_user(sh: &Shared, u: &User) -> Value {
         "links": {"self": [{"href": format!("{}/users/{}", sh.base(), slug(&u.name))}]}})
 }
 
+/// `avatarSize` on the user endpoints (BB-OAS: "if present the service adds avatar URLs for
+/// users. Set to the desired width/height of the avatar"): a positive size, else none.
+fn avatar_size(q: &Params) -> Option<i64> {
+    q.num("avatarSize").filter(|n| *n > 0)
+}
+
+/// Adds `avatarUrl` to a user entity when `avatarSize` was given; without it the field is
+/// absent, as on Bitbucket. The URL points at this emulator's `avatar.png` route, with `v`
+/// changing when an avatar is uploaded (Bitbucket appends a version the same way).
+fn with_avatar(sh: &Shared, mut v: Value, u: &User, size: Option<i64>) -> Value {
+    if let Some(size) = size {
+        let version = u.avatar.as_ref().map_or(0, |a| a.size);
+        v["avatarUrl"] = j!(format!(
+            "{}/users/{}/avatar.png?s={size}&v={version}",
+            sh.base(),
+            slug(&u.name)
+        ));
+    }
+    v
+}
+
 /// RestDetailedUser (BB-OAS).
 fn detailed_user(sh: &Shared, u: &User) -> Value {
     let mut v = app_user(sh, u);
@@ -177,7 +198,7 @@ async fn admin_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw):
         .users
         .values()
         .filter(|u| matches_filter(u, f))
-        .map(|u| detailed_user(&sh, u))
+        .map(|u| with_avatar(&sh, detailed_user(&sh, u), u, avatar_size(&q)))
         .collect();
     Ok(paged(all, &q))
 }
@@ -584,7 +605,7 @@ async fn group_members(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw
         .member_refs(&grp.name)
         .into_iter()
         .filter(|u| matches_filter(u, f))
-        .map(|u| detailed_user(&sh, u))
+        .map(|u| with_avatar(&sh, detailed_user(&sh, u), u, avatar_size(&q)))
         .collect();
     Ok(paged(all, &q))
 }
@@ -611,7 +632,7 @@ async fn group_non_members(
         .users
         .values()
         .filter(|u| !st.is_member(&grp.name, u.id) && matches_filter(u, f))
-        .map(|u| detailed_user(&sh, u))
+        .map(|u| with_avatar(&sh, detailed_user(&sh, u), u, avatar_size(&q)))
         .collect();
     Ok(paged(all, &q))
 }
@@ -832,7 +853,7 @@ async fn perm_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw): 
         .iter()
         .filter_map(|(id, p)| {
             st.user_by_id(*id)
-                .map(|u| j!({"user": app_user(&sh, u), "permission": p}))
+                .map(|u| j!({"user": with_avatar(&sh, app_user(&sh, u), u, avatar_size(&q)), "permission": p}))
         })
         .collect();
     Ok(paged(all, &q))
@@ -898,17 +919,27 @@ async fn users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw): RawQu
         .users
         .values()
         .filter(|u| matches_filter(u, f))
-        .map(|u| app_user(&sh, u))
+        .map(|u| with_avatar(&sh, app_user(&sh, u), u, avatar_size(&q)))
         .collect();
     Ok(paged(all, &q))
 }
 
-/// `GET /users/{userSlug}` -> RestApplicationUser; 404 (BB-OAS `getUser`; by slug, not name).
-async fn user(State(sh): State<Arc<Shared>>, h: HeaderMap, Path(sl): Path<String>) -> R {
+/// `GET /users/{userSlug}[?avatarSize=N]` -> RestApplicationUser; 404 (BB-OAS `getUser`; by
+/// slug, not name).
+async fn user(
+    State(sh): State<Arc<Shared>>,
+    h: HeaderMap,
+    Path(sl): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> R {
     require_user(&sh, &h)?;
+    let q = Params::parse(raw.as_deref());
     let st = sh.lock_state();
     match find_slug(&st, &sl) {
-        Some(u) => Ok(json(200, app_user(&sh, u))),
+        Some(u) => Ok(json(
+            200,
+            with_avatar(&sh, app_user(&sh, u), u, avatar_size(&q)),
+        )),
         None => Err(error(
             404,
             &format!("User {sl} does not exist."),

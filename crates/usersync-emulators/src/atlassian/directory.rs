@@ -163,6 +163,9 @@ pub(crate) struct State {
     /// groups (done for every user on every Jira/Bitbucket page) is a range scan, not a scan
     /// of every membership. Kept in step with `members` by the methods below.
     pub by_user: BTreeSet<(u64, String)>,
+    /// Jira users deleted through REST, by key: Jira keeps a deleted user's key and name, and
+    /// `GET /user?includeDeleted=true` still returns them (`"deleted": true`).
+    pub deleted_users: BTreeMap<String, User>,
     /// Nested groups (Crowd): (lower-cased parent, lower-cased child), a direct edge each.
     pub children: BTreeSet<(String, String)>,
     pub next_id: u64,

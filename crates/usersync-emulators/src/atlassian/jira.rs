@@ -176,16 +176,36 @@ fn target<'a>(st: &'a Dir, q: &Params) -> Result<&'a User, Response> {
     found.map_err(|n| error(404, &[&format!("The user named '{n}' does not exist")], &[]))
 }
 
-/// `GET /user?username=|key=[&expand=]` -> 200 UserBean, 404 (JIRA-OAS `getUser`).
+/// `GET /user?username=|key=[&expand=][&includeDeleted=true]` -> 200 UserBean, 404 (JIRA-OAS
+/// `getUser`, parameter `includeDeleted`: "include deleted users"). A deleted user is found
+/// only with `includeDeleted=true` and only when no live user holds the name; it comes back
+/// with `"deleted": true`, inactive and without groups.
 async fn get_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQuery) -> R {
     require_user(&sh, &h)?;
     let q = Params::parse(q.as_deref());
     let st = sh.lock_state();
-    let u = target(&st, &q)?;
-    Ok(json(
-        200,
-        user_bean(&sh, &st, u, q.get("expand").unwrap_or("")),
-    ))
+    let expand = q.get("expand").unwrap_or("");
+    match target(&st, &q) {
+        Ok(u) => Ok(json(200, user_bean(&sh, &st, u, expand))),
+        Err(not_found) if q.flag("includeDeleted", false) => {
+            let gone = if let Some(n) = q.val("username") {
+                st.deleted_users
+                    .values()
+                    .filter(|u| lc(&u.name) == lc(n))
+                    .max_by_key(|u| u.id)
+            } else {
+                q.val("key").and_then(|k| st.deleted_users.get(k))
+            };
+            let Some(u) = gone else {
+                return Err(not_found);
+            };
+            let mut bean = user_bean(&sh, &st, u, expand);
+            bean["deleted"] = Value::Bool(true);
+            bean["active"] = Value::Bool(false);
+            Ok(json(200, bean))
+        }
+        Err(not_found) => Err(not_found),
+    }
 }
 
 /// Jira's username validation: not blank, at most 255 characters, none of `<`, `>`, `&`
@@ -404,7 +424,9 @@ async fn delete_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): R
     if let Some(r) = user_write_fault(&sh, &u.name) {
         return Err(r);
     }
-    st.remove_user(&u.name);
+    if let Some(gone) = st.remove_user(&u.name) {
+        st.deleted_users.insert(gone.key.clone(), gone);
+    }
     Ok(empty(204))
 }
 
