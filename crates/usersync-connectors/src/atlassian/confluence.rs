@@ -15,6 +15,8 @@
 //!   licence. Create answers 402 when no licence seat is left.
 //! - Delete is asynchronous: 202 with a long task, which is polled.
 //! - Avatars: only an undocumented internal user-profile endpoint exists, so not supported.
+//! - `status` is an expansion: a user listed without one is read again alone, and the read
+//!   fails rather than guess active or inactive (`resolve_unknown_status`).
 
 use super::client::{Client, json_body, random_password, run_all, seg, unexpected, unsupported};
 use super::{AtlassianTargetConfig, Product};
@@ -42,7 +44,8 @@ pub(crate) struct ConfluenceTarget {
 
 /// Reads a Confluence `Person` leniently: the OpenAPI lists only `displayName`, `type` and
 /// `profilePicture`; real `KnownUser` JSON adds `username`, `userKey`, and with expansions the
-/// e-mail and status.
+/// e-mail and status. `active` is only meaningful when [`person_status`] is `Some`: the
+/// listing's caller resolves or refuses an unknown status (see `read`).
 pub(crate) fn person(v: &Value) -> Option<TargetAccount> {
     let username = v
         .get("username")
@@ -54,14 +57,6 @@ pub(crate) fn person(v: &Value) -> Option<TargetAccount> {
         .find_map(|p| v.pointer(p).and_then(|e| e.as_str()))
         .unwrap_or_default()
         .to_string();
-    let active = match v.get("status") {
-        Some(Value::String(s)) => status_active(s),
-        Some(Value::Object(o)) => o
-            .get("value")
-            .and_then(|s| s.as_str())
-            .is_none_or(status_active),
-        _ => v.get("active").and_then(|a| a.as_bool()).unwrap_or(true),
-    };
     Some(TargetAccount {
         display_name: v
             .get("displayName")
@@ -74,9 +69,26 @@ pub(crate) fn person(v: &Value) -> Option<TargetAccount> {
             .map(str::to_string),
         username,
         email,
-        active,
+        active: person_status(v).unwrap_or(true),
         groups: BTreeSet::new(),
     })
+}
+
+/// Whether a `Person` is active, when the payload says: `status` as a string ("Active" /
+/// "Deactivated", the values atlassian-python-api documents for `expand=status`) or as an
+/// object with `value`, or a boolean `active`. `None` when it says nothing: `status` is an
+/// expansion (`_expandable.status` in the real responses), so a server or proxy that drops
+/// the expansion leaves it out.
+pub(crate) fn person_status(v: &Value) -> Option<bool> {
+    match v.get("status") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(status_active(s)),
+        Some(Value::Object(o)) => o
+            .get("value")
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .map(status_active),
+        _ => v.get("active").and_then(|a| a.as_bool()),
+    }
 }
 
 fn status_active(s: &str) -> bool {
@@ -90,6 +102,73 @@ impl ConfluenceTarget {
             c,
             delete_wait: cfg.confluence_delete_wait,
         }
+    }
+
+    /// A missing `status` is unknown, never a guess. The planner's account model has only
+    /// active or inactive, and either guess removes: "active" makes every past leaver a
+    /// deactivation again on every run (each counted toward the removal guard, and under the
+    /// delete policy restarting its grace period), "inactive" makes the delete policy start a
+    /// leaver's grace period and later delete it. So each account whose status the listing
+    /// left out is read again alone (`GET /rest/api/user?key=…&expand=status`); if that does
+    /// not say either, the read fails, naming the accounts, and nothing is planned.
+    async fn resolve_unknown_status(
+        &self,
+        accounts: &mut [TargetAccount],
+        unknown: &[usize],
+    ) -> Result<(), ConnectorError> {
+        let lookups: Vec<(usize, Result<Value, ConnectorError>)> =
+            futures::stream::iter(unknown.iter().copied())
+                .map(|i| {
+                    let a = &accounts[i];
+                    let q = match &a.key {
+                        Some(k) => ("key", k.clone()),
+                        None => ("username", a.username.clone()),
+                    };
+                    let what = format!("read the status of Confluence user {}", a.username);
+                    async move {
+                        let r = self
+                            .c
+                            .get_json(&what, || {
+                                self.c
+                                    .req(Method::GET, &format!("{API}/user"))
+                                    .query(&[(q.0, q.1.as_str()), ("expand", "status")])
+                            })
+                            .await;
+                        (i, r)
+                    }
+                })
+                .buffer_unordered(self.c.max_concurrency)
+                .collect()
+                .await;
+        let mut still_unknown = Vec::new();
+        for (i, r) in lookups {
+            match person_status(&r?) {
+                Some(active) => accounts[i].active = active,
+                None => still_unknown.push(accounts[i].username.clone()),
+            }
+        }
+        if still_unknown.is_empty() {
+            return Ok(());
+        }
+        still_unknown.sort();
+        let shown: Vec<&str> = still_unknown.iter().take(5).map(String::as_str).collect();
+        Err(ConnectorError::new(
+            ErrorKind::Other,
+            format!(
+                "Confluence returned no `status` for {} user(s) ({}{}), even when asked for one \
+                 user with expand=status, so usersync cannot tell active accounts from \
+                 deactivated ones and plans nothing rather than guess. Check that the server is \
+                 Confluence Data Center 8.4 or later and that no proxy strips the `expand` \
+                 parameter.",
+                still_unknown.len(),
+                shown.join(", "),
+                if still_unknown.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        ))
     }
 
     /// Pages a Confluence list endpoint; returns every `results` item.
@@ -242,14 +321,19 @@ impl TargetDirectory for ConfluenceTarget {
         let mut accounts: Vec<TargetAccount> = Vec::with_capacity(users.len());
         let mut by_key: HashMap<String, usize> = HashMap::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut unknown: Vec<usize> = Vec::new();
         for u in &users {
             let Some(a) = person(u) else { continue };
+            if person_status(u).is_none() {
+                unknown.push(accounts.len());
+            }
             if let Some(k) = &a.key {
                 by_key.insert(k.clone(), accounts.len());
             }
             by_name.insert(name_key(&a.username), accounts.len());
             accounts.push(a);
         }
+        self.resolve_unknown_status(&mut accounts, &unknown).await?;
         let members: Vec<(String, Result<Vec<Value>, ConnectorError>)> =
             futures::stream::iter(groups.iter().cloned())
                 .map(|g| async move {
@@ -486,13 +570,36 @@ mod tests {
         );
         // No `_links.next`: last page.
         assert!(page["_links"].get("next").is_none());
-        // Status as an object, and no status at all (treated as active).
-        assert!(
-            !person(&json!({"username":"x","status":{"value":"disabled"}}))
-                .unwrap()
-                .active
+        // Status as an object or a flag; no status at all, or an empty one, is unknown.
+        assert_eq!(
+            person_status(&json!({"username":"x","status":{"value":"disabled"}})),
+            Some(false)
         );
-        assert!(person(&json!({"username":"x"})).unwrap().active);
+        assert_eq!(
+            person_status(&json!({"username":"x","status":"Active"})),
+            Some(true)
+        );
+        assert_eq!(
+            person_status(&json!({"username":"x","active":false})),
+            Some(false)
+        );
+        let page: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/atlassian/confluence-user-no-status.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        for unknown in [
+            page["results"][0].clone(),
+            json!({"username":"x"}),
+            json!({"username":"x","status":""}),
+            json!({"username":"x","status":{}}),
+            json!({"username":"x","_expandable":{"status":""}}),
+        ] {
+            assert_eq!(person_status(&unknown), None, "{unknown}");
+        }
         assert!(person(&json!({"type":"anonymous"})).is_none());
     }
 }

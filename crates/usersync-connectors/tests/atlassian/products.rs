@@ -324,3 +324,50 @@ async fn crowd_read_is_complete_under_a_lower_server_page_cap() {
         "{s:?}"
     );
 }
+
+/// Issue 11 item 11: a Confluence listing that leaves `status` out must not read as "active"
+/// (every past leaver would be deactivated again on every run). Each such account is read
+/// again alone with `expand=status`.
+#[tokio::test]
+async fn confluence_missing_status_is_read_again_not_guessed() {
+    let mut cfg = AtlassianConfig::new(emu_product(Product::Confluence));
+    cfg.confluence_list_status = false;
+    let emu = start_with(cfg).await;
+    let h = emu.handle();
+    h.seed_user(SeedUser::new("gone.user"));
+    h.seed_user(SeedUser::new("here.user"));
+    h.set_active("gone.user", false);
+    let t = target(Product::Confluence, &emu);
+    emu.reset_stats();
+    let snap = t.read().await.expect("read");
+    let active = |n: &str| {
+        snap.accounts
+            .iter()
+            .find(|a| a.username == n)
+            .map(|a| a.active)
+    };
+    assert_eq!(active("gone.user"), Some(false));
+    assert_eq!(active("here.user"), Some(true));
+    let s = emu.stats();
+    assert_eq!(
+        s.get("GET /rest/api/user"),
+        snap.accounts.len() as u64,
+        "one status read per account the listing left unknown: {s:?}"
+    );
+}
+
+/// When not even the single-user read says, the read fails (naming the accounts) instead of
+/// guessing; nothing can be planned from it.
+#[tokio::test]
+async fn confluence_status_unknown_everywhere_fails_the_read() {
+    let mut cfg = AtlassianConfig::new(emu_product(Product::Confluence));
+    cfg.confluence_list_status = false;
+    cfg.confluence_user_status = false;
+    let emu = start_with(cfg).await;
+    emu.handle().seed_user(SeedUser::new("gone.user"));
+    let t = target(Product::Confluence, &emu);
+    let e = t.read().await.expect_err("must not guess");
+    assert!(e.message.contains("status"), "{}", e.message);
+    assert!(e.message.contains("gone.user"), "{}", e.message);
+    assert_eq!(emu.stats().writes(), 0);
+}

@@ -108,6 +108,15 @@ fn person(sh: &Shared, u: &User, expand: &str) -> Value {
     p
 }
 
+/// `expand` without `status` (the test knobs that make a listing omit it).
+fn without_status(expand: &str) -> String {
+    expand
+        .split(',')
+        .filter(|e| e.trim() != "status")
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn group_json(sh: &Shared, name: &str) -> Value {
     j!({"type": "group", "name": name, "_links": {"self": format!("{}/rest/api/group/{}", sh.base(), enc(name))}})
 }
@@ -401,7 +410,11 @@ async fn get_user(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQ
     } else {
         return Err(error(400, "username or key query parameter is required"));
     };
-    Ok(json(200, person(&sh, u, q.get("expand").unwrap_or(""))))
+    let mut exp = q.get("expand").unwrap_or("").to_string();
+    if !sh.confluence_user_status {
+        exp = without_status(&exp);
+    }
+    Ok(json(200, person(&sh, u, &exp)))
 }
 
 /// `GET /rest/api/user/current` -> Person of the caller.
@@ -420,7 +433,10 @@ async fn current(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(q): RawQu
 async fn list_users(State(sh): State<Arc<Shared>>, h: HeaderMap, RawQuery(raw): RawQuery) -> R {
     require_admin(&sh, &h)?;
     let q = Params::parse(raw.as_deref());
-    let exp = q.get("expand").unwrap_or("").to_string();
+    let mut exp = q.get("expand").unwrap_or("").to_string();
+    if !sh.confluence_list_status {
+        exp = without_status(&exp);
+    }
     let st = sh.lock_state();
     let all: Vec<Value> = st.users.values().map(|u| person(&sh, u, &exp)).collect();
     Ok(paged(&sh, "/rest/api/user/list", "", all, &q, 100))

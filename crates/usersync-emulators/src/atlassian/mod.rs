@@ -121,6 +121,11 @@ pub struct AtlassianConfig {
     /// cap, but a proxy or a future version could impose one; a test sets it to check the
     /// target pages until an empty page instead of trusting a short page.
     pub crowd_results_cap: Option<usize>,
+    /// Confluence: whether `/rest/api/user/list` honours `expand=status` (default true). A
+    /// test turns it off to check the target does not guess a missing status.
+    pub confluence_list_status: bool,
+    /// Confluence: whether `GET /rest/api/user` honours `expand=status` (default true).
+    pub confluence_user_status: bool,
 }
 
 impl AtlassianConfig {
@@ -215,6 +220,8 @@ impl AtlassianConfig {
             licence_seats: None,
             jira_search_cap: 1000,
             crowd_results_cap: None,
+            confluence_list_status: true,
+            confluence_user_status: true,
         }
     }
 
@@ -243,6 +250,8 @@ pub(crate) struct Shared {
     pub default_group: Option<String>,
     pub jira_search_cap: usize,
     pub crowd_results_cap: Option<usize>,
+    pub confluence_list_status: bool,
+    pub confluence_user_status: bool,
     pub base_url: OnceLock<String>,
     pub state: Mutex<State>,
     pub faults: Mutex<FaultState>,
@@ -590,6 +599,8 @@ impl AtlassianEmulator {
             default_group: config.default_group.clone(),
             jira_search_cap: config.jira_search_cap,
             crowd_results_cap: config.crowd_results_cap,
+            confluence_list_status: config.confluence_list_status,
+            confluence_user_status: config.confluence_user_status,
             base_url: OnceLock::new(),
             state: Mutex::new(st),
             faults: Mutex::new(FaultState {
