@@ -258,9 +258,11 @@ impl Run<'_> {
         } else if let Some(reason) = failed.blocks(op) {
             OpOutcome::Skipped { reason }
         } else if let Err(e) = self.journal.before(op).await {
+            // Not written to the target: without a recorded intent the write could not be
+            // matched up by the next run. A journal failure is always systemic.
             self.halt(format!("the journal failed: {e}"));
             OpOutcome::Failed {
-                kind: e.kind,
+                kind: ErrorKind::Other,
                 message: format!("journal: {e}"),
             }
         } else {

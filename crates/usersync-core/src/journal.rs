@@ -9,7 +9,7 @@
 use crate::link::{GroupLink, LinkTable, UserLink};
 use crate::model::name_key;
 use crate::plan::{OpKind, OpOutcome, Operation};
-use crate::ports::{ApplyJournal, ConnectorError, ErrorKind};
+use crate::ports::{ApplyJournal, ErrorKind, JournalError};
 use async_trait::async_trait;
 use std::sync::Mutex;
 
@@ -248,12 +248,12 @@ impl MemoryJournal {
 
 #[async_trait]
 impl ApplyJournal for MemoryJournal {
-    async fn before(&self, op: &Operation) -> Result<(), ConnectorError> {
+    async fn before(&self, op: &Operation) -> Result<(), JournalError> {
         record_intent(&mut self.links.lock().expect("journal lock"), op);
         Ok(())
     }
 
-    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError> {
+    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), JournalError> {
         apply_outcome_to_links(
             &mut self.links.lock().expect("journal lock"),
             op,
@@ -267,7 +267,7 @@ impl ApplyJournal for MemoryJournal {
         Ok(())
     }
 
-    async fn links(&self) -> Result<LinkTable, ConnectorError> {
+    async fn links(&self) -> Result<LinkTable, JournalError> {
         Ok(self.link_table())
     }
 }

@@ -361,11 +361,31 @@ pub trait TargetDirectory: Send + Sync {
 #[async_trait]
 pub trait ApplyJournal: Send + Sync {
     /// Called before an operation's write (records pending links).
-    async fn before(&self, op: &Operation) -> Result<(), ConnectorError>;
+    async fn before(&self, op: &Operation) -> Result<(), JournalError>;
     /// Called after an operation (confirms or clears links, stores the outcome).
-    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError>;
+    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), JournalError>;
     /// The link table as it stands now.
-    async fn links(&self) -> Result<LinkTable, ConnectorError>;
+    async fn links(&self) -> Result<LinkTable, JournalError>;
+}
+
+/// The journal (usersync's own state store) could not record an operation. Its own type, not a
+/// [`ConnectorError`]: it says nothing about the target, has no [`ErrorKind`] to classify, and
+/// is always systemic — the engine stops the apply on the first one, because a write whose
+/// intent or result was not recorded could be repeated or lost by the next run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JournalError {
+    /// What failed, for the operator (the store's own error text, secrets never included).
+    pub message: String,
+}
+
+impl JournalError {
+    /// Builds a journal error.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
 }
 
 #[cfg(test)]

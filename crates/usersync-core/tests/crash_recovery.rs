@@ -13,7 +13,7 @@ use usersync_core::engine::{ApplyOptions, MemoryJournal, apply};
 use usersync_core::link::LinkTable;
 use usersync_core::model::{SourceSnapshot, TargetSnapshot};
 use usersync_core::plan::{OpOutcome, Operation};
-use usersync_core::ports::{ApplyJournal, ConnectorError};
+use usersync_core::ports::{ApplyJournal, JournalError};
 use usersync_core::testkit::{Failures, FakeSource, FakeTarget};
 
 /// A journal that loses everything once the target has seen `limit` writes (the process died
@@ -26,19 +26,19 @@ struct CrashJournal {
 
 #[async_trait]
 impl ApplyJournal for CrashJournal {
-    async fn before(&self, op: &Operation) -> Result<(), ConnectorError> {
+    async fn before(&self, op: &Operation) -> Result<(), JournalError> {
         if self.fake.writes() >= self.limit {
             return Ok(());
         }
         self.inner.before(op).await
     }
-    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError> {
+    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), JournalError> {
         if self.fake.writes() >= self.limit {
             return Ok(());
         }
         self.inner.after(op, outcome).await
     }
-    async fn links(&self) -> Result<LinkTable, ConnectorError> {
+    async fn links(&self) -> Result<LinkTable, JournalError> {
         self.inner.links().await
     }
 }

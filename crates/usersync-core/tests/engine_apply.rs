@@ -203,3 +203,88 @@ fn a_403_on_one_item_fails_that_item_only() {
     assert!(report.stopped.is_some(), "403 everywhere must stop the run");
     assert!(report.outcomes.failed < 6, "{:?}", report.outcomes);
 }
+
+/// A journal that refuses to record anything after `ok` operations (a full disk, a locked
+/// database).
+struct FailingJournal {
+    inner: MemoryJournal,
+    ok: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl usersync_core::ports::ApplyJournal for FailingJournal {
+    async fn before(
+        &self,
+        op: &usersync_core::plan::Operation,
+    ) -> Result<(), usersync_core::ports::JournalError> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= self.ok {
+            return Err(usersync_core::ports::JournalError::new(
+                "state store: database or disk is full",
+            ));
+        }
+        self.inner.before(op).await
+    }
+    async fn after(
+        &self,
+        op: &usersync_core::plan::Operation,
+        outcome: &OpOutcome,
+    ) -> Result<(), usersync_core::ports::JournalError> {
+        self.inner.after(op, outcome).await
+    }
+    async fn links(&self) -> Result<LinkTable, usersync_core::ports::JournalError> {
+        self.inner.links().await
+    }
+}
+
+/// Issue 11 item 17: a journal failure (its own error type, not a target error) is systemic:
+/// the op whose intent could not be recorded is not written, the apply stops, and the rest is
+/// skipped.
+#[test]
+fn a_journal_failure_stops_the_apply() {
+    let users: Vec<_> = (0..6)
+        .map(|i| {
+            su(
+                &format!("u{i}"),
+                &format!("user{i}@example.com"),
+                &format!("User {i}"),
+            )
+        })
+        .collect();
+    let src = source(users, vec![]);
+    let c = caps();
+    let lt = LinkTable::default();
+    let p = make_plan(&src, &target(vec![], &[]), &lt, &settings(), &c, NOW);
+    assert!(p.ops.len() >= 6);
+    let fake = FakeTarget::new(c.clone(), target(vec![], &[]));
+    let journal = FailingJournal {
+        inner: MemoryJournal::new(lt.clone(), NOW),
+        ok: 2,
+        seen: Default::default(),
+    };
+    let source = FakeSource {
+        snapshot: src.clone(),
+    };
+    let report = block_on(apply(
+        &p,
+        &fake,
+        &source,
+        &journal,
+        &ApplyOptions { max_concurrency: 1 },
+        &(),
+    ));
+    let stopped = report.stopped.clone().unwrap_or_default();
+    assert!(
+        stopped.contains("journal") && stopped.contains("disk is full"),
+        "{stopped}"
+    );
+    assert_eq!(report.outcomes.applied, 2);
+    assert_eq!(report.outcomes.failed, 1);
+    assert_eq!(report.outcomes.skipped, p.ops.len() - 3);
+    assert_eq!(
+        fake.snapshot().accounts.len(),
+        2,
+        "nothing written after the failure"
+    );
+}

@@ -12,7 +12,7 @@ use sqlx::SqliteConnection;
 use usersync_core::journal::{apply_outcome_to_links, record_intent};
 use usersync_core::link::LinkTable;
 use usersync_core::plan::{OpKind, OpOutcome, Operation};
-use usersync_core::ports::{ApplyJournal, ConnectorError, ErrorKind};
+use usersync_core::ports::{ApplyJournal, JournalError};
 
 /// The store's [`ApplyJournal`] for one apply of one pair. Create it with
 /// [`Store::journal`].
@@ -128,27 +128,24 @@ fn run_op_err(run_id: i64) -> impl FnOnce(sqlx::Error) -> StoreError {
     }
 }
 
-fn to_connector_error(e: StoreError) -> ConnectorError {
-    ConnectorError::new(ErrorKind::Other, format!("state store: {e}"))
+fn to_journal_error(e: StoreError) -> JournalError {
+    JournalError::new(format!("state store: {e}"))
 }
 
 #[async_trait]
 impl ApplyJournal for StoreJournal {
-    async fn before(&self, op: &Operation) -> Result<(), ConnectorError> {
-        self.record_before(op).await.map_err(to_connector_error)
+    async fn before(&self, op: &Operation) -> Result<(), JournalError> {
+        self.record_before(op).await.map_err(to_journal_error)
     }
 
-    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), ConnectorError> {
+    async fn after(&self, op: &Operation, outcome: &OpOutcome) -> Result<(), JournalError> {
         self.record_after(op, outcome)
             .await
-            .map_err(to_connector_error)
+            .map_err(to_journal_error)
     }
 
-    async fn links(&self) -> Result<LinkTable, ConnectorError> {
-        self.store
-            .links(&self.pair)
-            .await
-            .map_err(to_connector_error)
+    async fn links(&self) -> Result<LinkTable, JournalError> {
+        self.store.links(&self.pair).await.map_err(to_journal_error)
     }
 }
 
