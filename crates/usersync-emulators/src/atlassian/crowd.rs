@@ -1,6 +1,7 @@
 //! Crowd Data Center usermanagement REST (`{base}/rest/usermanagement/1`, alias `latest`, with
-//! the `.json` suffix accepted): users, attributes, rename, groups, direct memberships, search
-//! and the bulk `/group/membership` read.
+//! the `.json` suffix accepted): users, attributes, rename, groups, direct and nested
+//! memberships (groups in groups), search (CQL and restriction entities) and the bulk
+//! `/group/membership` read.
 //!
 //! Sources: the Crowd REST resources docs (`developer.atlassian.com/server/crowd/crowd-rest-resources/`,
 //! `docs.atlassian.com/atlassian-crowd/latest/REST/`, the 6.x Swagger at
@@ -1437,7 +1438,7 @@ fn bad_restriction(msg: &str) -> Response {
     error(400, "ILLEGAL_ARGUMENT", msg)
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Open,
     Close,
@@ -1694,7 +1695,6 @@ fn parse_restriction(v: &Value, depth: usize) -> Result<Restriction, Response> {
 fn run_search(sh: &Shared, q: &Params, r: &Restriction) -> R {
     let et = required(q, "entity-type")?;
     let st = sh.lock_state();
-    let none = std::collections::BTreeMap::new();
     match et {
         "user" => {
             let users: Vec<User> = st
@@ -1727,11 +1727,7 @@ fn run_search(sh: &Shared, q: &Params, r: &Restriction) -> R {
                         first: "",
                         last: "",
                         active: g.active,
-                        attributes: if g.attributes.is_empty() {
-                            &none
-                        } else {
-                            &g.attributes
-                        },
+                        attributes: &g.attributes,
                     })
                 })
                 .cloned()
