@@ -409,7 +409,10 @@ fn resources<'a>(kind: &'a OpKind, out: &mut Vec<Resource<'a>>) {
             out.push(Resource::Name(name_key(&account.username)));
         }
         OpKind::RenameUser {
-            source_id, from, to, ..
+            source_id,
+            from,
+            to,
+            ..
         } => {
             out.push(Resource::User(source_id));
             out.push(Resource::Name(name_key(from)));
