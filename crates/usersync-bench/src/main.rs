@@ -433,7 +433,9 @@ impl Size<'_> {
         let target_writes_min = match kind {
             Kind::Show => Some(0),
             _ if !applied => Some(0),
-            _ => ops.map(|o| minimum::writes(product, o)),
+            _ => ops.map(|o| minimum::writes(product, o)).or_else(|| {
+                minimum::writes_from_counts(product, report.as_ref()?.get("counts")?)
+            }),
         };
         let (tu, tg, tm) = self.tenant;
         let graph_min = match kind {
@@ -482,7 +484,7 @@ impl Size<'_> {
             operations: ops.map(|o| o.len() as u64).or_else(|| {
                 report
                     .as_ref()?
-                    .pointer("/counts/operations")
+                    .pointer("/outcomes/planned")
                     .and_then(Value::as_u64)
             }),
             db_before_mb: db_before as f64 / 1e6,

@@ -202,3 +202,36 @@ pub(crate) fn writes(p: Product, ops: &[Value]) -> u64 {
 fn op_kind(op: &Value) -> &str {
     op.get("op").and_then(Value::as_str).unwrap_or("")
 }
+
+/// [`writes`] from the report's `counts` when it does not list its operations (a paged or
+/// streamed report): the same rules per kind; Bitbucket's batched adds are approximated as one
+/// request per 500 added memberships.
+pub(crate) fn writes_from_counts(p: Product, counts: &Value) -> Option<u64> {
+    let (deactivate, avatars, batch) = p.caps();
+    let n = |k: &str| counts.get(k).and_then(Value::as_u64);
+    let mut total = 0;
+    for k in [
+        "users_created",
+        "users_renamed",
+        "users_updated",
+        "users_deleted",
+        "groups_created",
+        "groups_deleted",
+        "memberships_removed",
+    ] {
+        total += n(k)?;
+    }
+    if deactivate {
+        total += n("users_reactivated")? + n("users_deactivated")?;
+    }
+    if avatars {
+        total += n("avatars_set")?;
+    }
+    let added = n("memberships_added")?;
+    total += if batch {
+        added.div_ceil(BITBUCKET_BATCH)
+    } else {
+        added
+    };
+    Some(total)
+}
