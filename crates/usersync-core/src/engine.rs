@@ -1,6 +1,7 @@
 //! Simulate and apply. One code path: [`simulate`] is the report of a plan without outcomes;
-//! [`apply`] runs the plan phase by phase (bounded concurrency inside a phase, runtime-agnostic
-//! via `futures`), journals every operation, keeps going past per-item errors, stops on
+//! [`apply`] runs the plan in dependency order (an operation starts once the operations it
+//! depends on have finished; bounded concurrency, no phase barriers; runtime-agnostic via
+//! `futures`), journals every operation, keeps going past per-item errors, stops on
 //! systemic ones, skips operations whose prerequisite failed, and reports every outcome.
 //!
 //! A 403 (`Forbidden`) is judged by what surrounds it: the products refuse single accounts
@@ -16,21 +17,23 @@
 pub use crate::journal::{MemoryJournal, apply_outcome_to_links, record_intent};
 
 use crate::model::name_key;
-use crate::plan::{OpKind, OpOutcome, Operation, Plan};
+use crate::plan::{OpKind, OpOutcome, Operation, Phase, Plan};
 use crate::ports::{
     AccountRef, ApplyJournal, ConnectorError, ErrorKind, SourceDirectory, TargetCapabilities,
     TargetDirectory,
 };
 use crate::report::{Report, RunMode};
 use futures::StreamExt;
-use std::collections::HashSet;
+use futures::stream::FuturesUnordered;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Apply settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyOptions {
-    /// Concurrent writes within a phase; 0 uses the target's `max_concurrency` (at least 1).
+    /// Concurrent writes; 0 uses the target's `max_concurrency` (at least 1).
     pub max_concurrency: usize,
 }
 
@@ -159,7 +162,8 @@ impl Run<'_> {
             .get_or_insert(reason);
     }
 
-    async fn write(&self, op: &Operation, failed: &Failed) -> Result<OpOutcome, ConnectorError> {
+    /// The target write of `op`; `members` is an `AddMembers` batch without failed users.
+    async fn write(&self, op: &Operation, members: &[String]) -> Result<OpOutcome, ConnectorError> {
         let t = self.target;
         let applied = OpOutcome::Applied { target_key: None };
         match &op.kind {
@@ -211,15 +215,7 @@ impl Run<'_> {
             } => ignore_not_found(t.delete_user_ref(account_ref(username, target_key)).await)?,
             OpKind::CreateGroup { name, .. } => t.create_group(name).await?,
             OpKind::DeleteGroup { name, .. } => ignore_not_found(t.delete_group(name).await)?,
-            OpKind::AddMembers { group, usernames } => {
-                // Drop users whose create failed; the rest of the batch still goes in.
-                let ok: Vec<String> = usernames
-                    .iter()
-                    .filter(|u| !failed.names.contains(&name_key(u)))
-                    .cloned()
-                    .collect();
-                t.add_members(group, &ok).await?
-            }
+            OpKind::AddMembers { group, .. } => t.add_members(group, members).await?,
             OpKind::RemoveMember { group, username } => t.remove_member(group, username).await?,
             OpKind::SetAvatar {
                 source_id,
@@ -244,7 +240,13 @@ impl Run<'_> {
         Ok(applied)
     }
 
-    async fn run_one(&self, op: &Operation, failed: &Failed) -> OpOutcome {
+    /// Runs one operation; `blocked` says why it must be skipped (a prerequisite failed).
+    async fn run_one(
+        &self,
+        op: &Operation,
+        blocked: Option<String>,
+        members: Vec<String>,
+    ) -> OpOutcome {
         let outcome = if self.stop.load(Ordering::SeqCst) {
             let why = self
                 .stop_reason
@@ -255,7 +257,7 @@ impl Run<'_> {
             OpOutcome::Skipped {
                 reason: format!("not attempted: the run stopped ({why})"),
             }
-        } else if let Some(reason) = failed.blocks(op) {
+        } else if let Some(reason) = blocked {
             OpOutcome::Skipped { reason }
         } else if let Err(e) = self.journal.before(op).await {
             // Not written to the target: without a recorded intent the write could not be
@@ -266,7 +268,7 @@ impl Run<'_> {
                 message: format!("journal: {e}"),
             }
         } else {
-            match self.write(op, failed).await {
+            match self.write(op, &members).await {
                 Ok(o) => {
                     self.forbidden_streak.store(0, Ordering::SeqCst);
                     o
@@ -300,7 +302,11 @@ impl Run<'_> {
 }
 
 /// Applies a plan. Refuses (writes nothing, every op `Skipped`) when the plan is held.
-/// Phases run in plan order; inside a phase up to `max_concurrency` operations run at once.
+///
+/// Operations run in dependency order (see [`Schedule`]) with up to `max_concurrency` at once:
+/// an operation starts as soon as the operations it depends on have finished, so the pool is
+/// never left idle waiting for unrelated work of an earlier phase. Among ready operations the
+/// lowest plan position goes first.
 pub async fn apply(
     plan: &Plan,
     target: &dyn TargetDirectory,
@@ -339,29 +345,38 @@ pub async fn apply(
     };
     let mut outcomes: Vec<Option<OpOutcome>> = vec![None; plan.ops.len()];
     let mut failed = Failed::default();
-    let mut start = 0;
-    while start < plan.ops.len() {
-        let phase = plan.ops[start].kind.phase();
-        let end = plan.ops[start..]
-            .iter()
-            .position(|o| o.kind.phase() != phase)
-            .map_or(plan.ops.len(), |n| start + n);
-        let results: Vec<(usize, OpOutcome)> = {
-            let (run, failed) = (&run, &failed);
-            futures::stream::iter(start..end)
-                .map(|i| async move { (i, run.run_one(&plan.ops[i], failed).await) })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await
-        };
-        for (i, outcome) in results {
-            if !matches!(outcome, OpOutcome::Applied { .. }) {
-                failed.record(&plan.ops[i]);
-            }
-            outcomes[i] = Some(outcome);
+    let mut schedule = Schedule::new(&plan.ops);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while in_flight.len() < concurrency {
+            let Some(i) = schedule.next_ready() else {
+                break;
+            };
+            let op = &plan.ops[i];
+            // Decided at start: every prerequisite has finished and is recorded in `failed`.
+            let blocked = failed.blocks(op);
+            let members = match &op.kind {
+                // Drop users whose create failed; the rest of the batch still goes in.
+                OpKind::AddMembers { usernames, .. } if blocked.is_none() => usernames
+                    .iter()
+                    .filter(|u| !failed.names.contains(&name_key(u)))
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let run = &run;
+            in_flight.push(async move { (i, run.run_one(op, blocked, members).await) });
         }
-        start = end;
+        let Some((i, outcome)) = in_flight.next().await else {
+            break;
+        };
+        if !matches!(outcome, OpOutcome::Applied { .. }) {
+            failed.record(&plan.ops[i]);
+        }
+        outcomes[i] = Some(outcome);
+        schedule.finish(i);
     }
+    drop(in_flight);
     let outcomes: Vec<OpOutcome> = outcomes
         .into_iter()
         .map(|o| {
@@ -372,6 +387,195 @@ pub async fn apply(
         .collect();
     let stopped = run.stop_reason.into_inner().expect("stop lock");
     Report::build(plan, RunMode::Sync, Some(&outcomes), stopped)
+}
+
+/// What an operation reads or writes, for ordering: two operations of different phases that
+/// share a resource run in plan (phase) order; everything else may overlap.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Resource<'a> {
+    /// A source user (by object ID): its create/adopt/rename before its update, avatar, etc.
+    User(&'a str),
+    /// A username (name key): an account's create/rename before its memberships, its
+    /// membership removals before its deactivation and deletion, a rename away from a name
+    /// before (phase order) anything else using that name.
+    Name(String),
+    /// A group (name key): its create before its memberships, its membership removals before
+    /// its deletion.
+    Group(String),
+}
+
+fn resources<'a>(kind: &'a OpKind, out: &mut Vec<Resource<'a>>) {
+    match kind {
+        OpKind::CreateUser { source_id, account } => {
+            out.push(Resource::User(source_id));
+            out.push(Resource::Name(name_key(&account.username)));
+        }
+        OpKind::RenameUser {
+            source_id,
+            from,
+            to,
+            ..
+        } => {
+            out.push(Resource::User(source_id));
+            out.push(Resource::Name(name_key(from)));
+            out.push(Resource::Name(name_key(to)));
+        }
+        OpKind::AdoptUser {
+            source_id,
+            username,
+            ..
+        }
+        | OpKind::UpdateUser {
+            source_id,
+            username,
+            ..
+        }
+        | OpKind::ReactivateUser {
+            source_id,
+            username,
+            ..
+        }
+        | OpKind::DeactivateUser {
+            source_id,
+            username,
+            ..
+        }
+        | OpKind::DeleteUser {
+            source_id,
+            username,
+            ..
+        }
+        | OpKind::SetAvatar {
+            source_id,
+            username,
+            ..
+        } => {
+            out.push(Resource::User(source_id));
+            out.push(Resource::Name(name_key(username)));
+        }
+        OpKind::CreateGroup { name, .. }
+        | OpKind::AdoptGroup { name, .. }
+        | OpKind::DeleteGroup { name, .. } => out.push(Resource::Group(name_key(name))),
+        OpKind::AddMembers { group, usernames } => {
+            out.push(Resource::Group(name_key(group)));
+            out.extend(usernames.iter().map(|u| Resource::Name(name_key(u))));
+        }
+        OpKind::RemoveMember { group, username } => {
+            out.push(Resource::Group(name_key(group)));
+            out.push(Resource::Name(name_key(username)));
+        }
+    }
+}
+
+/// The dependency graph of a plan's operations and which of them may start.
+///
+/// For each [`Resource`], the operations touching it form runs of one phase in plan order; an
+/// operation depends on every operation of the resource's previous run (through one join node
+/// when that run has several, so a group with many membership adds followed by many removals
+/// costs adds + removals edges, not their product). Same-phase operations never wait for each
+/// other, exactly as inside a phase before; nothing waits for unrelated work.
+struct Schedule {
+    /// Operations in the plan; nodes `ops..` are join nodes (no work).
+    ops: usize,
+    /// Unfinished prerequisites per node.
+    pending: Vec<u32>,
+    /// Dependents of node `i`: `edges[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<usize>,
+    edges: Vec<u32>,
+    /// Operations whose prerequisites have all finished, lowest plan position first.
+    ready: BinaryHeap<Reverse<u32>>,
+}
+
+impl Schedule {
+    fn new(plan_ops: &[Operation]) -> Self {
+        struct Run {
+            phase: Phase,
+            members: Vec<u32>,
+            gate: Option<u32>,
+        }
+        let ops = plan_ops.len();
+        let mut nodes = ops as u32;
+        let mut runs: HashMap<Resource<'_>, Run> = HashMap::new();
+        let mut list: Vec<(u32, u32)> = Vec::new();
+        let mut touched = Vec::new();
+        for (j, op) in plan_ops.iter().enumerate() {
+            let j = j as u32;
+            let phase = op.kind.phase();
+            resources(&op.kind, &mut touched);
+            for r in touched.drain(..) {
+                let run = runs.entry(r).or_insert(Run {
+                    phase,
+                    members: Vec::new(),
+                    gate: None,
+                });
+                if run.phase != phase {
+                    let gate = if let [only] = run.members[..] {
+                        only
+                    } else {
+                        let join = nodes;
+                        nodes += 1;
+                        list.extend(run.members.iter().map(|&m| (m, join)));
+                        join
+                    };
+                    run.members.clear();
+                    run.gate = Some(gate);
+                    run.phase = phase;
+                }
+                if let Some(g) = run.gate {
+                    list.push((g, j));
+                }
+                run.members.push(j);
+            }
+        }
+        drop(runs);
+        list.sort_unstable();
+        list.dedup();
+        let n = nodes as usize;
+        let mut pending = vec![0u32; n];
+        let mut offsets = vec![0usize; n + 1];
+        for &(from, to) in &list {
+            offsets[from as usize + 1] += 1;
+            pending[to as usize] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let edges = list.into_iter().map(|(_, to)| to).collect();
+        let ready = (0..ops as u32)
+            .filter(|&i| pending[i as usize] == 0)
+            .map(Reverse)
+            .collect();
+        Self {
+            ops,
+            pending,
+            offsets,
+            edges,
+            ready,
+        }
+    }
+
+    /// The next operation that may start, if any.
+    fn next_ready(&mut self) -> Option<usize> {
+        self.ready.pop().map(|Reverse(i)| i as usize)
+    }
+
+    /// Marks operation `i` finished (whatever its outcome) and releases its dependents.
+    fn finish(&mut self, i: usize) {
+        let mut stack = vec![i];
+        while let Some(node) = stack.pop() {
+            for &d in &self.edges[self.offsets[node]..self.offsets[node + 1]] {
+                let p = &mut self.pending[d as usize];
+                *p -= 1;
+                if *p == 0 {
+                    if (d as usize) < self.ops {
+                        self.ready.push(Reverse(d));
+                    } else {
+                        stack.push(d as usize);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The [`AccountRef`] an account op addresses.

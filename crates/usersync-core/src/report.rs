@@ -36,6 +36,22 @@ pub struct RunInfo {
     /// How the run ended, when the caller sets it (the same status as the run history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
+    /// Wall time of the run's steps, when the caller measures them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<RunTimings>,
+}
+
+/// Wall time of a run's steps in milliseconds (for benchmarks and slow-run diagnosis).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTimings {
+    /// Source read (shared by every target of the run).
+    pub source_read_ms: u64,
+    /// Target read.
+    pub target_read_ms: u64,
+    /// Planning (mapping, scope and the diff).
+    pub plan_ms: u64,
+    /// Apply (0 for a simulate or a held run).
+    pub apply_ms: u64,
 }
 
 /// A user named in a change list.
@@ -203,6 +219,7 @@ impl Report {
                 finished_at: None,
                 source_read: None,
                 status: None,
+                timings: None,
             },
             held: plan.held.as_ref().map(ToString::to_string),
             stopped,

@@ -15,7 +15,7 @@ use usersync_connectors::graph::{
 use usersync_core::plan::approval::{Removal, apply_approval, removals};
 use usersync_core::plan::{Plan, PlanInput, plan};
 use usersync_core::ports::SourceDirectory;
-use usersync_core::report::Report;
+use usersync_core::report::{Report, RunTimings};
 use usersync_core::run::{RunMode, RunStatus};
 use usersync_store::{Lease, Store, StoreError};
 
@@ -469,7 +469,9 @@ async fn run_started(
     out: &mut Collected,
 ) -> anyhow::Result<()> {
     let source_name = cfg.source.name.clone();
+    let t0 = Instant::now();
     let read = read_source(cfg, store, opts, progress).await;
+    let source_ms = t0.elapsed().as_millis() as u64;
     let (source, read) = match read {
         Ok(r) => r,
         Err(e) => {
@@ -494,6 +496,7 @@ async fn run_started(
             store,
             source.as_ref(),
             &read,
+            source_ms,
             opts,
             progress,
             approval,
@@ -558,10 +561,12 @@ async fn run_target(
     store: &Store,
     source: &GraphSource,
     read: &usersync_core::ports::SourceRead,
+    source_ms: u64,
     opts: &RunOptions,
     progress: bool,
     approval: Option<(i64, &[Removal], &str)>,
 ) -> anyhow::Result<TargetRun> {
+    let ms = |t: Instant| t.elapsed().as_millis() as u64;
     let t = s.target;
     let pair = &s.pair;
     let run_id = s.run_id;
@@ -570,6 +575,7 @@ async fn run_target(
         .map_err(|e| exit::connection_err(format!("target {}: {e}", t.name)))?;
     let caps = target.capabilities();
     let bar = output::Phase::start(progress, &format!("reading {}", t.name));
+    let t_read = Instant::now();
     let snapshot = target
         .read()
         .await
@@ -582,6 +588,7 @@ async fn run_target(
         snapshot.groups.len()
     ));
     let _ = cfg;
+    let target_read_ms = ms(t_read);
 
     let links = store.links(pair).await?;
     let settings = t.sync.clone();
@@ -593,7 +600,9 @@ async fn run_target(
         capabilities: &caps,
         now_ms: now_ms(),
     };
+    let t_plan = Instant::now();
     let mut the_plan = plan(&input);
+    let plan_ms = ms(t_plan);
     if let Some((held_run, approved, approved_by)) = approval {
         the_plan = apply_approval(the_plan, held_run, approved);
         // Audited: who approved which held run, on the run that acted on it.
@@ -605,7 +614,9 @@ async fn run_target(
         .save_plan(run_id, &serde_json::to_value(&the_plan)?)
         .await?;
 
-    let mut report = if opts.apply && the_plan.held.is_none() {
+    let t_apply = Instant::now();
+    let applied = opts.apply && the_plan.held.is_none();
+    let mut report = if applied {
         let journal = store.journal(pair, run_id, s.started_ms);
         let bar = output::Progress::new(
             progress,
@@ -634,6 +645,12 @@ async fn run_target(
     report.run.started_at = Some(rfc3339(s.started_ms));
     report.run.finished_at = Some(rfc3339(now_ms()));
     report.run.status = Some(status);
+    report.run.timings = Some(RunTimings {
+        source_read_ms: source_ms,
+        target_read_ms,
+        plan_ms,
+        apply_ms: if applied { ms(t_apply) } else { 0 },
+    });
     if !read.snapshot.complete {
         report.source_failures = read.snapshot.warnings.clone();
     }
