@@ -76,7 +76,7 @@ async fn a_second_owner_is_refused_until_the_lease_expires_or_is_released() {
     ));
     assert!(matches!(
         store
-            .finish_run(run, RunStatus::Succeeded, &json!({}), 110_003)
+            .finish_run(run, RunStatus::Succeeded, &empty_report(), 110_003)
             .await,
         Err(StoreError::LeaseLost { .. })
     ));
@@ -183,4 +183,13 @@ async fn a_foreign_database_is_refused_even_when_initialising() {
         assert!(matches!(err, StoreError::ForeignDatabase { .. }), "{err}");
         assert!(err.to_string().contains("not a usersync"), "{err}");
     }
+}
+
+fn empty_report() -> usersync_core::report::Report {
+    usersync_core::report::Report::build(
+        &usersync_core::plan::Plan::default(),
+        RunMode::Sync,
+        None,
+        None,
+    )
 }
