@@ -22,7 +22,7 @@ mod runs;
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
 pub use journal::StoreJournal;
-pub use runs::{ItemFilter, Retention, RunView};
+pub use runs::{CHUNK_ROWS, ItemFilter, Retention, RunView};
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
