@@ -625,9 +625,14 @@ pub struct ReportSummary {
     pub outcomes: OutcomeCounts,
     /// Warnings.
     pub warnings: Vec<String>,
-    /// Rows per kind (the planned operations and the other subjects).
+    /// Rows stored per kind (the planned operations and the other subjects), so a view can
+    /// show totals without counting rows.
     #[serde(default)]
     pub items: BTreeMap<ItemKind, u64>,
+    /// The first and last `seq` of each kind's rows: rows are in plan order, which groups
+    /// them by kind, so a kind's rows are read as one range.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ranges: BTreeMap<ItemKind, [u32; 2]>,
 }
 
 impl ReportSummary {
@@ -655,6 +660,7 @@ impl ReportSummary {
             },
             warnings: plan.warnings.clone(),
             items: BTreeMap::new(),
+            ranges: BTreeMap::new(),
         }
     }
 
@@ -683,7 +689,8 @@ impl ReportSummary {
 }
 
 impl Report {
-    /// This report without its lists (see [`ReportSummary`]); `items` is left empty.
+    /// This report without its lists (see [`ReportSummary`]); `items` and `ranges` are left
+    /// empty.
     pub fn summary(&self) -> ReportSummary {
         ReportSummary {
             schema_version: self.schema_version,
@@ -696,6 +703,7 @@ impl Report {
             outcomes: self.outcomes.clone(),
             warnings: self.warnings.clone(),
             items: BTreeMap::new(),
+            ranges: BTreeMap::new(),
         }
     }
 }

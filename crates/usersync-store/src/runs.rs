@@ -4,8 +4,9 @@
 //! Writes go in chunked transactions ([`CHUNK_ROWS`] rows, multi-row `INSERT`s of
 //! [`ROWS_PER_STATEMENT`]) from an iterator over the plan, so neither a whole-report document
 //! nor all rows are ever held. Reads are pages (offset/limit, filtered by kind and by a
-//! case-insensitive name search) or a keyset stream for NDJSON. Reasons repeat across rows
-//! (templated texts), so each distinct text is stored once per run in `run_texts`.
+//! case-insensitive name search) or a keyset stream for NDJSON. Names and reasons repeat across
+//! rows (a username in its create, avatar and membership rows; templated reasons), so each
+//! distinct text is stored once per run in `run_texts` and rows refer to it by id.
 //!
 //! Runs recorded before these rows keep their `plan` / `report` blobs and `run_ops`; they stay
 //! readable through [`Store::legacy_report`] and [`Store::run`], and retention deletes them.
@@ -27,9 +28,6 @@ pub const CHUNK_ROWS: usize = 4000;
 pub const ROWS_PER_STATEMENT: usize = 400;
 /// Rows per read when streaming.
 const STREAM_PAGE: u32 = 2000;
-/// Distinct reason texts remembered while writing a plan; past it, a new text gets its own
-/// row each time (the texts are templated, so this is rarely reached).
-const TEXT_CACHE: usize = 50_000;
 
 /// How much run history to keep (config `[runs]`). A run is deleted, with its rows, when it
 /// is older than `keep_days` or not among the `keep_runs` newest of its pair; the newest run
@@ -75,11 +73,14 @@ pub struct RunView {
     pub legacy: bool,
 }
 
-/// Interns reason texts for one run while its rows are written.
+/// Interns the texts of one run's rows (names, groups, reasons) while they are written: each
+/// distinct text gets one `run_texts` row, and rows refer to it by id.
 pub(crate) struct Texts {
     run_id: i64,
     ids: HashMap<String, i64>,
     next: i64,
+    /// Texts given an id since the last [`Texts::flush`].
+    fresh: Vec<(i64, String)>,
 }
 
 impl Texts {
@@ -94,26 +95,41 @@ impl Texts {
             run_id,
             ids: HashMap::new(),
             next: max.unwrap_or(0) + 1,
+            fresh: Vec::new(),
         })
     }
 
-    async fn id(&mut self, conn: &mut SqliteConnection, text: &str) -> Result<i64, StoreError> {
+    /// The id of `text`, allocating one (written by the next [`Texts::flush`]) if new.
+    fn id(&mut self, text: &str) -> i64 {
         if let Some(id) = self.ids.get(text) {
-            return Ok(*id);
+            return *id;
         }
         let id = self.next;
         self.next += 1;
-        sqlx::query("INSERT INTO run_texts (run_id, id, text) VALUES ($1, $2, $3)")
-            .bind(self.run_id)
-            .bind(id)
-            .bind(text.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(crate::journal::run_op_err(self.run_id))?;
-        if self.ids.len() < TEXT_CACHE {
-            self.ids.insert(text.to_string(), id);
+        self.ids.insert(text.to_string(), id);
+        self.fresh.push((id, text.to_string()));
+        id
+    }
+
+    /// Writes the texts allocated since the last flush.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        let fresh = std::mem::take(&mut self.fresh);
+        for batch in fresh.chunks(ROWS_PER_STATEMENT * 2) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO run_texts (run_id, id, text, text_key) ");
+            q.push_values(batch, |mut b, (id, text)| {
+                let key = name_key(text);
+                b.push_bind(self.run_id)
+                    .push_bind(*id)
+                    .push_bind(text.clone())
+                    .push_bind((key != *text).then_some(key));
+            });
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(crate::journal::run_op_err(self.run_id))?;
         }
-        Ok(id)
+        Ok(())
     }
 }
 
@@ -130,7 +146,22 @@ fn outcome_json(outcome: Option<&OpOutcome>) -> Result<Option<String>, StoreErro
     }
 }
 
-/// Inserts rows (one multi-row statement per [`ROWS_PER_STATEMENT`]) on `conn`.
+/// The detail column: compact JSON, without a create's e-mail when it equals the username
+/// (the usual UPN = mail case; restored by [`item_from_row`]).
+fn stored_detail(it: &RunItem) -> Result<Option<String>, StoreError> {
+    if it.detail.is_empty() {
+        return Ok(None);
+    }
+    if it.kind == ItemKind::Create && it.detail.email.as_deref() == Some(it.name.as_str()) {
+        let mut d = it.detail.clone();
+        d.email = None;
+        return to_json("a row's detail", &d).map(Some);
+    }
+    to_json("a row's detail", &it.detail).map(Some)
+}
+
+/// Inserts rows (one multi-row statement per [`ROWS_PER_STATEMENT`]) and their new texts on
+/// `conn`.
 pub(crate) async fn insert_items(
     conn: &mut SqliteConnection,
     texts: &mut Texts,
@@ -140,37 +171,31 @@ pub(crate) async fn insert_items(
     for batch in items.chunks(ROWS_PER_STATEMENT) {
         let mut rows = Vec::with_capacity(batch.len());
         for it in batch {
-            let reason = match &it.reason {
-                Some(r) => Some(texts.id(conn, r).await?),
-                None => None,
-            };
-            let key = name_key(&it.name);
-            let name = (key != it.name).then(|| it.name.clone());
-            let detail = if it.detail.is_empty() {
-                None
-            } else {
-                Some(to_json("a row's detail", &it.detail)?)
-            };
+            let name = texts.id(&it.name);
+            let grp = it.group.as_deref().map(|g| texts.id(g));
+            let reason = it.reason.as_deref().map(|r| texts.id(r));
+            let detail = stored_detail(it)?;
             rows.push((
                 it,
-                key,
                 name,
+                grp,
                 reason,
                 detail,
                 outcome_json(it.outcome.as_ref())?,
             ));
         }
+        texts.flush(conn).await?;
+        let run_id = texts.run_id;
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO run_items (run_id, seq, sub, kind, name_key, name, grp, source_id, reason, detail, status, outcome, started_ms, finished_ms) ",
+            "INSERT INTO run_items (run_id, seq, sub, kind, name, grp, source_id, reason, detail, status, outcome, started_ms, finished_ms) ",
         );
-        q.push_values(rows, |mut b, (it, key, name, reason, detail, outcome)| {
-            b.push_bind(texts.run_id)
+        q.push_values(rows, |mut b, (it, name, grp, reason, detail, outcome)| {
+            b.push_bind(run_id)
                 .push_bind(i64::from(it.seq))
                 .push_bind(i64::from(it.sub))
                 .push_bind(it.kind.code())
-                .push_bind(key)
                 .push_bind(name)
-                .push_bind(it.group.clone())
+                .push_bind(grp)
                 .push_bind(it.source_id.clone())
                 .push_bind(reason)
                 .push_bind(detail)
@@ -186,7 +211,7 @@ pub(crate) async fn insert_items(
         q.build()
             .execute(&mut *conn)
             .await
-            .map_err(crate::journal::run_op_err(texts.run_id))?;
+            .map_err(crate::journal::run_op_err(run_id))?;
     }
     Ok(())
 }
@@ -246,8 +271,7 @@ fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunItem, StoreError> {
     let sub: i64 = r.try_get("sub").map_err(e())?;
     let kind: i64 = r.try_get("kind").map_err(e())?;
     let status: i64 = r.try_get("status").map_err(e())?;
-    let key: String = r.try_get("name_key").map_err(e())?;
-    let name: Option<String> = r.try_get("name").map_err(e())?;
+    let name: String = r.try_get("name").map_err(e())?;
     let detail: Option<String> = r.try_get("detail").map_err(e())?;
     let outcome: Option<String> = r.try_get("outcome").map_err(e())?;
     let status = ItemStatus::from_code(status)
@@ -257,26 +281,33 @@ fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunItem, StoreError> {
         None if status == ItemStatus::Applied => Some(OpOutcome::Applied { target_key: None }),
         None => None,
     };
+    let kind =
+        ItemKind::from_code(kind).ok_or_else(|| StoreError::corrupt(what(), "unknown kind"))?;
+    let mut detail: ItemDetail = match detail {
+        Some(d) => serde_json::from_str(&d).map_err(|x| StoreError::corrupt(what(), x))?,
+        None => ItemDetail::default(),
+    };
+    if kind == ItemKind::Create && detail.email.is_none() {
+        detail.email = Some(name.clone());
+    }
     Ok(RunItem {
         seq: u32::try_from(seq).map_err(|x| StoreError::corrupt(what(), x))?,
         sub: u32::try_from(sub).map_err(|x| StoreError::corrupt(what(), x))?,
-        kind: ItemKind::from_code(kind)
-            .ok_or_else(|| StoreError::corrupt(what(), "unknown kind"))?,
-        name: name.unwrap_or(key),
+        kind,
+        name,
         group: r.try_get("grp").map_err(e())?,
         source_id: r.try_get("source_id").map_err(e())?,
         reason: r.try_get("reason_text").map_err(e())?,
-        detail: match detail {
-            Some(d) => serde_json::from_str(&d).map_err(|x| StoreError::corrupt(what(), x))?,
-            None => ItemDetail::default(),
-        },
+        detail,
         status,
         outcome,
     })
 }
 
-const ITEM_COLUMNS: &str = "SELECT i.seq, i.sub, i.kind, i.name_key, i.name, i.grp, i.source_id, t.text AS reason_text, i.detail, i.status, i.outcome
-     FROM run_items i LEFT JOIN run_texts t ON t.run_id = i.run_id AND t.id = i.reason WHERE i.run_id = ";
+const ITEM_COLUMNS: &str = "SELECT i.seq, i.sub, i.kind, n.text AS name, g.text AS grp, i.source_id, r.text AS reason_text, i.detail, i.status, i.outcome
+     FROM run_items i JOIN run_texts n ON n.run_id = i.run_id AND n.id = i.name
+     LEFT JOIN run_texts g ON g.run_id = i.run_id AND g.id = i.grp
+     LEFT JOIN run_texts r ON r.run_id = i.run_id AND r.id = i.reason WHERE i.run_id = ";
 
 /// `%text%` for `LIKE … ESCAPE '\'`, lower-cased like `name_key`.
 fn like_pattern(search: &str) -> String {
@@ -291,22 +322,35 @@ fn like_pattern(search: &str) -> String {
     p
 }
 
-fn push_filter(q: &mut QueryBuilder<Sqlite>, run_id: i64, f: &ItemFilter) {
+/// A kind's `seq` range in a run (from its summary), so a kind filter is a key range scan.
+type KindRange = Option<[u32; 2]>;
+
+fn push_filter(q: &mut QueryBuilder<Sqlite>, run_id: i64, f: &ItemFilter, range: KindRange) {
     q.push_bind(run_id);
     if let Some(k) = f.kind {
+        if let Some([first, last]) = range {
+            q.push(" AND i.seq BETWEEN ")
+                .push_bind(i64::from(first))
+                .push(" AND ")
+                .push_bind(i64::from(last));
+        }
         q.push(" AND i.kind = ").push_bind(k.code());
     }
     if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {
-        q.push(" AND i.name_key LIKE ")
+        // Match the run's distinct texts, then their rows (index by name).
+        q.push(" AND i.name IN (SELECT t.id FROM run_texts t WHERE t.run_id = ")
+            .push_bind(run_id)
+            .push(" AND COALESCE(t.text_key, t.text) LIKE ")
             .push_bind(like_pattern(s))
-            .push(" ESCAPE '\\'");
+            .push(" ESCAPE '\\')");
     }
 }
 
 impl Store {
-    /// Saves a run's plan as rows (all pending) and its summary. `store_unchanged` says
-    /// whether users with nothing to change get rows too (their count is always in the
-    /// summary). Rows are written in chunked transactions straight from the plan.
+    /// Saves a run's plan as rows (all pending) and its summary, whose `items` counts the rows
+    /// stored per kind. `store_unchanged` says whether users with nothing to change get rows
+    /// too (their number is always in the summary's `counts.users_unchanged`). Rows are
+    /// written in chunked transactions straight from the plan.
     pub async fn save_plan(
         &self,
         run_id: i64,
@@ -326,6 +370,7 @@ impl Store {
             });
         }
         let mut counts: BTreeMap<ItemKind, u64> = BTreeMap::new();
+        let mut ranges: BTreeMap<ItemKind, [u32; 2]> = BTreeMap::new();
         let mut texts = {
             let mut conn = self.pool.acquire().await.map_err(StoreError::db(CTX))?;
             Texts::start(&mut conn, run_id).await?
@@ -341,16 +386,17 @@ impl Store {
             }
             for it in &chunk {
                 *counts.entry(it.kind).or_default() += 1;
+                let r = ranges.entry(it.kind).or_insert([it.seq, it.seq]);
+                r[0] = r[0].min(it.seq);
+                r[1] = r[1].max(it.seq);
             }
             let mut w = self.write_tx(CTX).await?;
             insert_items(&mut w.tx, &mut texts, &chunk, (None, None)).await?;
             w.tx.commit().await.map_err(StoreError::db(CTX))?;
         }
-        if !store_unchanged && !plan.unchanged.is_empty() {
-            counts.insert(ItemKind::Unchanged, plan.unchanged.len() as u64);
-        }
         let mut summary = ReportSummary::of_plan(plan, mode);
         summary.items = counts;
+        summary.ranges = ranges;
         let _guard = self.write_lock.lock().await;
         sqlx::query("UPDATE runs SET summary = $1 WHERE id = $2")
             .bind(to_json("a run summary", &summary)?)
@@ -403,6 +449,7 @@ impl Store {
         summary.run.status.get_or_insert(status);
         if let Some(prev) = self.report_summary(run_id).await? {
             summary.items = prev.items;
+            summary.ranges = prev.ranges;
         }
         self.end_run(run_id, status, Some(&summary), None, finished_ms)
             .await
@@ -451,6 +498,17 @@ impl Store {
         }))
     }
 
+    /// The `seq` range of the filter's kind in the run, from its summary.
+    async fn kind_range(&self, run_id: i64, filter: &ItemFilter) -> Result<KindRange, StoreError> {
+        let Some(kind) = filter.kind else {
+            return Ok(None);
+        };
+        Ok(self
+            .report_summary(run_id)
+            .await?
+            .and_then(|s| s.ranges.get(&kind).copied()))
+    }
+
     /// The report document of a run recorded before runs were stored as rows.
     pub async fn legacy_report(
         &self,
@@ -476,9 +534,10 @@ impl Store {
         run_id: i64,
         filter: &ItemFilter,
     ) -> Result<u64, StoreError> {
+        let range = self.kind_range(run_id, filter).await?;
         let mut q =
             QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM run_items i WHERE i.run_id = ");
-        push_filter(&mut q, run_id, filter);
+        push_filter(&mut q, run_id, filter, range);
         let n: i64 = q
             .build_query_scalar()
             .fetch_one(&self.pool)
@@ -495,8 +554,9 @@ impl Store {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<RunItem>, StoreError> {
+        let range = self.kind_range(run_id, filter).await?;
         let mut q = QueryBuilder::<Sqlite>::new(ITEM_COLUMNS);
-        push_filter(&mut q, run_id, filter);
+        push_filter(&mut q, run_id, filter, range);
         q.push(" ORDER BY i.seq, i.sub LIMIT ")
             .push_bind(i64::from(limit))
             .push(" OFFSET ")
@@ -519,18 +579,19 @@ impl Store {
         mut each: impl FnMut(RunItem) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut after: Option<(i64, i64)> = None;
+        let range = self.kind_range(run_id, filter).await?;
         loop {
             let mut q = QueryBuilder::<Sqlite>::new(ITEM_COLUMNS);
-            push_filter(&mut q, run_id, filter);
+            push_filter(&mut q, run_id, filter, range);
             if let Some((seq, sub)) = after {
-                // (seq, sub) > (a, b), written out for SQL without row values.
-                q.push(" AND (i.seq > ")
+                // (seq, sub) > (a, b), with `seq >= a` first so it is a key range scan.
+                q.push(" AND i.seq >= ")
                     .push_bind(seq)
-                    .push(" OR (i.seq = ")
+                    .push(" AND (i.seq > ")
                     .push_bind(seq)
-                    .push(" AND i.sub > ")
+                    .push(" OR i.sub > ")
                     .push_bind(sub)
-                    .push("))");
+                    .push(")");
             }
             q.push(" ORDER BY i.seq, i.sub LIMIT ")
                 .push_bind(i64::from(STREAM_PAGE));
@@ -712,9 +773,22 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(CTX))?;
-            if done.rows_affected() == 0 {
+            let texts = if done.rows_affected() == 0 {
+                sqlx::query(
+                    "DELETE FROM run_texts WHERE run_id = $1 AND id IN
+                        (SELECT id FROM run_texts WHERE run_id = $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(run_id)
+                .bind(CHUNK_ROWS as i64)
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(CTX))?
+                .rows_affected()
+            } else {
+                1
+            };
+            if texts == 0 {
                 for sql in [
-                    "DELETE FROM run_texts WHERE run_id = $1",
                     "DELETE FROM run_ops WHERE run_id = $1",
                     "DELETE FROM runs WHERE id = $1",
                 ] {

@@ -266,7 +266,12 @@ pub async fn run_view(
         return Ok(());
     };
     writeln!(out, "{}", rep.to_text())?;
-    let total = store.count_run_items(id, filter).await?;
+    // Totals without a search come from the summary's row counts (no count over the rows).
+    let total = match (&filter.search, filter.kind) {
+        (None, None) => rep.items.values().sum(),
+        (None, Some(k)) => rep.items.get(&k).copied().unwrap_or(0),
+        (Some(_), _) => store.count_run_items(id, filter).await?,
+    };
     let items = store.run_items(id, filter, page.offset, page.limit).await?;
     let mut what = Vec::new();
     if let Some(k) = filter.kind {
