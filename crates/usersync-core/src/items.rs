@@ -564,3 +564,146 @@ pub fn plan_items(plan: &Plan) -> impl Iterator<Item = RunItem> + '_ {
         });
     plan.ops.iter().flat_map(RunItem::of_op).chain(others)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Field;
+
+    fn op(seq: u32, kind: OpKind) -> Operation {
+        Operation {
+            seq,
+            kind,
+            reason: format!("reason {seq}"),
+        }
+    }
+
+    #[test]
+    fn codes_are_stable_and_round_trip() {
+        // Stored in the database: never renumbered.
+        assert_eq!(ItemKind::Create.code(), 1);
+        assert_eq!(ItemKind::AddMember.code(), 11);
+        assert_eq!(ItemKind::TargetOnly.code(), 17);
+        for k in ItemKind::ALL {
+            assert_eq!(ItemKind::from_code(k.code()), Some(k));
+            assert_eq!(k.as_str().parse::<ItemKind>().ok(), Some(k));
+        }
+        assert_eq!(ItemKind::from_code(0), None);
+        assert_eq!(ItemKind::from_code(18), None);
+        for c in 0..5 {
+            assert_eq!(ItemStatus::from_code(c).map(ItemStatus::code), Some(c));
+        }
+    }
+
+    #[test]
+    fn every_operation_comes_back_from_its_rows() {
+        let key = Some("K1".to_string());
+        let kinds = vec![
+            OpKind::CreateUser {
+                source_id: "s".into(),
+                account: AccountSpec {
+                    username: "Ann".into(),
+                    display_name: "Ann A".into(),
+                    email: "ann@x".into(),
+                },
+            },
+            OpKind::AdoptUser {
+                source_id: "s".into(),
+                username: "ann".into(),
+                target_key: key.clone(),
+            },
+            OpKind::AdoptGroup {
+                source_id: "g".into(),
+                name: "G".into(),
+            },
+            OpKind::RenameUser {
+                source_id: "s".into(),
+                from: "a".into(),
+                to: "b".into(),
+            },
+            OpKind::UpdateUser {
+                source_id: "s".into(),
+                username: "ann".into(),
+                changes: vec![FieldChange {
+                    field: Field::Email,
+                    before: "o@x".into(),
+                    after: "n@x".into(),
+                }],
+                target_key: key.clone(),
+            },
+            OpKind::ReactivateUser {
+                source_id: "s".into(),
+                username: "ann".into(),
+                target_key: None,
+            },
+            OpKind::DeactivateUser {
+                source_id: "s".into(),
+                username: "ann".into(),
+                target_key: key.clone(),
+            },
+            OpKind::DeleteUser {
+                source_id: "s".into(),
+                username: "ann".into(),
+                target_key: None,
+            },
+            OpKind::CreateGroup {
+                source_id: "g".into(),
+                name: "G".into(),
+            },
+            OpKind::DeleteGroup {
+                source_id: "g".into(),
+                name: "G".into(),
+            },
+            OpKind::AddMembers {
+                group: "G".into(),
+                usernames: vec!["a".into(), "b".into()],
+            },
+            OpKind::AddMembers {
+                group: "G".into(),
+                usernames: vec!["c".into()],
+            },
+            OpKind::RemoveMember {
+                group: "G".into(),
+                username: "a".into(),
+            },
+            OpKind::SetAvatar {
+                source_id: "s".into(),
+                username: "ann".into(),
+                photo_tag: "t".into(),
+            },
+        ];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let o = op(i as u32, kind);
+            let rows = RunItem::of_op(&o);
+            assert!(rows.iter().all(|r| r.seq == o.seq && r.kind.is_op()));
+            assert_eq!(RunItem::to_op(&rows), Some(o));
+        }
+    }
+
+    #[test]
+    fn plan_subjects_follow_the_operations() {
+        let plan = Plan {
+            ops: vec![op(
+                0,
+                OpKind::AddMembers {
+                    group: "G".into(),
+                    usernames: vec!["a".into(), "b".into()],
+                },
+            )],
+            unchanged: vec!["u".into()],
+            target_only: vec!["t".into()],
+            ..Plan::default()
+        };
+        let rows: Vec<(u32, u32, ItemKind)> =
+            plan_items(&plan).map(|r| (r.seq, r.sub, r.kind)).collect();
+        assert_eq!(
+            rows,
+            vec![
+                (0, 0, ItemKind::AddMember),
+                (0, 1, ItemKind::AddMember),
+                (1, 0, ItemKind::Unchanged),
+                (2, 0, ItemKind::TargetOnly)
+            ]
+        );
+    }
+}

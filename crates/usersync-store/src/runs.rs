@@ -26,6 +26,8 @@ use usersync_core::run::{RunMode, RunStatus};
 pub const CHUNK_ROWS: usize = 4000;
 /// Rows per `INSERT` statement (12 values each, well under SQLite's 32,766 variables).
 pub const ROWS_PER_STATEMENT: usize = 400;
+/// Keys looked up per query by a name search.
+const KEYS_PER_QUERY: usize = 500;
 /// Rows per read when streaming.
 const STREAM_PAGE: u32 = 2000;
 
@@ -146,6 +148,65 @@ fn outcome_json(outcome: Option<&OpOutcome>) -> Result<Option<String>, StoreErro
     }
 }
 
+/// The name search's lists being built while a plan is written: per subject-name text id,
+/// the last `seq` added and the encoded keys.
+#[derive(Default)]
+pub(crate) struct Postings {
+    lists: HashMap<i64, (u32, Vec<u8>)>,
+}
+
+impl Postings {
+    /// Adds row `(seq, sub)` to `name`'s list; rows come in plan order.
+    fn add(&mut self, name: i64, seq: u32, sub: u32) {
+        let (last, bytes) = self.lists.entry(name).or_insert((0, Vec::new()));
+        push_varint(bytes, u64::from(seq.saturating_sub(*last)));
+        push_varint(bytes, u64::from(sub));
+        *last = seq;
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Decodes a posting list into (seq, sub) keys.
+fn decode_keys(bytes: &[u8]) -> Option<Vec<(u32, u32)>> {
+    let mut out = Vec::new();
+    let mut it = bytes.iter();
+    let mut next = || -> Option<Option<u64>> {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let Some(b) = it.next() else {
+                return if shift == 0 { Some(None) } else { None };
+            };
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(Some(v));
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
+    };
+    let mut seq = 0u64;
+    while let Some(delta) = next()? {
+        seq += delta;
+        let sub = next()??;
+        out.push((u32::try_from(seq).ok()?, u32::try_from(sub).ok()?));
+    }
+    Some(out)
+}
+
 /// The detail column: compact JSON, without a create's e-mail when it equals the username
 /// (the usual UPN = mail case; restored by [`item_from_row`]).
 fn stored_detail(it: &RunItem) -> Result<Option<String>, StoreError> {
@@ -167,11 +228,15 @@ pub(crate) async fn insert_items(
     texts: &mut Texts,
     items: &[RunItem],
     stamp: (Option<i64>, Option<i64>),
+    mut postings: Option<&mut Postings>,
 ) -> Result<(), StoreError> {
     for batch in items.chunks(ROWS_PER_STATEMENT) {
         let mut rows = Vec::with_capacity(batch.len());
         for it in batch {
             let name = texts.id(&it.name);
+            if let Some(p) = postings.as_deref_mut() {
+                p.add(name, it.seq, it.sub);
+            }
             let grp = it.group.as_deref().map(|g| texts.id(g));
             let reason = it.reason.as_deref().map(|r| texts.id(r));
             let detail = stored_detail(it)?;
@@ -261,7 +326,7 @@ pub(crate) async fn record_op(
         it.outcome = outcome.cloned();
     }
     let mut texts = Texts::start(conn, run_id).await?;
-    insert_items(conn, &mut texts, &items, (started, finished)).await
+    insert_items(conn, &mut texts, &items, (started, finished), None).await
 }
 
 fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunItem, StoreError> {
@@ -371,6 +436,7 @@ impl Store {
         }
         let mut counts: BTreeMap<ItemKind, u64> = BTreeMap::new();
         let mut ranges: BTreeMap<ItemKind, [u32; 2]> = BTreeMap::new();
+        let mut postings = Postings::default();
         let mut texts = {
             let mut conn = self.pool.acquire().await.map_err(StoreError::db(CTX))?;
             Texts::start(&mut conn, run_id).await?
@@ -391,7 +457,36 @@ impl Store {
                 r[1] = r[1].max(it.seq);
             }
             let mut w = self.write_tx(CTX).await?;
-            insert_items(&mut w.tx, &mut texts, &chunk, (None, None)).await?;
+            insert_items(
+                &mut w.tx,
+                &mut texts,
+                &chunk,
+                (None, None),
+                Some(&mut postings),
+            )
+            .await?;
+            w.tx.commit().await.map_err(StoreError::db(CTX))?;
+        }
+        // The name search's lists, written once every row is.
+        let lists: Vec<(i64, Vec<u8>)> = postings
+            .lists
+            .into_iter()
+            .map(|(id, (_, bytes))| (id, bytes))
+            .collect();
+        for part in lists.chunks(CHUNK_ROWS) {
+            let mut w = self.write_tx(CTX).await?;
+            for batch in part.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO run_postings (run_id, text_id, item_keys) ",
+                );
+                q.push_values(batch, |mut b, (id, bytes)| {
+                    b.push_bind(run_id).push_bind(*id).push_bind(bytes.clone());
+                });
+                q.build()
+                    .execute(&mut *w.tx)
+                    .await
+                    .map_err(StoreError::db(CTX))?;
+            }
             w.tx.commit().await.map_err(StoreError::db(CTX))?;
         }
         let mut summary = ReportSummary::of_plan(plan, mode);
@@ -498,6 +593,113 @@ impl Store {
         }))
     }
 
+    /// The keys of the rows a name search selects, from the run's posting lists, sorted and
+    /// restricted to the filter's kind. `None` without a search, or for a run without a
+    /// summary (rows the journal wrote on its own), which is searched by a scan instead.
+    async fn searched_keys(
+        &self,
+        run_id: i64,
+        filter: &ItemFilter,
+    ) -> Result<Option<Vec<(u32, u32)>>, StoreError> {
+        const CTX: &str = "searching a run's rows";
+        let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(summary) = self.report_summary(run_id).await? else {
+            return Ok(None);
+        };
+        let lists: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT p.item_keys FROM run_texts t
+             JOIN run_postings p ON p.run_id = t.run_id AND p.text_id = t.id
+             WHERE t.run_id = $1 AND COALESCE(t.text_key, t.text) LIKE $2 ESCAPE '\\'",
+        )
+        .bind(run_id)
+        .bind(like_pattern(search))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(CTX))?;
+        let mut keys = Vec::new();
+        for l in &lists {
+            keys.extend(decode_keys(l).ok_or_else(|| {
+                StoreError::corrupt(format!("name search lists of run {run_id}"), "bad encoding")
+            })?);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let Some(kind) = filter.kind else {
+            return Ok(Some(keys));
+        };
+        let Some(&[first, last]) = summary.ranges.get(&kind) else {
+            return Ok(Some(Vec::new()));
+        };
+        keys.retain(|(seq, _)| (first..=last).contains(seq));
+        // Kinds whose ranges overlap (adoptions of users and groups share a phase): check
+        // each row's kind.
+        let shared = summary
+            .ranges
+            .iter()
+            .any(|(k, [a, b])| *k != kind && *a <= last && *b >= first);
+        if shared {
+            let mut kept = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(KEYS_PER_QUERY) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "SELECT i.seq, i.sub FROM run_items i WHERE i.run_id = ",
+                );
+                q.push_bind(run_id)
+                    .push(" AND i.kind = ")
+                    .push_bind(kind.code())
+                    .push(" AND i.seq IN (");
+                let mut sep = q.separated(", ");
+                for (seq, _) in chunk {
+                    sep.push_bind(i64::from(*seq));
+                }
+                q.push(")");
+                let rows: Vec<(i64, i64)> = q
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::db(CTX))?;
+                kept.extend(
+                    chunk
+                        .iter()
+                        .filter(|(seq, sub)| rows.contains(&(i64::from(*seq), i64::from(*sub)))),
+                );
+            }
+            keys = kept;
+        }
+        Ok(Some(keys))
+    }
+
+    /// The rows with these keys (sorted), in order.
+    async fn rows_by_keys(
+        &self,
+        run_id: i64,
+        keys: &[(u32, u32)],
+    ) -> Result<Vec<RunItem>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_QUERY) {
+            let mut q = QueryBuilder::<Sqlite>::new(ITEM_COLUMNS);
+            q.push_bind(run_id).push(" AND i.seq IN (");
+            let mut sep = q.separated(", ");
+            for (seq, _) in chunk {
+                sep.push_bind(i64::from(*seq));
+            }
+            q.push(") ORDER BY i.seq, i.sub");
+            let rows = q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db("reading a run's rows"))?;
+            for r in &rows {
+                let it = item_from_row(r)?;
+                if chunk.binary_search(&(it.seq, it.sub)).is_ok() {
+                    out.push(it);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The `seq` range of the filter's kind in the run, from its summary.
     async fn kind_range(&self, run_id: i64, filter: &ItemFilter) -> Result<KindRange, StoreError> {
         let Some(kind) = filter.kind else {
@@ -534,6 +736,9 @@ impl Store {
         run_id: i64,
         filter: &ItemFilter,
     ) -> Result<u64, StoreError> {
+        if let Some(keys) = self.searched_keys(run_id, filter).await? {
+            return Ok(keys.len() as u64);
+        }
         let range = self.kind_range(run_id, filter).await?;
         let mut q =
             QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM run_items i WHERE i.run_id = ");
@@ -554,6 +759,13 @@ impl Store {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<RunItem>, StoreError> {
+        if let Some(keys) = self.searched_keys(run_id, filter).await? {
+            let from = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(keys.len());
+            let to = from.saturating_add(limit as usize).min(keys.len());
+            return self.rows_by_keys(run_id, &keys[from..to]).await;
+        }
         let range = self.kind_range(run_id, filter).await?;
         let mut q = QueryBuilder::<Sqlite>::new(ITEM_COLUMNS);
         push_filter(&mut q, run_id, filter, range);
@@ -578,6 +790,14 @@ impl Store {
         filter: &ItemFilter,
         mut each: impl FnMut(RunItem) -> Result<(), E>,
     ) -> Result<(), E> {
+        if let Some(keys) = self.searched_keys(run_id, filter).await? {
+            for chunk in keys.chunks(STREAM_PAGE as usize) {
+                for it in self.rows_by_keys(run_id, chunk).await? {
+                    each(it)?;
+                }
+            }
+            return Ok(());
+        }
         let mut after: Option<(i64, i64)> = None;
         let range = self.kind_range(run_id, filter).await?;
         loop {
@@ -773,7 +993,21 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(CTX))?;
-            let texts = if done.rows_affected() == 0 {
+            let postings = if done.rows_affected() == 0 {
+                sqlx::query(
+                    "DELETE FROM run_postings WHERE run_id = $1 AND text_id IN
+                        (SELECT text_id FROM run_postings WHERE run_id = $1 ORDER BY text_id LIMIT $2)",
+                )
+                .bind(run_id)
+                .bind(CHUNK_ROWS as i64)
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(CTX))?
+                .rows_affected()
+            } else {
+                1
+            };
+            let texts = if postings == 0 {
                 sqlx::query(
                     "DELETE FROM run_texts WHERE run_id = $1 AND id IN
                         (SELECT id FROM run_texts WHERE run_id = $1 ORDER BY id LIMIT $2)",

@@ -463,7 +463,12 @@ async fn retention_keeps_the_newest_runs_per_pair_and_deletes_their_rows() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!((n, t), (0, 0), "rows of run {gone} were left behind");
+        let l: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_postings WHERE run_id = $1")
+            .bind(gone)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((n, t, l), (0, 0, 0), "rows of run {gone} were left behind");
     }
     assert!(
         store
@@ -523,5 +528,89 @@ async fn runs_recorded_as_documents_stay_readable() {
             ..Plan::default()
         }),
         removals(&plan)
+    );
+}
+
+#[tokio::test]
+async fn a_name_search_with_a_kind_checks_kinds_that_share_a_phase() {
+    let store = Store::open_in_memory().await.unwrap();
+    let run = store.start_run(PAIR, RunMode::Sync, 1_000).await.unwrap();
+    // Adoptions of users and groups share a phase, so their seq ranges interleave.
+    let adopt = |seq, name: &str| {
+        op(
+            seq,
+            OpKind::AdoptUser {
+                source_id: format!("id-{name}"),
+                username: name.into(),
+                target_key: None,
+            },
+            "same name",
+        )
+    };
+    let plan = Plan {
+        ops: vec![
+            adopt(0, "zed.one"),
+            op(
+                1,
+                OpKind::AdoptGroup {
+                    source_id: "g-zed".into(),
+                    name: "Zed Team".into(),
+                },
+                "same name",
+            ),
+            adopt(2, "zed.two"),
+            op(
+                3,
+                OpKind::AddMembers {
+                    group: "Zed Team".into(),
+                    usernames: vec!["zed.one".into(), "zed.two".into()],
+                },
+                "members",
+            ),
+        ],
+        ..Plan::default()
+    };
+    store
+        .save_plan(run, &plan, RunMode::Sync, false)
+        .await
+        .unwrap();
+    let f = |kind, q: &str| ItemFilter {
+        kind,
+        search: Some(q.into()),
+    };
+    let names = |items: Vec<RunItem>| {
+        items
+            .into_iter()
+            .map(|i| (i.seq, i.sub, i.kind))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(all_items(&store, run, &f(Some(ItemKind::Adopt), "ZED")).await),
+        vec![(0, 0, ItemKind::Adopt), (2, 0, ItemKind::Adopt)]
+    );
+    assert_eq!(
+        names(all_items(&store, run, &f(Some(ItemKind::AdoptGroup), "zed")).await),
+        vec![(1, 0, ItemKind::AdoptGroup)]
+    );
+    // A username's rows: its adoption and its membership (sub 1 of the batch).
+    assert_eq!(
+        names(all_items(&store, run, &f(None, "zed.two")).await),
+        vec![(2, 0, ItemKind::Adopt), (3, 1, ItemKind::AddMember)]
+    );
+    assert_eq!(
+        store
+            .count_run_items(run, &f(Some(ItemKind::AddMember), "zed"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        names(store.run_items(run, &f(None, "zed"), 1, 2).await.unwrap()),
+        vec![(1, 0, ItemKind::AdoptGroup), (2, 0, ItemKind::Adopt)]
+    );
+    assert!(
+        all_items(&store, run, &f(Some(ItemKind::Delete), "zed"))
+            .await
+            .is_empty()
     );
 }

@@ -43,8 +43,17 @@ CREATE TABLE run_items (
     finished_ms BIGINT,
     PRIMARY KEY (run_id, seq, sub)
 ) WITHOUT ROWID;
--- The result views. Plan order is the primary key. By kind: the plan is ordered by phase, so
--- each kind's rows are one range of `seq`, which the run's summary records (`ranges`); a kind
--- view is a primary-key range scan, and an index on kind (9 MB at 50k users) is not needed.
--- By subject name: a search matches the run's texts, then their rows through this index.
-CREATE INDEX run_items_by_name ON run_items (run_id, name);
+-- The result views, without secondary indexes on run_items (an index entry costs about 15
+-- bytes a row: 9 MB per index at 50k users / 585k memberships):
+-- * plan order: the primary key;
+-- * by kind: the plan is ordered by phase, so each kind's rows are one range of `seq`, which
+--   the run's summary records (`ranges`): a primary-key range scan;
+-- * by subject name: the run's texts matching the search, then their rows from
+--   `run_postings`: per subject name, the (seq, sub) keys of the rows named so, as unsigned
+--   LEB128 varints (seq delta from the previous row, then sub): about 3 bytes a row.
+CREATE TABLE run_postings (
+    run_id   BIGINT  NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    text_id  BIGINT  NOT NULL,
+    item_keys BLOB   NOT NULL,
+    PRIMARY KEY (run_id, text_id)
+) WITHOUT ROWID;
