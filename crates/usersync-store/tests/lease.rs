@@ -2,7 +2,6 @@
 //! marked interrupted only once their owner's lease is gone, failed runs with their error,
 //! approvals, and refusing an empty or foreign database file.
 
-use serde_json::json;
 use usersync_core::run::{RunMode, RunStatus};
 use usersync_store::{MasterKey, Store, StoreError};
 
