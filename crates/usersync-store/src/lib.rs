@@ -1,6 +1,8 @@
 //! usersync's state store: connectors and their settings (secrets encrypted at rest), the link
 //! table, per-connector source sync state (Graph delta links and the last complete snapshot),
-//! and runs with their plan, report and per-operation results.
+//! and runs: a summary on the run row and one row per operation subject, which the journal
+//! updates with each operation's apply status (see `runs.rs`: chunked writes, paged reads,
+//! retention).
 //!
 //! One SQLite file, `<data_dir>/usersync.db`, in WAL mode with foreign keys on, migrated at open
 //! from `migrations/sqlite/`. The SQL sticks to what PostgreSQL also accepts (`$n`
