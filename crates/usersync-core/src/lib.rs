@@ -7,6 +7,7 @@ pub mod check;
 pub mod config;
 pub mod desired;
 pub mod engine;
+pub mod items;
 pub mod journal;
 pub mod link;
 pub mod mapping;

@@ -2,12 +2,14 @@
 //! `docs/report-schema.md`) and a readable text summary. Built from a plan, plus per-operation
 //! outcomes after an apply; simulate and sync share this code.
 
+use crate::items::ItemKind;
 use crate::model::name_key;
 use crate::plan::{
     Conflict, FieldChange, OpKind, OpOutcome, Operation, Plan, PlanCounts, SkippedUser,
 };
 use crate::ports::ReadStats;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Version of the JSON report format. Bumped on incompatible changes.
@@ -379,74 +381,18 @@ impl Report {
     /// lists are cut at 50 entries (the JSON report has them all).
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let mode = match self.run.mode {
-            RunMode::Simulate => "simulation (nothing written)",
-            RunMode::Sync => "sync",
-        };
-        let _ = writeln!(s, "usersync {mode} — {}", self.run.product);
-        if let Some(c) = &self.run.connector {
-            let _ = writeln!(s, "Connector: {c}");
-        }
-        if let Some(rs) = &self.run.source_read {
-            let _ = writeln!(
-                s,
-                "Source read: {}, {} requests ({} throttled)",
-                rs.mode, rs.requests, rs.throttled
-            );
-        }
-        if let Some(st) = self.run.status {
-            let _ = writeln!(s, "Status: {}", st.describe());
-        }
-        if !self.source_complete {
-            let _ = writeln!(s, "Source read INCOMPLETE: nothing is removed in this run");
-            for f in &self.source_failures {
-                let _ = writeln!(s, "  failed: {f}");
-            }
-        }
-        if let Some(h) = &self.held {
-            let _ = writeln!(s, "HELD: {h}");
-        }
-        if let Some(st) = &self.stopped {
-            let _ = writeln!(s, "STOPPED: {st}");
-        }
-        let c = &self.counts;
-        let _ = writeln!(
-            s,
-            "Users: {} added, {} adopted, {} modified, {} renamed, {} reactivated, {} deactivated, {} deleted, {} unchanged",
-            c.users_created,
-            c.users_adopted,
-            c.users_updated,
-            c.users_renamed,
-            c.users_reactivated,
-            c.users_deactivated,
-            c.users_deleted,
-            c.users_unchanged
+        write_header(
+            &mut s,
+            &Header {
+                run: &self.run,
+                held: self.held.as_deref(),
+                stopped: self.stopped.as_deref(),
+                source_complete: self.source_complete,
+                source_failures: &self.source_failures,
+                counts: &self.counts,
+                outcomes: &self.outcomes,
+            },
         );
-        let _ = writeln!(
-            s,
-            "Groups: {} added, {} adopted, {} removed",
-            c.groups_created, c.groups_adopted, c.groups_deleted
-        );
-        let _ = writeln!(
-            s,
-            "Memberships: {} added, {} removed",
-            c.memberships_added, c.memberships_removed
-        );
-        let _ = writeln!(s, "Avatars: {} set", c.avatars_set);
-        let _ = writeln!(
-            s,
-            "Conflicts: {}, skipped: {}, target-only accounts: {}",
-            c.conflicts, c.skipped, c.target_only
-        );
-        if self.run.mode == RunMode::Sync {
-            let o = &self.outcomes;
-            let _ = writeln!(
-                s,
-                "Operations: {} planned, {} applied, {} failed, {} not attempted",
-                o.planned, o.applied, o.failed, o.skipped
-            );
-        }
-
         let u = &self.users;
         section(
             &mut s,
@@ -589,6 +535,193 @@ impl Report {
             }),
         );
         s
+    }
+}
+
+/// The parts of a report its text header shows (shared by [`Report`] and [`ReportSummary`]).
+struct Header<'a> {
+    run: &'a RunInfo,
+    held: Option<&'a str>,
+    stopped: Option<&'a str>,
+    source_complete: bool,
+    source_failures: &'a [String],
+    counts: &'a PlanCounts,
+    outcomes: &'a OutcomeCounts,
+}
+
+fn write_header(s: &mut String, h: &Header<'_>) {
+    let mode = match h.run.mode {
+        RunMode::Simulate => "simulation (nothing written)",
+        RunMode::Sync => "sync",
+    };
+    let _ = writeln!(s, "usersync {mode} — {}", h.run.product);
+    if let Some(c) = &h.run.connector {
+        let _ = writeln!(s, "Connector: {c}");
+    }
+    if let Some(rs) = &h.run.source_read {
+        let _ = writeln!(
+            s,
+            "Source read: {}, {} requests ({} throttled)",
+            rs.mode, rs.requests, rs.throttled
+        );
+    }
+    if let Some(st) = h.run.status {
+        let _ = writeln!(s, "Status: {}", st.describe());
+    }
+    if !h.source_complete {
+        let _ = writeln!(s, "Source read INCOMPLETE: nothing is removed in this run");
+        for f in h.source_failures {
+            let _ = writeln!(s, "  failed: {f}");
+        }
+    }
+    if let Some(held) = h.held {
+        let _ = writeln!(s, "HELD: {held}");
+    }
+    if let Some(st) = h.stopped {
+        let _ = writeln!(s, "STOPPED: {st}");
+    }
+    let c = h.counts;
+    let _ = writeln!(
+        s,
+        "Users: {} added, {} adopted, {} modified, {} renamed, {} reactivated, {} deactivated, {} deleted, {} unchanged",
+        c.users_created,
+        c.users_adopted,
+        c.users_updated,
+        c.users_renamed,
+        c.users_reactivated,
+        c.users_deactivated,
+        c.users_deleted,
+        c.users_unchanged
+    );
+    let _ = writeln!(
+        s,
+        "Groups: {} added, {} adopted, {} removed",
+        c.groups_created, c.groups_adopted, c.groups_deleted
+    );
+    let _ = writeln!(
+        s,
+        "Memberships: {} added, {} removed",
+        c.memberships_added, c.memberships_removed
+    );
+    let _ = writeln!(s, "Avatars: {} set", c.avatars_set);
+    let _ = writeln!(
+        s,
+        "Conflicts: {}, skipped: {}, target-only accounts: {}",
+        c.conflicts, c.skipped, c.target_only
+    );
+    if h.run.mode == RunMode::Sync {
+        let o = h.outcomes;
+        let _ = writeln!(
+            s,
+            "Operations: {} planned, {} applied, {} failed, {} not attempted",
+            o.planned, o.applied, o.failed, o.skipped
+        );
+    }
+}
+
+/// A report without its lists: what the store keeps on the run row, while the lists are rows
+/// ([`crate::items::RunItem`]). Small whatever the run's size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportSummary {
+    /// Always [`REPORT_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Run metadata.
+    pub run: RunInfo,
+    /// Why the run was held (nothing written), if it was.
+    pub held: Option<String>,
+    /// Why an apply stopped early (systemic error), if it did.
+    pub stopped: Option<String>,
+    /// False when the source read was incomplete (nothing was removed).
+    pub source_complete: bool,
+    /// What failed in the source read, when it was incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_failures: Vec<String>,
+    /// Plan figures (after an apply: what was applied).
+    pub counts: PlanCounts,
+    /// Outcome figures.
+    pub outcomes: OutcomeCounts,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// Rows stored per kind (the planned operations and the other subjects), so a view can
+    /// show totals without counting rows.
+    #[serde(default)]
+    pub items: BTreeMap<ItemKind, u64>,
+    /// The first and last `seq` of each kind's rows: rows are in plan order, which groups
+    /// them by kind, so a kind's rows are read as one range.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ranges: BTreeMap<ItemKind, [u32; 2]>,
+}
+
+impl ReportSummary {
+    /// The summary of a plan before it is simulated or applied (no outcomes yet).
+    pub fn of_plan(plan: &Plan, mode: RunMode) -> ReportSummary {
+        ReportSummary {
+            schema_version: REPORT_SCHEMA_VERSION,
+            run: RunInfo {
+                mode,
+                product: plan.product.clone(),
+                connector: None,
+                started_at: None,
+                finished_at: None,
+                source_read: None,
+                status: None,
+            },
+            held: plan.held.as_ref().map(ToString::to_string),
+            stopped: None,
+            source_complete: plan.source_complete,
+            source_failures: Vec::new(),
+            counts: plan.counts.clone(),
+            outcomes: OutcomeCounts {
+                planned: plan.ops.len(),
+                ..OutcomeCounts::default()
+            },
+            warnings: plan.warnings.clone(),
+            items: BTreeMap::new(),
+            ranges: BTreeMap::new(),
+        }
+    }
+
+    /// Figures, held/stopped reasons and warnings as text; the rows are listed by the caller.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        write_header(
+            &mut s,
+            &Header {
+                run: &self.run,
+                held: self.held.as_deref(),
+                stopped: self.stopped.as_deref(),
+                source_complete: self.source_complete,
+                source_failures: &self.source_failures,
+                counts: &self.counts,
+                outcomes: &self.outcomes,
+            },
+        );
+        section(
+            &mut s,
+            "Warnings",
+            self.warnings.iter().map(|w| format!("* {w}")),
+        );
+        s
+    }
+}
+
+impl Report {
+    /// This report without its lists (see [`ReportSummary`]); `items` and `ranges` are left
+    /// empty.
+    pub fn summary(&self) -> ReportSummary {
+        ReportSummary {
+            schema_version: self.schema_version,
+            run: self.run.clone(),
+            held: self.held.clone(),
+            stopped: self.stopped.clone(),
+            source_complete: self.source_complete,
+            source_failures: self.source_failures.clone(),
+            counts: self.counts.clone(),
+            outcomes: self.outcomes.clone(),
+            warnings: self.warnings.clone(),
+            items: BTreeMap::new(),
+            ranges: BTreeMap::new(),
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 //! (2) applies the engine's own link rules ([`usersync_core::journal::record_intent`] /
 //! [`usersync_core::journal::apply_outcome_to_links`], the ones `MemoryJournal` uses) to that
 //! slice, (3) writes back the difference and (4) records the operation's progress in
-//! `run_ops`, then commits before returning.
+//! its rows in `run_items`, then commits before returning.
 
-use crate::{OpStatus, Store, StoreError, group_link_from_row, now_ms, user_link_from_row};
+use crate::{Store, StoreError, group_link_from_row, user_link_from_row};
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 use usersync_core::journal::{apply_outcome_to_links, record_intent};
@@ -45,22 +45,7 @@ impl StoreJournal {
         let mut after = before.clone();
         record_intent(&mut after, op);
         write_diff(conn, &self.pair, &before, &after).await?;
-        let op_json = serde_json::to_string(op).map_err(|e| {
-            StoreError::Invalid(format!("operation {} cannot be serialised: {e}", op.seq))
-        })?;
-        sqlx::query(
-            "INSERT INTO run_ops (run_id, seq, op, status, started_ms) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (run_id, seq) DO UPDATE SET op = excluded.op, status = excluded.status,
-                started_ms = excluded.started_ms, outcome = NULL, finished_ms = NULL",
-        )
-        .bind(self.run_id)
-        .bind(i64::from(op.seq))
-        .bind(op_json)
-        .bind(OpStatus::Started.as_str())
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await
-        .map_err(run_op_err(self.run_id))?;
+        crate::runs::record_op(conn, self.run_id, op, None).await?;
         w.tx.commit()
             .await
             .map_err(StoreError::db("committing an operation's intent"))?;
@@ -78,34 +63,11 @@ impl StoreJournal {
             .write_tx("recording an operation's outcome")
             .await?;
         let conn: &mut SqliteConnection = &mut w.tx;
-        let seq = i64::from(op.seq);
         let before = load_slice(conn, &self.pair, op).await?;
         let mut after = before.clone();
         apply_outcome_to_links(&mut after, op, outcome, self.now_ms);
         write_diff(conn, &self.pair, &before, &after).await?;
-        let op_json = serde_json::to_string(op).map_err(|e| {
-            StoreError::Invalid(format!("operation {} cannot be serialised: {e}", op.seq))
-        })?;
-        let outcome_json = serde_json::to_string(outcome).map_err(|e| {
-            StoreError::Invalid(format!(
-                "outcome of operation {} cannot be serialised: {e}",
-                op.seq
-            ))
-        })?;
-        sqlx::query(
-            "INSERT INTO run_ops (run_id, seq, op, status, outcome, finished_ms) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (run_id, seq) DO UPDATE SET status = excluded.status, outcome = excluded.outcome,
-                finished_ms = excluded.finished_ms",
-        )
-        .bind(self.run_id)
-        .bind(seq)
-        .bind(op_json)
-        .bind(OpStatus::of(outcome).as_str())
-        .bind(outcome_json)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await
-        .map_err(run_op_err(self.run_id))?;
+        crate::runs::record_op(conn, self.run_id, op, Some(outcome)).await?;
         w.tx.commit()
             .await
             .map_err(StoreError::db("committing an operation's outcome"))?;
@@ -113,7 +75,7 @@ impl StoreJournal {
     }
 }
 
-fn run_op_err(run_id: i64) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(crate) fn run_op_err(run_id: i64) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
         let fk = e
             .as_database_error()

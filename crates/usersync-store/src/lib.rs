@@ -1,6 +1,8 @@
 //! usersync's state store: connectors and their settings (secrets encrypted at rest), the link
 //! table, per-connector source sync state (Graph delta links and the last complete snapshot),
-//! and runs with their plan, report and per-operation results.
+//! and runs: a summary on the run row and one row per operation subject, which the journal
+//! updates with each operation's apply status (see `runs.rs`: chunked writes, paged reads,
+//! retention).
 //!
 //! One SQLite file, `<data_dir>/usersync.db`, in WAL mode with foreign keys on, migrated at open
 //! from `migrations/sqlite/`. The SQL sticks to what PostgreSQL also accepts (`$n`
@@ -17,10 +19,12 @@
 mod crypto;
 mod error;
 mod journal;
+mod runs;
 
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
 pub use journal::StoreJournal;
+pub use runs::{CHUNK_ROWS, ItemFilter, Retention, RunView};
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -210,11 +214,11 @@ pub struct RunOpRecord {
 pub struct RunRecord {
     /// The summary.
     pub summary: RunSummary,
-    /// The plan, once saved.
+    /// The plan document of a run recorded before runs were stored as rows.
     pub plan: Option<serde_json::Value>,
-    /// The report, once finished.
+    /// The report document of a run recorded before runs were stored as rows.
     pub report: Option<serde_json::Value>,
-    /// Per-operation records, by `seq`.
+    /// Per-operation records of the operations the journal saw, by `seq`.
     pub ops: Vec<RunOpRecord>,
 }
 
@@ -923,46 +927,11 @@ impl Store {
         Ok(())
     }
 
-    /// Saves a run's plan (as JSON).
-    pub async fn save_plan(
-        &self,
-        run_id: i64,
-        plan_json: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let _guard = self.write_lock.lock().await;
-        let done = sqlx::query("UPDATE runs SET plan = $1 WHERE id = $2")
-            .bind(plan_json.to_string())
-            .bind(run_id)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::db("saving a plan"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: format!("run {run_id}"),
-            });
-        }
-        Ok(())
-    }
-
-    /// Records the end of a run with its status and report. A run started under a lease that
-    /// has since been taken over is refused ([`StoreError::LeaseLost`]): its status belongs to
-    /// whoever marked it interrupted.
-    pub async fn finish_run(
-        &self,
-        run_id: i64,
-        status: RunStatus,
-        report_json: &serde_json::Value,
-        finished_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.end_run(run_id, status, Some(report_json), None, finished_ms)
-            .await
-    }
-
     async fn end_run(
         &self,
         run_id: i64,
         status: RunStatus,
-        report_json: Option<&serde_json::Value>,
+        summary: Option<&usersync_core::report::ReportSummary>,
         error: Option<&str>,
         finished_ms: i64,
     ) -> Result<(), StoreError> {
@@ -998,10 +967,18 @@ impl Store {
             });
         }
         sqlx::query(
-            "UPDATE runs SET status = $1, report = $2, error = $3, finished_ms = $4 WHERE id = $5",
+            "UPDATE runs SET status = $1, summary = COALESCE($2, summary), error = $3, finished_ms = $4 WHERE id = $5",
         )
         .bind(status.as_str())
-        .bind(report_json.map(|r| r.to_string()))
+        .bind(
+            summary
+                .map(|s| {
+                    serde_json::to_string(s).map_err(|e| {
+                        StoreError::Invalid(format!("a run summary cannot be serialised: {e}"))
+                    })
+                })
+                .transpose()?,
+        )
         .bind(error)
         .bind(finished_ms)
         .bind(run_id)
@@ -1030,7 +1007,9 @@ impl Store {
         rows.iter().map(run_summary_from_row).collect()
     }
 
-    /// One run with its plan, report and per-operation results.
+    /// One run with its per-operation results (the operations the journal recorded), and
+    /// for runs recorded before rows, their plan and report documents. Loads everything: for
+    /// tests and small runs; views page with [`Store::run_view`] and [`Store::run_items`].
     pub async fn run(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError> {
         let mut conn = self
             .pool
@@ -1094,6 +1073,12 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        drop(conn);
+        let ops = if ops.is_empty() {
+            self.journaled_ops(run_id).await?
+        } else {
+            ops
+        };
         Ok(Some(RunRecord {
             summary,
             plan,
@@ -1271,7 +1256,7 @@ pub(crate) fn group_link_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<GroupLi
     })
 }
 
-fn run_summary_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, StoreError> {
+pub(crate) fn run_summary_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, StoreError> {
     let e = || StoreError::db("reading runs");
     let mode: String = r.try_get("mode").map_err(e())?;
     let status: String = r.try_get("status").map_err(e())?;

@@ -89,7 +89,15 @@ async fn store_dropped_mid_apply_reopens_consistent_and_converges() {
         let store = Store::open_with_key(dir, key()).await.unwrap();
         let run = store.start_run(PAIR, RunMode::Sync, NOW).await.unwrap();
         store
-            .save_plan(run, &serde_json::to_value(&plan).unwrap())
+            .save_plan(
+                run,
+                &usersync_core::plan::Plan {
+                    ops: plan.clone(),
+                    ..Default::default()
+                },
+                RunMode::Sync,
+                false,
+            )
             .await
             .unwrap();
         let j = store.journal(PAIR, run, NOW);
@@ -119,7 +127,7 @@ async fn store_dropped_mid_apply_reopens_consistent_and_converges() {
     assert_eq!(store.mark_interrupted_runs().await.unwrap(), 1);
     let rec = store.run(run).await.unwrap().unwrap();
     assert_eq!(rec.summary.status, RunStatus::Interrupted);
-    assert!(rec.plan.is_some());
+    assert!(store.run_view(run).await.unwrap().unwrap().report.is_some());
     let statuses: Vec<_> = rec.ops.iter().map(|o| (o.seq, o.status)).collect();
     assert_eq!(
         statuses,

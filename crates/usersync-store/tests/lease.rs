@@ -2,7 +2,6 @@
 //! marked interrupted only once their owner's lease is gone, failed runs with their error,
 //! approvals, and refusing an empty or foreign database file.
 
-use serde_json::json;
 use usersync_core::run::{RunMode, RunStatus};
 use usersync_store::{MasterKey, Store, StoreError};
 
@@ -76,7 +75,7 @@ async fn a_second_owner_is_refused_until_the_lease_expires_or_is_released() {
     ));
     assert!(matches!(
         store
-            .finish_run(run, RunStatus::Succeeded, &json!({}), 110_003)
+            .finish_run(run, RunStatus::Succeeded, &empty_report(), 110_003)
             .await,
         Err(StoreError::LeaseLost { .. })
     ));
@@ -183,4 +182,13 @@ async fn a_foreign_database_is_refused_even_when_initialising() {
         assert!(matches!(err, StoreError::ForeignDatabase { .. }), "{err}");
         assert!(err.to_string().contains("not a usersync"), "{err}");
     }
+}
+
+fn empty_report() -> usersync_core::report::Report {
+    usersync_core::report::Report::build(
+        &usersync_core::plan::Plan::default(),
+        RunMode::Sync,
+        None,
+        None,
+    )
 }

@@ -78,7 +78,7 @@ async fn migrations_apply_on_fresh_file_and_reopen_keeps_data() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
     let journal_mode: String = sqlx::query("PRAGMA journal_mode")
         .fetch_one(&mut conn)
         .await
@@ -291,9 +291,14 @@ async fn runs_record_plan_report_and_listing() {
     let r2 = store.start_run("p2", RunMode::Sync, 2_000).await.unwrap();
     let r3 = store.start_run("p1", RunMode::Sync, 3_000).await.unwrap();
     assert!(r1 < r2 && r2 < r3);
-    store.save_plan(r1, &json!({"ops": []})).await.unwrap();
+    let empty = usersync_core::plan::Plan::default();
+    let report = |mode| usersync_core::report::Report::build(&empty, mode, None, None);
     store
-        .finish_run(r1, RunStatus::Succeeded, &json!({"summary": "ok"}), 1_500)
+        .save_plan(r1, &empty, RunMode::Simulate, false)
+        .await
+        .unwrap();
+    store
+        .finish_run(r1, RunStatus::Succeeded, &report(RunMode::Simulate), 1_500)
         .await
         .unwrap();
 
@@ -310,24 +315,30 @@ async fn runs_record_plan_report_and_listing() {
     assert_eq!(rec.summary.status, RunStatus::Succeeded);
     assert_eq!(rec.summary.mode, RunMode::Simulate);
     assert_eq!(rec.summary.finished_ms, Some(1_500));
-    assert_eq!(rec.plan, Some(json!({"ops": []})));
-    assert_eq!(rec.report, Some(json!({"summary": "ok"})));
+    assert_eq!(rec.plan, None, "no plan document: the plan is rows");
+    assert_eq!(rec.report, None, "no report document: a summary and rows");
     assert!(rec.ops.is_empty());
+    let view = store.run_view(r1).await.unwrap().unwrap();
+    assert_eq!(
+        view.report.unwrap().run.status,
+        Some(RunStatus::Succeeded),
+        "the summary records the final status"
+    );
     assert!(store.run(9_999).await.unwrap().is_none());
 
     assert!(matches!(
-        store.save_plan(9_999, &json!({})).await,
+        store.save_plan(9_999, &empty, RunMode::Sync, false).await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
         store
-            .finish_run(9_999, RunStatus::Failed, &json!({}), 0)
+            .finish_run(9_999, RunStatus::Failed, &report(RunMode::Sync), 0)
             .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
         store
-            .finish_run(r2, RunStatus::Running, &json!({}), 0)
+            .finish_run(r2, RunStatus::Running, &report(RunMode::Sync), 0)
             .await,
         Err(StoreError::Invalid(_))
     ));

@@ -106,15 +106,30 @@ pub struct SyncArgs {
 /// Arguments of `runs`.
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
-    /// Show one run in full (its report).
+    /// Show one run: its summary and a page of its operations and subjects (text), or the
+    /// summary then every matching row as NDJSON (`--format json`).
     #[arg(long)]
     pub show: Option<i64>,
-    /// How many runs to list.
-    #[arg(long, default_value_t = 20)]
-    pub limit: u32,
+    /// How many runs to list (default 20), or with `--show` rows per page (default 50).
+    #[arg(long)]
+    pub limit: Option<u32>,
     /// Only runs of this target.
     #[arg(long)]
     pub target: Option<String>,
+    /// With `--show`: only rows of this kind (create, adopt, update, rename, reactivate,
+    /// deactivate, delete, create_group, adopt_group, delete_group, add_member,
+    /// remove_member, avatar, unchanged, conflict, skipped, target_only).
+    #[arg(long, requires = "show")]
+    pub kind: Option<String>,
+    /// With `--show`: only rows whose user or group name contains this (any case).
+    #[arg(long, requires = "show")]
+    pub search: Option<String>,
+    /// With `--show`: which page (from 1).
+    #[arg(long, requires = "show", conflicts_with = "offset")]
+    pub page: Option<u64>,
+    /// With `--show`: skip this many matching rows.
+    #[arg(long, requires = "show")]
+    pub offset: Option<u64>,
 }
 
 /// `config` subcommands.

@@ -29,6 +29,55 @@ pub struct FileConfig {
     /// Atlassian targets.
     #[serde(rename = "target", default)]
     pub targets: Vec<TargetConfig>,
+    /// `[runs]`: run history (retention).
+    #[serde(default)]
+    pub runs: RunsConfig,
+}
+
+/// `[runs]`: how much run history the store keeps, pruned when a run finishes. A run is
+/// deleted (with its rows) once it is older than `keep_days` or not among the `keep_runs`
+/// newest runs of its target; the newest run of each target is always kept.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RunsConfig {
+    /// Runs kept per target (1–100000; default 200).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: u32,
+    /// Days a run is kept (1–3650; default 30).
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+    /// Also store a row per user with nothing to change (default false: only their count,
+    /// so a no-change run stores almost nothing).
+    #[serde(default)]
+    pub store_unchanged: bool,
+}
+
+fn default_keep_runs() -> u32 {
+    usersync_store::Retention::default().keep_runs
+}
+
+fn default_keep_days() -> u32 {
+    usersync_store::Retention::default().keep_days
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        RunsConfig {
+            keep_runs: default_keep_runs(),
+            keep_days: default_keep_days(),
+            store_unchanged: false,
+        }
+    }
+}
+
+impl RunsConfig {
+    /// The store's retention setting.
+    pub fn retention(&self) -> usersync_store::Retention {
+        usersync_store::Retention {
+            keep_runs: self.keep_runs,
+            keep_days: self.keep_days,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -314,7 +363,25 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         cfg.data_dir = dir.join(&cfg.data_dir);
     }
     check_files(&cfg).with_context(|| format!("in {}", path.display()))?;
+    check_runs(&cfg.runs).with_context(|| format!("in {}", path.display()))?;
     Ok(cfg)
+}
+
+/// Checks the `[runs]` numbers are in range.
+fn check_runs(r: &RunsConfig) -> anyhow::Result<()> {
+    if !(1..=100_000).contains(&r.keep_runs) {
+        return Err(exit::config_err(format!(
+            "runs.keep_runs = {}: must be 1–100000 (runs kept per target)",
+            r.keep_runs
+        )));
+    }
+    if !(1..=3650).contains(&r.keep_days) {
+        return Err(exit::config_err(format!(
+            "runs.keep_days = {}: must be 1–3650 (days a run is kept)",
+            r.keep_days
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the files the configuration names (CA bundles, certificates) are readable and of the

@@ -168,33 +168,187 @@ pub fn run_list(list: &[usersync_store::RunSummary], format: Format) {
     }
 }
 
-/// `runs --show`.
-pub fn run_record(run: &usersync_store::RunRecord, format: Format) {
+/// Which rows `runs --show` prints.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Matching rows skipped.
+    pub offset: u64,
+    /// Rows per page.
+    pub limit: u32,
+    /// Every matching row (NDJSON without `--page`/`--offset`/`--limit`).
+    pub all: bool,
+}
+
+/// One NDJSON line: a record tag plus the object's fields.
+#[derive(serde::Serialize)]
+struct Line<'a, T: serde::Serialize> {
+    record: &'a str,
+    #[serde(flatten)]
+    value: T,
+}
+
+fn write_line<T: serde::Serialize>(
+    out: &mut impl std::io::Write,
+    record: &str,
+    value: T,
+) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, &Line { record, value })?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// `runs --show`: the run's summary, then its rows. Text: the summary and one page. JSON:
+/// NDJSON, a `"record":"run"` line then one `"record":"item"` line per row, streamed from
+/// the store page by page (never the whole report in memory). Runs recorded before rows print
+/// their stored report (text) or one `"record":"report"` line (JSON).
+pub async fn run_view(
+    store: &usersync_store::Store,
+    view: &usersync_store::RunView,
+    filter: &usersync_store::ItemFilter,
+    page: Page,
+    format: Format,
+) -> anyhow::Result<()> {
+    let id = view.run.id;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    use std::io::Write as _;
     if format == Format::Json {
-        print_json(run);
-        return;
+        write_line(&mut out, "run", view)?;
+        if view.legacy {
+            if let Some(rep) = store.legacy_report(id).await? {
+                write_line(&mut out, "report", rep)?;
+            }
+        } else if page.all {
+            store
+                .for_each_run_item::<anyhow::Error>(id, filter, |it| {
+                    write_line(&mut out, "item", it)
+                })
+                .await?;
+        } else {
+            for it in store.run_items(id, filter, page.offset, page.limit).await? {
+                write_line(&mut out, "item", it)?;
+            }
+        }
+        out.flush()?;
+        return Ok(());
     }
-    println!("{}", one_line(&run.summary));
-    if let Some(a) = &run.summary.approval {
-        println!(
+    writeln!(out, "{}", one_line(&view.run))?;
+    if let Some(a) = &view.run.approval {
+        writeln!(
+            out,
             "approved: removals of held run {} approved by {} at {}",
             a.held_run,
             a.approved_by,
             when(a.approved_ms)
-        );
+        )?;
     }
-    if let Some(e) = &run.summary.error {
-        println!("error: {e}");
+    if let Some(e) = &view.run.error {
+        writeln!(out, "error: {e}")?;
     }
-    match run
-        .report
-        .as_ref()
-        .and_then(|v| serde_json::from_value::<usersync_core::report::Report>(v.clone()).ok())
-    {
-        Some(rep) => println!("{}", rep.to_text()),
-        None if run.summary.error.is_none() => println!("(no report recorded)"),
-        None => {}
+    if view.legacy {
+        // Recorded by an older version: the whole report is one document.
+        match store
+            .legacy_report(id)
+            .await?
+            .and_then(|v| serde_json::from_value::<usersync_core::report::Report>(v).ok())
+        {
+            Some(rep) => writeln!(out, "{}", rep.to_text())?,
+            None => writeln!(out, "(the stored report is unreadable)")?,
+        }
+        out.flush()?;
+        return Ok(());
     }
+    let Some(rep) = &view.report else {
+        if view.run.error.is_none() {
+            writeln!(out, "(no plan recorded)")?;
+        }
+        out.flush()?;
+        return Ok(());
+    };
+    writeln!(out, "{}", rep.to_text())?;
+    // Totals without a search come from the summary's row counts (no count over the rows).
+    let total = match (&filter.search, filter.kind) {
+        (None, None) => rep.items.values().sum(),
+        (None, Some(k)) => rep.items.get(&k).copied().unwrap_or(0),
+        (Some(_), _) => store.count_run_items(id, filter).await?,
+    };
+    let items = store.run_items(id, filter, page.offset, page.limit).await?;
+    let mut what = Vec::new();
+    if let Some(k) = filter.kind {
+        what.push(format!("kind {k}"));
+    }
+    if let Some(q) = &filter.search {
+        what.push(format!("name contains {q:?}"));
+    }
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", what.join(", "))
+    };
+    if items.is_empty() {
+        writeln!(out, "Rows{what}: none of {total} at offset {}", page.offset)?;
+    } else {
+        writeln!(
+            out,
+            "Rows{what}: {}–{} of {total}",
+            page.offset + 1,
+            page.offset + items.len() as u64
+        )?;
+    }
+    for it in &items {
+        writeln!(out, "  {}", item_line(it))?;
+    }
+    let shown = page.offset + items.len() as u64;
+    if shown < total {
+        let next = shown / u64::from(page.limit) + 1;
+        writeln!(
+            out,
+            "  … more: `usersync runs --show {id} --page {next}` (filter with --kind, --search; all rows: --format json)"
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// One row as a line: position, kind, subject, what changes, status, reason or error.
+fn item_line(it: &usersync_core::items::RunItem) -> String {
+    use usersync_core::items::ItemStatus;
+    use usersync_core::plan::OpOutcome;
+    let mut s = format!("#{:<6} {:<13} {}", it.seq, it.kind.as_str(), it.name);
+    if let Some(g) = &it.group {
+        s.push_str(&format!(" ∈ {g}"));
+    }
+    let d = &it.detail;
+    if let Some(from) = &d.from {
+        s.push_str(&format!(" (was {from})"));
+    }
+    if d.display_name.is_some() || d.email.is_some() {
+        s.push_str(&format!(
+            " ({} <{}>)",
+            d.display_name.as_deref().unwrap_or(""),
+            d.email.as_deref().unwrap_or("")
+        ));
+    }
+    for c in &d.changes {
+        let field = serde_json::to_value(c.field)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        s.push_str(&format!(" {field}: {:?} → {:?}", c.before, c.after));
+    }
+    if it.kind.is_op() && it.status != ItemStatus::Pending {
+        s.push_str(&format!(" [{}]", it.status));
+    }
+    match &it.outcome {
+        Some(OpOutcome::Failed { kind, message }) => s.push_str(&format!(" {kind:?}: {message}")),
+        Some(OpOutcome::Skipped { reason }) => s.push_str(&format!(" {reason}")),
+        _ => {
+            if let Some(r) = &it.reason {
+                s.push_str(&format!(" — {r}"));
+            }
+        }
+    }
+    s
 }
 
 fn when(ms: i64) -> String {

@@ -12,12 +12,13 @@ use usersync_connectors::atlassian::{self, AtlassianAuth, AtlassianTargetConfig,
 use usersync_connectors::graph::{
     self, GraphCloud, GraphCredential, GraphSource, GraphSourceConfig,
 };
+use usersync_core::items::ItemKind;
 use usersync_core::plan::approval::{Removal, apply_approval, removals};
 use usersync_core::plan::{Plan, PlanInput, plan};
 use usersync_core::ports::SourceDirectory;
 use usersync_core::report::{Report, RunTimings};
 use usersync_core::run::{RunMode, RunStatus};
-use usersync_store::{Lease, Store, StoreError};
+use usersync_store::{ItemFilter, Lease, Store, StoreError};
 
 /// How long a pair's lease lasts unless renewed (renewed every third of it while the run
 /// lasts). `USERSYNC_LEASE_TTL_MS` overrides it (tests use a short one).
@@ -266,34 +267,36 @@ async fn load_approval(
     id: i64,
 ) -> anyhow::Result<(String, Vec<Removal>)> {
     let rec = store
-        .run(id)
+        .run_view(id)
         .await?
         .ok_or_else(|| exit::config_err(format!("--approve {id}: no run with that id")))?;
-    if rec.summary.status != RunStatus::Held {
+    if rec.run.status != RunStatus::Held {
         return Err(exit::config_err(format!(
             "--approve {id}: run {id} is {}, not held — only a held run can be approved",
-            rec.summary.status
+            rec.run.status
         )));
     }
     let prefix = format!("{}->", cfg.source.name);
     let target = rec
-        .summary
+        .run
         .pair
         .strip_prefix(&prefix)
         .filter(|t| cfg.targets.iter().any(|c| c.name == *t))
         .ok_or_else(|| {
             exit::config_err(format!(
                 "--approve {id}: run {id} belongs to {}, which is not in this configuration",
-                rec.summary.pair
+                rec.run.pair
             ))
         })?
         .to_string();
-    let held: Plan = rec
-        .plan
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| exit::config_err(format!("--approve {id}: its plan is unreadable: {e}")))?
+    let ops = store
+        .run_operations(id, &ItemKind::REMOVALS)
+        .await?
         .ok_or_else(|| exit::config_err(format!("--approve {id}: no plan was recorded")))?;
+    let held = Plan {
+        ops,
+        ..Plan::default()
+    };
     Ok((target, removals(&held)))
 }
 
@@ -587,7 +590,6 @@ async fn run_target(
         snapshot.accounts.len(),
         snapshot.groups.len()
     ));
-    let _ = cfg;
     let target_read_ms = ms(t_read);
 
     let links = store.links(pair).await?;
@@ -611,7 +613,7 @@ async fn run_target(
             .await?;
     }
     store
-        .save_plan(run_id, &serde_json::to_value(&the_plan)?)
+        .save_plan(run_id, &the_plan, opts.mode(), cfg.runs.store_unchanged)
         .await?;
 
     let t_apply = Instant::now();
@@ -655,9 +657,11 @@ async fn run_target(
         report.source_failures = read.snapshot.warnings.clone();
     }
     let code = exit::Code::of(status, report.stopped.is_some());
-    store
-        .finish_run(run_id, status, &serde_json::to_value(&report)?, now_ms())
-        .await?;
+    store.finish_run(run_id, status, &report, now_ms()).await?;
+    // Retention: pruned at each finish, so the history never grows past the setting.
+    if let Err(e) = store.prune_runs(cfg.runs.retention(), now_ms()).await {
+        tracing::warn!(error = %e, "could not prune the run history");
+    }
     Ok(TargetRun {
         target: t.name.clone(),
         run_id,
@@ -666,7 +670,7 @@ async fn run_target(
     })
 }
 
-/// `runs`: history, or one run's report.
+/// `runs`: history, or one run's summary and rows (a page, or an NDJSON stream).
 pub async fn runs(
     cfg: &FileConfig,
     a: &RunsArgs,
@@ -675,17 +679,50 @@ pub async fn runs(
 ) -> anyhow::Result<Code> {
     let store = open_store(cfg, init).await?;
     if let Some(id) = a.show {
-        let run = store
-            .run(id)
+        let kind = a
+            .kind
+            .as_deref()
+            .map(|k| {
+                k.parse::<ItemKind>().map_err(|_| {
+                    let all: Vec<&str> = ItemKind::ALL.iter().map(|k| k.as_str()).collect();
+                    exit::config_err(format!(
+                        "--kind {k}: unknown kind; one of {}",
+                        all.join(", ")
+                    ))
+                })
+            })
+            .transpose()?;
+        let view = store
+            .run_view(id)
             .await?
             .ok_or_else(|| exit::config_err(format!("--show {id}: no run with that id")))?;
-        output::run_record(&run, format);
+        let filter = ItemFilter {
+            kind,
+            search: a.search.clone(),
+        };
+        let limit = a.limit.unwrap_or(50).max(1);
+        let paged = a.page.is_some() || a.offset.is_some() || a.limit.is_some();
+        let offset = a
+            .offset
+            .unwrap_or_else(|| a.page.unwrap_or(1).saturating_sub(1) * u64::from(limit));
+        output::run_view(
+            &store,
+            &view,
+            &filter,
+            output::Page {
+                offset,
+                limit,
+                all: format == Format::Json && !paged,
+            },
+            format,
+        )
+        .await?;
     } else {
         let pair = a
             .target
             .as_ref()
             .map(|t| format!("{}->{}", cfg.source.name, t));
-        let list = store.runs(pair.as_deref(), a.limit).await?;
+        let list = store.runs(pair.as_deref(), a.limit.unwrap_or(20)).await?;
         output::run_list(&list, format);
     }
     Ok(Code::Success)

@@ -911,14 +911,18 @@ async fn approving_a_held_run_applies_only_its_removals() {
     })
     .await
     .unwrap();
-    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
-    let listed = shown["plan"]["ops"]
-        .as_array()
-        .unwrap()
+    // NDJSON: the run line, then one line per row.
+    let lines: Vec<serde_json::Value> = shown
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["record"], "run", "{}", shown.stdout);
+    let listed = lines
         .iter()
-        .filter(|o| o["op"] == "deactivate_user")
+        .filter(|o| o["record"] == "item" && o["kind"] == "deactivate")
         .count();
-    assert!(listed > 3, "{shown}");
+    assert!(listed > 3, "{}", shown.stdout);
     assert_eq!(before - after, listed, "{}", out.stdout);
     // Who approved, and which run, is in the history.
     let applied = newest_run(&d, "entra->jira").await;
@@ -1074,4 +1078,106 @@ async fn the_recorded_run_includes_the_source_read() {
     let rec = newest_run(d, "entra->jira").await;
     let took = rec["finished_ms"].as_i64().unwrap() - rec["started_ms"].as_i64().unwrap();
     assert!(took >= 750, "recorded {took} ms: {rec}");
+}
+
+/// `usersync` with owned arguments, off the async runtime.
+async fn run_owned(dir: &Path, args: Vec<String>) -> Out {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&d, &args)
+    })
+    .await
+    .unwrap()
+}
+
+fn ndjson(out: &Out) -> Vec<serde_json::Value> {
+    out.stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not one JSON object a line: {e}: {l}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_pages_filters_and_streams_ndjson() {
+    let (graph, jira) = emulators(40).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &graph, &jira, "");
+    let d = dir.path();
+    let out = run_async(d, &["simulate"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = newest_run(d, "entra->jira").await["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let show = |extra: &[&str]| {
+        let mut a: Vec<String> = vec!["runs".into(), "--show".into(), id.clone()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let json = |extra: &[&str]| {
+        let mut a: Vec<String> = vec!["--format".into(), "json".into()];
+        a.extend(show(extra));
+        a
+    };
+
+    // NDJSON: the run with its summary, then every row.
+    let all = ndjson(&run_owned(d, json(&[])).await);
+    assert_eq!(all[0]["record"], "run");
+    assert_eq!(all[0]["status"], "succeeded");
+    let summary = &all[0]["report"];
+    let items: Vec<&serde_json::Value> = all[1..].iter().collect();
+    assert!(items.iter().all(|i| i["record"] == "item"));
+    let created = summary["counts"]["users_created"].as_u64().unwrap();
+    assert!(created > 10, "{summary}");
+    assert_eq!(
+        items.iter().filter(|i| i["kind"] == "create").count() as u64,
+        created
+    );
+    assert_eq!(summary["items"]["create"].as_u64(), Some(created));
+    assert!(items.iter().all(|i| i["status"] == "pending"));
+
+    // A page is the same rows as the stream at that offset.
+    let page = ndjson(&run_owned(d, json(&["--page", "2", "--limit", "3"])).await);
+    assert_eq!(page.len(), 1 + 3);
+    assert_eq!(page[1..], all[4..7]);
+    let off = ndjson(&run_owned(d, json(&["--offset", "4", "--limit", "3"])).await);
+    assert_eq!(off[1..], all[5..8]);
+
+    // By kind and by name (any case).
+    let creates = ndjson(&run_owned(d, json(&["--kind", "create"])).await);
+    assert_eq!(creates.len() as u64 - 1, created);
+    let name = creates[3]["name"].as_str().unwrap().to_string();
+    let needle = name[..name.len() - 2].to_uppercase();
+    let found = ndjson(&run_owned(d, json(&["--search", &needle])).await);
+    assert!(found.len() > 1);
+    assert!(
+        found[1..]
+            .iter()
+            .all(|i| i["name"].as_str().unwrap().to_uppercase().contains(&needle)),
+        "{found:?}"
+    );
+    assert!(found[1..].iter().any(|i| i["name"] == name.as_str()));
+
+    // Text: the summary, the first page, and how to get the next.
+    let out = run_owned(d, show(&["--limit", "5"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Users: "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("Rows: 1–5 of {}", items.len())),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("--page 2"), "{}", out.stdout);
+    let out = run_owned(d, show(&["--kind", "create", "--search", &needle])).await;
+    assert!(out.stdout.contains(&name), "{}", out.stdout);
+
+    // An unknown kind names the choices.
+    let out = run_owned(d, show(&["--kind", "frobnicate"])).await;
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("add_member"), "{}", out.stderr);
 }
