@@ -173,9 +173,9 @@ fn main() {
     // Target = desired: every account and group exists, linked, with its memberships.
     let mut groups_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for g in desired.groups.values() {
-        for m in &g.members {
+        for &m in &g.members {
             groups_of
-                .entry(m.as_str())
+                .entry(src.users[m as usize].id.as_str())
                 .or_default()
                 .insert(g.name.clone());
         }

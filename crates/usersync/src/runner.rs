@@ -593,7 +593,24 @@ async fn run_target(
         capabilities: &caps,
         now_ms: now_ms(),
     };
+    let t_plan = Instant::now();
     let mut the_plan = plan(&input);
+    let plan_secs = t_plan.elapsed().as_secs_f64();
+    tracing::info!(
+        target = %t.name,
+        ops = the_plan.ops.len(),
+        seconds = plan_secs,
+        "planned"
+    );
+    // Benchmarks only: measure the read + plan phase on its own (peak RSS, plan time) without
+    // the run storage that follows. The run ends failed with this reason.
+    if std::env::var_os("USERSYNC_BENCH_STOP_AFTER_PLAN").is_some() {
+        eprintln!(
+            "USERSYNC_BENCH_STOP_AFTER_PLAN: {} operations planned in {plan_secs:.3}s; stopping",
+            the_plan.ops.len()
+        );
+        anyhow::bail!("stopped after planning (USERSYNC_BENCH_STOP_AFTER_PLAN is set)");
+    }
     if let Some((held_run, approved, approved_by)) = approval {
         the_plan = apply_approval(the_plan, held_run, approved);
         // Audited: who approved which held run, on the run that acted on it.

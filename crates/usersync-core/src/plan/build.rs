@@ -14,7 +14,7 @@ use crate::config::LeaverAction;
 use crate::desired::DesiredState;
 use crate::link::UserLink;
 use crate::model::{TargetAccount, name_key};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 pub(super) const DAY_MS: i64 = 86_400_000;
 
@@ -58,7 +58,10 @@ pub(super) enum GRef {
 pub(super) struct MGroup<'a> {
     /// Target name (existing case, or the name it will be created with).
     pub(super) name: String,
-    pub(super) members: &'a BTreeSet<String>,
+    /// Member users, as indexes into the source snapshot's users (see [`DesiredGroup`]).
+    ///
+    /// [`DesiredGroup`]: crate::desired::DesiredGroup
+    pub(super) members: &'a [u32],
 }
 
 pub(super) struct Planner<'a> {
@@ -69,7 +72,8 @@ pub(super) struct Planner<'a> {
     pub(super) by_key: HashMap<&'a str, usize>,
     pub(super) owner: HashMap<usize, &'a str>,
     pub(super) protected: HashSet<String>,
-    pub(super) ops: Vec<(OpKind, String)>,
+    /// Operations in the order the steps produce them (`seq` is set once they are sorted).
+    pub(super) ops: Vec<Operation>,
     pub(super) touched: HashSet<String>,
     pub(super) conflicts: Vec<Conflict>,
     pub(super) conflict_accounts: HashSet<usize>,
@@ -84,7 +88,11 @@ impl<'a> Planner<'a> {
         if let Some(sid) = kind.source_id().filter(|_| kind.is_user_op()) {
             self.touched.insert(sid.to_string());
         }
-        self.ops.push((kind, reason.into()));
+        self.ops.push(Operation {
+            seq: 0,
+            kind,
+            reason: reason.into(),
+        });
     }
 
     pub(super) fn is_protected(&self, username: &str) -> bool {
@@ -214,31 +222,11 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         .map(|a| a.username.clone())
         .collect();
 
-    let mut keyed: Vec<((Phase, String, String), OpKind, String)> = p
-        .ops
-        .drain(..)
-        .map(|(k, r)| {
-            (
-                (
-                    k.phase(),
-                    k.sort_name(),
-                    k.source_id().unwrap_or_default().to_string(),
-                ),
-                k,
-                r,
-            )
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    let ops: Vec<Operation> = keyed
-        .into_iter()
-        .enumerate()
-        .map(|(seq, (_, kind, reason))| Operation {
-            seq: seq as u32,
-            kind,
-            reason,
-        })
-        .collect();
+    let mut ops = std::mem::take(&mut p.ops);
+    sort_ops(&mut ops);
+    for (seq, op) in ops.iter_mut().enumerate() {
+        op.seq = seq as u32;
+    }
 
     let mut conflicts = p.conflicts;
     conflicts.sort();
@@ -312,4 +300,129 @@ pub(super) fn action_name(a: LeaverAction) -> &'static str {
 
 pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The names an operation sorts by within its phase (see [`OpKind::sort_name`]): the name it is
+/// about, and for memberships the group then the (first) username.
+fn sort_parts(kind: &OpKind) -> (&str, Option<&str>) {
+    match kind {
+        OpKind::CreateUser { account, .. } => (&account.username, None),
+        OpKind::AdoptUser { username, .. }
+        | OpKind::UpdateUser { username, .. }
+        | OpKind::ReactivateUser { username, .. }
+        | OpKind::DeactivateUser { username, .. }
+        | OpKind::DeleteUser { username, .. }
+        | OpKind::SetAvatar { username, .. } => (username, None),
+        OpKind::RenameUser { from, .. } => (from, None),
+        OpKind::AdoptGroup { name, .. }
+        | OpKind::CreateGroup { name, .. }
+        | OpKind::DeleteGroup { name, .. } => (name, None),
+        OpKind::AddMembers { group, usernames } => (
+            group,
+            Some(usernames.first().map(String::as_str).unwrap_or_default()),
+        ),
+        OpKind::RemoveMember { group, username } => (group, Some(username)),
+    }
+}
+
+/// Ranks strings: equal ranks for equal keys, and rank order = key order. `key` maps a string to
+/// what it sorts by (lower-cased names, or the string itself).
+struct Ranks<'a> {
+    of: HashMap<&'a str, u32>,
+}
+
+impl<'a> Ranks<'a> {
+    fn new(strings: impl Iterator<Item = &'a str>, key: impl Fn(&str) -> String) -> Self {
+        let mut of: HashMap<&'a str, u32> = HashMap::new();
+        for s in strings {
+            let next = of.len() as u32;
+            of.entry(s).or_insert(next);
+        }
+        let mut distinct: Vec<(String, &'a str)> = of.keys().map(|s| (key(s), *s)).collect();
+        distinct.sort_unstable();
+        let mut rank = 0u32;
+        for i in 0..distinct.len() {
+            if i > 0 && distinct[i].0 != distinct[i - 1].0 {
+                rank += 1;
+            }
+            of.insert(distinct[i].1, rank);
+        }
+        Ranks { of }
+    }
+
+    fn get(&self, s: &str) -> u32 {
+        self.of.get(s).copied().unwrap_or_default()
+    }
+}
+
+/// Sorts operations into apply order: by phase, then [`OpKind::sort_name`], then source ID;
+/// equal keys keep the order the steps produced them. Sorting by `(group, username)` ranks
+/// gives the order of the `group\0username` strings as long as no name contains a NUL (then
+/// the strings themselves are compared), without building a key string per operation (millions
+/// of memberships at scale).
+fn sort_ops(ops: &mut [Operation]) {
+    fn source_id(op: &Operation) -> &str {
+        op.kind.source_id().unwrap_or_default()
+    }
+    let has_nul = ops.iter().any(|op| {
+        let (a, b) = sort_parts(&op.kind);
+        a.contains('\0') || b.is_some_and(|b| b.contains('\0'))
+    });
+    let order: Vec<u32> = if has_nul {
+        let mut keyed: Vec<(Phase, String, &str, u32)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.kind.phase(), op.kind.sort_name(), source_id(op), i as u32))
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|k| k.3).collect()
+    } else {
+        let names = Ranks::new(
+            ops.iter().flat_map(|op| {
+                let (a, b) = sort_parts(&op.kind);
+                std::iter::once(a).chain(b)
+            }),
+            name_key,
+        );
+        let ids = Ranks::new(ops.iter().map(source_id), str::to_string);
+        let mut keyed: Vec<(Phase, u32, u32, u32, u32)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let (a, b) = sort_parts(&op.kind);
+                (
+                    op.kind.phase(),
+                    names.get(a),
+                    b.map_or(0, |b| names.get(b) + 1),
+                    ids.get(source_id(op)),
+                    i as u32,
+                )
+            })
+            .collect();
+        drop((names, ids));
+        keyed.sort_unstable();
+        keyed.into_iter().map(|k| k.4).collect()
+    };
+    permute(ops, order);
+}
+
+/// Reorders `items` in place so that position `i` holds what was at `order[i]`: follows each
+/// cycle of the permutation with swaps, so no second copy of the operations is made.
+fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
+    const DONE: u32 = u32::MAX;
+    for start in 0..items.len() {
+        if order[start] == DONE {
+            continue;
+        }
+        let mut j = start;
+        loop {
+            let k = order[j] as usize;
+            order[j] = DONE;
+            if k == start {
+                break;
+            }
+            items.swap(j, k);
+            j = k;
+        }
+    }
 }

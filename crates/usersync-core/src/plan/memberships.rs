@@ -35,8 +35,9 @@ pub(super) fn plan_memberships(
     }
     let mut want: HashMap<&str, Vec<usize>> = HashMap::with_capacity(musers.len());
     for (gi, g) in mgroups.iter().enumerate() {
-        for m in g.members {
-            want.entry(m.as_str()).or_default().push(gi);
+        for &m in g.members {
+            let id = input.source.users[m as usize].id.as_str();
+            want.entry(id).or_default().push(gi);
         }
     }
     let gname = |r: GRef| -> &str {
