@@ -426,3 +426,91 @@ fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::AccountSpec;
+    use proptest::prelude::*;
+
+    /// The order the planner used to build: one `(phase, sort_name, source_id)` string key per
+    /// operation, stable sort.
+    fn by_string_keys(ops: &[Operation]) -> Vec<Operation> {
+        let mut v = ops.to_vec();
+        v.sort_by_cached_key(|o| {
+            (
+                o.kind.phase(),
+                o.kind.sort_name(),
+                o.kind.source_id().unwrap_or_default().to_string(),
+            )
+        });
+        v
+    }
+
+    fn op(kind: OpKind) -> Operation {
+        Operation {
+            seq: 0,
+            kind,
+            reason: String::new(),
+        }
+    }
+
+    /// Names that probe the rank shortcut: case, prefixes, separators below and above NUL.
+    fn name() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(vec!["a", "A", "b", " ", "\u{0}", "é", "É"]), 0..4)
+            .prop_map(|parts| parts.concat())
+    }
+
+    fn kind() -> impl Strategy<Value = OpKind> {
+        (0u8..6, name(), name(), name()).prop_map(|(k, a, b, sid)| match k {
+            0 => OpKind::AddMembers {
+                group: a,
+                usernames: if b.is_empty() { vec![] } else { vec![b] },
+            },
+            1 => OpKind::RemoveMember {
+                group: a,
+                username: b,
+            },
+            2 => OpKind::CreateUser {
+                source_id: sid,
+                account: AccountSpec {
+                    username: a,
+                    display_name: b,
+                    email: String::new(),
+                },
+            },
+            3 => OpKind::AdoptUser {
+                source_id: sid,
+                username: a,
+                target_key: None,
+            },
+            4 => OpKind::AdoptGroup {
+                source_id: sid,
+                name: a,
+            },
+            _ => OpKind::DeleteGroup {
+                source_id: sid,
+                name: a,
+            },
+        })
+    }
+
+    proptest! {
+        /// The rank sort gives exactly the order of the per-operation key strings, ties
+        /// included, with and without NULs in the names.
+        #[test]
+        fn rank_sort_matches_string_keys(kinds in prop::collection::vec(kind(), 0..40)) {
+            let ops: Vec<Operation> = kinds.into_iter().map(op).collect();
+            let mut sorted = ops.clone();
+            sort_ops(&mut sorted);
+            prop_assert_eq!(sorted, by_string_keys(&ops));
+        }
+    }
+
+    #[test]
+    fn permute_follows_cycles() {
+        let mut v = vec!['a', 'b', 'c', 'd', 'e'];
+        permute(&mut v, vec![3, 0, 4, 1, 2]);
+        assert_eq!(v, vec!['d', 'a', 'e', 'b', 'c']);
+    }
+}
