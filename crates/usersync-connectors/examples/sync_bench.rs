@@ -320,7 +320,7 @@ struct Bench {
     links: LinkTable,
     state: Option<SourceSyncState>,
     /// The source snapshot of the last run (picks the users to change).
-    last_source: SourceSnapshot,
+    last_source: Arc<SourceSnapshot>,
     apply_concurrency: usize,
 }
 
@@ -339,7 +339,7 @@ impl Bench {
             );
         }
         self.state = Some(read.next_state.clone());
-        self.last_source = read.snapshot.clone();
+        self.last_source = Arc::clone(&read.snapshot);
 
         self.atlassian.reset_stats();
         let t = Instant::now();
@@ -658,7 +658,7 @@ async fn main() -> anyhow::Result<()> {
         settings,
         links: LinkTable::default(),
         state: None,
-        last_source: SourceSnapshot::default(),
+        last_source: Arc::default(),
         apply_concurrency: 0,
     };
 

@@ -372,7 +372,14 @@ fn sort_ops(ops: &mut [Operation]) {
         let mut keyed: Vec<(Phase, String, &str, u32)> = ops
             .iter()
             .enumerate()
-            .map(|(i, op)| (op.kind.phase(), op.kind.sort_name(), source_id(op), i as u32))
+            .map(|(i, op)| {
+                (
+                    op.kind.phase(),
+                    op.kind.sort_name(),
+                    source_id(op),
+                    i as u32,
+                )
+            })
             .collect();
         keyed.sort_unstable();
         keyed.into_iter().map(|k| k.3).collect()
@@ -457,8 +464,11 @@ mod tests {
 
     /// Names that probe the rank shortcut: case, prefixes, separators below and above NUL.
     fn name() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(vec!["a", "A", "b", " ", "\u{0}", "é", "É"]), 0..4)
-            .prop_map(|parts| parts.concat())
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "A", "b", " ", "\u{0}", "é", "É"]),
+            0..4,
+        )
+        .prop_map(|parts| parts.concat())
     }
 
     fn kind() -> impl Strategy<Value = OpKind> {
