@@ -325,33 +325,53 @@ fn sort_parts(kind: &OpKind) -> (&str, Option<&str>) {
     }
 }
 
-/// Ranks strings: equal ranks for equal keys, and rank order = key order. `key` maps a string to
-/// what it sorts by (lower-cased names, or the string itself).
-struct Ranks<'a> {
+/// Interns strings as ids in first-seen order; consecutive repeats (a group's memberships) skip
+/// the hash.
+struct Interner<'a> {
     of: HashMap<&'a str, u32>,
+    strings: Vec<&'a str>,
+    last: Option<(&'a str, u32)>,
 }
 
-impl<'a> Ranks<'a> {
-    fn new(strings: impl Iterator<Item = &'a str>, key: impl Fn(&str) -> String) -> Self {
-        let mut of: HashMap<&'a str, u32> = HashMap::new();
-        for s in strings {
-            let next = of.len() as u32;
-            of.entry(s).or_insert(next);
+impl<'a> Interner<'a> {
+    fn new() -> Self {
+        Interner {
+            of: HashMap::new(),
+            strings: Vec::new(),
+            last: None,
         }
-        let mut distinct: Vec<(String, &'a str)> = of.keys().map(|s| (key(s), *s)).collect();
-        distinct.sort_unstable();
-        let mut rank = 0u32;
-        for i in 0..distinct.len() {
-            if i > 0 && distinct[i].0 != distinct[i - 1].0 {
-                rank += 1;
-            }
-            of.insert(distinct[i].1, rank);
-        }
-        Ranks { of }
     }
 
-    fn get(&self, s: &str) -> u32 {
-        self.of.get(s).copied().unwrap_or_default()
+    fn id(&mut self, s: &'a str) -> u32 {
+        if let Some((l, id)) = self.last
+            && l == s
+        {
+            return id;
+        }
+        let next = self.strings.len() as u32;
+        let id = *self.of.entry(s).or_insert(next);
+        if id == next {
+            self.strings.push(s);
+        }
+        self.last = Some((s, id));
+        id
+    }
+
+    /// Rank of each id: equal ranks for equal keys, rank order = key order.
+    fn ranks(self, key: impl Fn(&str) -> String) -> Vec<u32> {
+        drop(self.of);
+        let keys: Vec<String> = self.strings.iter().map(|s| key(s)).collect();
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+        let mut rank = vec![0u32; keys.len()];
+        let mut r = 0u32;
+        for (n, &i) in order.iter().enumerate() {
+            if n > 0 && keys[i as usize] != keys[order[n - 1] as usize] {
+                r += 1;
+            }
+            rank[i as usize] = r;
+        }
+        rank
     }
 }
 
@@ -384,14 +404,9 @@ fn sort_ops(ops: &mut [Operation]) {
         keyed.sort_unstable();
         keyed.into_iter().map(|k| k.3).collect()
     } else {
-        let names = Ranks::new(
-            ops.iter().flat_map(|op| {
-                let (a, b) = sort_parts(&op.kind);
-                std::iter::once(a).chain(b)
-            }),
-            name_key,
-        );
-        let ids = Ranks::new(ops.iter().map(source_id), str::to_string);
+        // Ids first (one pass), then ids → ranks in place: one 20-byte key per operation.
+        let mut names = Interner::new();
+        let mut ids = Interner::new();
         let mut keyed: Vec<(Phase, u32, u32, u32, u32)> = ops
             .iter()
             .enumerate()
@@ -399,13 +414,23 @@ fn sort_ops(ops: &mut [Operation]) {
                 let (a, b) = sort_parts(&op.kind);
                 (
                     op.kind.phase(),
-                    names.get(a),
-                    b.map_or(0, |b| names.get(b) + 1),
-                    ids.get(source_id(op)),
+                    names.id(a),
+                    b.map_or(u32::MAX, |b| names.id(b)),
+                    ids.id(source_id(op)),
                     i as u32,
                 )
             })
             .collect();
+        let (names, ids) = (names.ranks(name_key), ids.ranks(str::to_string));
+        for k in &mut keyed {
+            k.1 = names[k.1 as usize];
+            k.2 = if k.2 == u32::MAX {
+                0
+            } else {
+                names[k.2 as usize] + 1
+            };
+            k.3 = ids[k.3 as usize];
+        }
         drop((names, ids));
         keyed.sort_unstable();
         keyed.into_iter().map(|k| k.4).collect()
