@@ -98,9 +98,21 @@ pub struct Scope {
     pub conflicts: Vec<Conflict>,
 }
 
+/// A hash map with foldhash (several times faster than SipHash on short keys), seeded per
+/// process from the standard library's random state, for maps the planner probes millions of
+/// times.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// An empty [`FastMap`] with room for `n` entries.
+pub fn fast_map<K, V>(n: usize) -> FastMap<K, V> {
+    use std::hash::BuildHasher as _;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+    HashMap::with_capacity_and_hasher(n, foldhash::fast::FixedState::with_seed(seed))
+}
+
 /// Source user IDs → index into the snapshot's `users` (the first one, should an ID repeat).
-pub fn user_indexes(source: &SourceSnapshot) -> HashMap<&str, u32> {
-    let mut out = HashMap::with_capacity(source.users.len());
+pub fn user_indexes(source: &SourceSnapshot) -> FastMap<&str, u32> {
+    let mut out = fast_map(source.users.len());
     for (i, u) in source.users.iter().enumerate() {
         out.entry(u.id.as_str()).or_insert(i as u32);
     }
@@ -113,7 +125,7 @@ pub fn user_indexes(source: &SourceSnapshot) -> HashMap<&str, u32> {
 pub fn effective_members(
     root: &SourceGroup,
     by_id: &HashMap<&str, &SourceGroup>,
-    users: &HashMap<&str, u32>,
+    users: &FastMap<&str, u32>,
     flatten: bool,
 ) -> Vec<u32> {
     let index = |ids: &BTreeSet<String>| {

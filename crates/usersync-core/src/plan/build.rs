@@ -328,7 +328,7 @@ fn sort_parts(kind: &OpKind) -> (&str, Option<&str>) {
 /// Interns strings as ids in first-seen order; consecutive repeats (a group's memberships) skip
 /// the hash.
 struct Interner<'a> {
-    of: HashMap<&'a str, u32>,
+    of: crate::scope::FastMap<&'a str, u32>,
     strings: Vec<&'a str>,
     last: Option<(&'a str, u32)>,
 }
@@ -336,7 +336,7 @@ struct Interner<'a> {
 impl<'a> Interner<'a> {
     fn new() -> Self {
         Interner {
-            of: HashMap::new(),
+            of: crate::scope::fast_map(0),
             strings: Vec::new(),
             last: None,
         }
