@@ -75,7 +75,7 @@ struct PhotoSource {
 impl SourceDirectory for PhotoSource {
     async fn read(&self, _state: Option<SourceSyncState>) -> Result<SourceRead, ConnectorError> {
         Ok(SourceRead {
-            snapshot: self.snapshot.clone(),
+            snapshot: std::sync::Arc::new(self.snapshot.clone()),
             next_state: SourceSyncState::default(),
             stats: ReadStats::default(),
         })

@@ -1,6 +1,7 @@
 //! Planner scale benchmark (not a timed test): 300,000 users, 30,000 groups, 3,000,000
 //! memberships, generated deterministically. Times mapping + scope (desired state) and the plan
-//! for an initial sync (empty target) and a no-change re-plan (target = desired), and prints
+//! for an initial sync (empty target; with and without batch membership, as Jira has none) and
+//! a no-change re-plan (target = desired), and prints
 //! op counts and peak RSS. Run: `cargo bench -p usersync-core --bench plan_scale`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use usersync_core::model::{
     PhotoRef, SourceGroup, SourceSnapshot, SourceUser, TargetAccount, TargetGroup, TargetSnapshot,
 };
 use usersync_core::plan::{Plan, PlanInput, plan_desired};
+use usersync_core::ports::TargetCapabilities;
 use usersync_core::testkit::full_capabilities;
 
 const USERS: usize = 300_000;
@@ -169,13 +171,29 @@ fn main() {
     };
     let initial = timed("initial  plan", || plan_desired(&input, &desired));
     println!("\n    {}", summary(&initial));
+    drop(initial);
+    // Jira-like: no batch membership, so one AddMembers operation per membership (millions).
+    let jira = TargetCapabilities {
+        batch_membership: false,
+        ..caps.clone()
+    };
+    let input_jira = PlanInput {
+        capabilities: &jira,
+        ..input
+    };
+    let unbatched = timed("initial  plan (no batch)", || {
+        plan_desired(&input_jira, &desired)
+    });
+    println!("\n    {}", summary(&unbatched));
+    println!("peak RSS so far (VmHWM): {}", peak_rss());
+    drop(unbatched);
 
     // Target = desired: every account and group exists, linked, with its memberships.
     let mut groups_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for g in desired.groups.values() {
-        for m in &g.members {
+        for &m in &g.members {
             groups_of
-                .entry(m.as_str())
+                .entry(src.users[m as usize].id.as_str())
                 .or_default()
                 .insert(g.name.clone());
         }

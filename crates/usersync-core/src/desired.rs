@@ -8,7 +8,7 @@ use crate::model::{SourceSnapshot, name_key};
 use crate::plan::{AccountSpec, Conflict, ConflictKind, SkippedUser};
 use crate::ports::TargetCapabilities;
 use crate::scope::{ScopeError, resolve_scope};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A source user as the target should have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,9 @@ pub struct DesiredGroup {
     pub source_id: String,
     /// Target group name.
     pub name: String,
-    /// Member source user IDs (only users present in [`DesiredState::users`]).
-    pub members: BTreeSet<String>,
+    /// Member users (only users present in [`DesiredState::users`]), as indexes into the
+    /// `users` of the snapshot the state was built from: sorted, unique, four bytes each.
+    pub members: Vec<u32>,
 }
 
 /// Everything the planner needs from the source side.
@@ -75,7 +76,12 @@ pub fn desired_state(
 
     // Map every in-scope user, grouping by username key to find collisions.
     let mut by_name: HashMap<String, Vec<DesiredUser>> = HashMap::new();
-    for u in source.users.iter().filter(|u| scope.users.contains(&u.id)) {
+    for u in source
+        .users
+        .iter()
+        .zip(&scope.users)
+        .filter_map(|(u, &in_scope)| in_scope.then_some(u))
+    {
         match map_user(u, &settings.mapping, caps) {
             Ok(account) => by_name
                 .entry(name_key(&account.username))
@@ -122,17 +128,19 @@ pub fn desired_state(
     }
     out.skipped.sort_by(|a, b| a.source_id.cmp(&b.source_id));
 
-    // Hash lookups: this touches every membership.
-    let synced: HashSet<&str> = out.users.keys().map(String::as_str).collect();
+    // By index: this touches every membership (millions at scale).
+    let synced: Vec<bool> = source
+        .users
+        .iter()
+        .map(|u| out.users.contains_key(&u.id))
+        .collect();
     let groups: BTreeMap<String, DesiredGroup> = scope
         .groups
         .into_iter()
         .map(|(id, g)| {
-            let members = g
-                .members
-                .into_iter()
-                .filter(|m| synced.contains(m.as_str()))
-                .collect();
+            let mut members = g.members;
+            members.retain(|&m| synced[m as usize]);
+            members.shrink_to_fit();
             (
                 id,
                 DesiredGroup {

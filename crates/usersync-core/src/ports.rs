@@ -7,6 +7,7 @@ use crate::model::{SourceSnapshot, TargetSnapshot};
 use crate::plan::{AccountSpec, FieldChange, OpOutcome, Operation};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What a source read starts from and returns: opaque incremental state (Graph delta links),
 /// owned by the connector, persisted by the store between runs.
@@ -15,14 +16,36 @@ pub struct SourceSyncState {
     /// Connector-specific cursor (e.g. Graph `@odata.deltaLink`s and reconcile timestamps).
     pub cursor: serde_json::Value,
     /// The last complete snapshot, which a delta read patches. `None` forces a full read.
-    pub snapshot: Option<SourceSnapshot>,
+    /// Shared with [`SourceRead::snapshot`], so a run holds one copy of the tenant, not two.
+    #[serde(with = "shared_snapshot")]
+    pub snapshot: Option<Arc<SourceSnapshot>>,
+}
+
+/// Serde for `Option<Arc<SourceSnapshot>>` as a plain optional snapshot (no `rc` feature).
+mod shared_snapshot {
+    use super::SourceSnapshot;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Option<Arc<SourceSnapshot>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_deref().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Arc<SourceSnapshot>>, D::Error> {
+        Ok(Option::<SourceSnapshot>::deserialize(d)?.map(Arc::new))
+    }
 }
 
 /// Result of reading a source.
 #[derive(Debug, Clone)]
 pub struct SourceRead {
     /// The full (possibly delta-patched) snapshot. `complete == false` if any page failed.
-    pub snapshot: SourceSnapshot,
+    pub snapshot: Arc<SourceSnapshot>,
     /// State to persist for the next run. Only saved when the snapshot is complete.
     pub next_state: SourceSyncState,
     /// How the read went (full or delta, requests made), for the report.

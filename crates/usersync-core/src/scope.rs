@@ -79,15 +79,16 @@ pub struct ScopedGroup {
     pub source_id: String,
     /// Target group name (the source display name, trimmed).
     pub name: String,
-    /// In-scope member user IDs.
-    pub members: BTreeSet<String>,
+    /// In-scope member users, as indexes into the snapshot's `users` (sorted, unique): four
+    /// bytes a membership instead of a copied object ID (millions at scale).
+    pub members: Vec<u32>,
 }
 
 /// The result of scoping.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
-    /// In-scope user IDs.
-    pub users: BTreeSet<String>,
+    /// In scope, by index into the snapshot's `users`.
+    pub users: Vec<bool>,
     /// Synced groups by source ID.
     pub groups: BTreeMap<String, ScopedGroup>,
     /// Source IDs of in-scope groups left out because of a conflict (name collision, empty
@@ -97,29 +98,58 @@ pub struct Scope {
     pub conflicts: Vec<Conflict>,
 }
 
-/// Member users of `root`, following nested groups transitively when `flatten`. Cycle-safe:
-/// each group is visited once.
-pub fn effective_members<'a>(
-    root: &'a SourceGroup,
-    by_id: &HashMap<&'a str, &'a SourceGroup>,
+/// A hash map with foldhash (several times faster than SipHash on short keys), seeded per
+/// process from the standard library's random state, for maps the planner probes millions of
+/// times.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// An empty [`FastMap`] with room for `n` entries.
+pub fn fast_map<K, V>(n: usize) -> FastMap<K, V> {
+    use std::hash::BuildHasher as _;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+    HashMap::with_capacity_and_hasher(n, foldhash::fast::FixedState::with_seed(seed))
+}
+
+/// Source user IDs → index into the snapshot's `users` (the first one, should an ID repeat).
+pub fn user_indexes(source: &SourceSnapshot) -> FastMap<&str, u32> {
+    let mut out = fast_map(source.users.len());
+    for (i, u) in source.users.iter().enumerate() {
+        out.entry(u.id.as_str()).or_insert(i as u32);
+    }
+    out
+}
+
+/// Member users of `root` (indexes into the snapshot's users, sorted and unique; IDs that are
+/// not users of the read are left out), following nested groups transitively when `flatten`.
+/// Cycle-safe: each group is visited once.
+pub fn effective_members(
+    root: &SourceGroup,
+    by_id: &HashMap<&str, &SourceGroup>,
+    users: &FastMap<&str, u32>,
     flatten: bool,
-) -> BTreeSet<&'a str> {
-    let mut users: BTreeSet<&str> = root.member_users.iter().map(String::as_str).collect();
-    if !flatten || root.member_groups.is_empty() {
-        return users;
-    }
-    let mut seen: HashSet<&str> = HashSet::from([root.id.as_str()]);
-    let mut stack: Vec<&str> = root.member_groups.iter().map(String::as_str).collect();
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
+) -> Vec<u32> {
+    let index = |ids: &BTreeSet<String>| {
+        ids.iter()
+            .filter_map(|id| users.get(id.as_str()).copied())
+            .collect::<Vec<u32>>()
+    };
+    let mut out = index(&root.member_users);
+    if flatten && !root.member_groups.is_empty() {
+        let mut seen: HashSet<&str> = HashSet::from([root.id.as_str()]);
+        let mut stack: Vec<&str> = root.member_groups.iter().map(String::as_str).collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(g) = by_id.get(id) {
+                out.extend(index(&g.member_users));
+                stack.extend(g.member_groups.iter().map(String::as_str));
+            }
         }
-        if let Some(g) = by_id.get(id) {
-            users.extend(g.member_users.iter().map(String::as_str));
-            stack.extend(g.member_groups.iter().map(String::as_str));
-        }
     }
-    users
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Resolves the scope. With an include list, users are the members of the included,
@@ -133,7 +163,8 @@ pub fn resolve_scope(
     let exclude = Selectors::compile("exclude_groups", &settings.exclude_groups)?;
     let by_id: HashMap<&str, &SourceGroup> =
         source.groups.iter().map(|g| (g.id.as_str(), g)).collect();
-    let all_users: HashSet<&str> = source.users.iter().map(|u| u.id.as_str()).collect();
+    let uidx = user_indexes(source);
+    let flatten = settings.flatten_nested;
 
     let excluded: Vec<&SourceGroup> = source
         .groups
@@ -146,32 +177,21 @@ pub fn resolve_scope(
         .filter(|g| (include.is_empty() || include.matches(g)) && !exclude.matches(g))
         .collect();
 
-    // Effective members of each synced group, computed once.
-    let members: Vec<BTreeSet<&str>> = synced
+    // In scope, by user index. Decided on each ID's first index (the one members refer to),
+    // then copied to repeats of the ID, as a set of IDs would.
+    let canon: Vec<u32> = source
+        .users
         .iter()
-        .map(|g| effective_members(g, &by_id, settings.flatten_nested))
+        .map(|u| uidx.get(u.id.as_str()).copied().unwrap_or_default())
         .collect();
-
-    let users: BTreeSet<String> = if include.is_empty() {
-        let mut out_of_scope: HashSet<&str> = HashSet::new();
+    let mut users = vec![include.is_empty(); source.users.len()];
+    if include.is_empty() {
         for g in &excluded {
-            out_of_scope.extend(effective_members(g, &by_id, settings.flatten_nested));
+            for m in effective_members(g, &by_id, &uidx, flatten) {
+                users[m as usize] = false;
+            }
         }
-        source
-            .users
-            .iter()
-            .filter(|u| !out_of_scope.contains(u.id.as_str()))
-            .map(|u| u.id.clone())
-            .collect()
-    } else {
-        let mut ids: HashSet<&str> = HashSet::new();
-        for m in &members {
-            ids.extend(m.iter().copied().filter(|id| all_users.contains(id)));
-        }
-        let mut v: Vec<String> = ids.into_iter().map(str::to_string).collect();
-        v.sort_unstable();
-        v.into_iter().collect()
-    };
+    }
 
     // Group names colliding case-insensitively: neither is synced.
     let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -181,8 +201,23 @@ pub fn resolve_scope(
             .or_default()
             .push(i);
     }
-    // Hash lookups: membership filtering touches every membership (millions at scale).
-    let user_index: HashSet<&str> = users.iter().map(String::as_str).collect();
+    // Effective members of each synced group, computed once (indexes: four bytes each).
+    let mut members: Vec<Vec<u32>> = synced
+        .iter()
+        .map(|g| effective_members(g, &by_id, &uidx, flatten))
+        .collect();
+    drop(uidx);
+    if !include.is_empty() {
+        for m in &members {
+            for &i in m {
+                users[i as usize] = true;
+            }
+        }
+    }
+    for (i, &c) in canon.iter().enumerate() {
+        users[i] = users[c as usize];
+    }
+    drop(canon);
     let mut scope = Scope::default();
     for (key, idxs) in by_name {
         if key.is_empty() {
@@ -222,11 +257,9 @@ pub fn resolve_scope(
         }
         let i = idxs[0];
         let g = synced[i];
-        let in_scope: BTreeSet<String> = members[i]
-            .iter()
-            .filter(|id| user_index.contains(**id))
-            .map(|id| id.to_string())
-            .collect();
+        let mut in_scope = std::mem::take(&mut members[i]);
+        in_scope.retain(|&m| users[m as usize]);
+        in_scope.shrink_to_fit();
         scope.groups.insert(
             g.id.clone(),
             ScopedGroup {
@@ -236,7 +269,6 @@ pub fn resolve_scope(
             },
         );
     }
-    drop(user_index);
     scope.users = users;
     Ok(scope)
 }

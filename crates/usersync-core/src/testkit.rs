@@ -336,7 +336,7 @@ pub struct FakeSource {
 impl SourceDirectory for FakeSource {
     async fn read(&self, _state: Option<SourceSyncState>) -> Result<SourceRead, ConnectorError> {
         Ok(SourceRead {
-            snapshot: self.snapshot.clone(),
+            snapshot: std::sync::Arc::new(self.snapshot.clone()),
             next_state: SourceSyncState::default(),
             stats: ReadStats {
                 mode: ReadMode::default(),

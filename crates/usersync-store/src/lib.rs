@@ -29,7 +29,7 @@ pub use runs::{CHUNK_ROWS, ItemFilter, Retention, RunView};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -619,12 +619,15 @@ impl Store {
             (SNAPSHOT_NONE, _) | (_, None) => None,
             (SNAPSHOT_ZLIB, Some(blob)) => {
                 let what2 = what.clone();
+                // Decoded as a stream: the JSON (several times the blob) is never held whole.
                 let snap = tokio::task::spawn_blocking(move || {
-                    let mut json = Vec::with_capacity(blob.len() * 6);
-                    flate2::read::ZlibDecoder::new(blob.as_slice())
-                        .read_to_end(&mut json)
-                        .map_err(|e| StoreError::corrupt(what2.clone(), e))?;
-                    serde_json::from_slice(&json).map_err(|e| StoreError::corrupt(what2, e))
+                    let json = std::io::BufReader::with_capacity(
+                        1 << 16,
+                        flate2::read::ZlibDecoder::new(blob.as_slice()),
+                    );
+                    serde_json::from_reader(json)
+                        .map(Arc::new)
+                        .map_err(|e| StoreError::corrupt(what2, e))
                 })
                 .await
                 .map_err(|e| StoreError::Internal {
@@ -644,7 +647,8 @@ impl Store {
     }
 
     /// Saves a source connector's sync state, replacing the previous one atomically (one
-    /// statement). The snapshot is stored as zlib-compressed JSON.
+    /// statement). The snapshot is serialised straight into a zlib stream (never one whole
+    /// JSON string in memory).
     pub async fn save_source_state(
         &self,
         connector: &str,
@@ -654,7 +658,8 @@ impl Store {
         let (encoding, blob, raw) = match &state.snapshot {
             None => (SNAPSHOT_NONE, None, None),
             Some(snapshot) => {
-                let snapshot = snapshot.clone();
+                // Shared, not copied: the run plans from the same snapshot.
+                let snapshot = Arc::clone(snapshot);
                 let (blob, raw) = tokio::task::spawn_blocking(move || encode_snapshot(&snapshot))
                     .await
                     .map_err(|e| StoreError::Internal {

@@ -397,7 +397,7 @@ async fn source_state_round_trips_and_clears() {
     assert!(store.source_state("entra").await.unwrap().is_none());
     let state = SourceSyncState {
         cursor: json!({"users": "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=abc"}),
-        snapshot: Some(synthetic_snapshot(500, 7)),
+        snapshot: Some(std::sync::Arc::new(synthetic_snapshot(500, 7))),
     };
     store.save_source_state("entra", &state).await.unwrap();
     assert_eq!(
@@ -437,7 +437,7 @@ async fn source_state_300k_users_round_trip() {
         .unwrap();
     let state = SourceSyncState {
         cursor: json!({"users": "delta"}),
-        snapshot: Some(synthetic_snapshot(300_000, 2_000)),
+        snapshot: Some(std::sync::Arc::new(synthetic_snapshot(300_000, 2_000))),
     };
     let t = std::time::Instant::now();
     store.save_source_state("entra", &state).await.unwrap();

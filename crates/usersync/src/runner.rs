@@ -605,6 +605,12 @@ async fn run_target(
     let t_plan = Instant::now();
     let mut the_plan = plan(&input);
     let plan_ms = ms(t_plan);
+    tracing::info!(
+        target = %t.name,
+        ops = the_plan.ops.len(),
+        ms = plan_ms,
+        "planned"
+    );
     if let Some((held_run, approved, approved_by)) = approval {
         the_plan = apply_approval(the_plan, held_run, approved);
         // Audited: who approved which held run, on the run that acted on it.

@@ -767,12 +767,17 @@ impl GraphSource {
             .filter_map(|u| u.photo.clone().map(|p| (u.id.clone(), p)))
             .collect();
         let mut out = if self.cfg.is_scoped() {
-            self.read_scoped(state.snapshot.as_ref(), cursor.as_ref(), full_reason)
+            self.read_scoped(state.snapshot.as_deref(), cursor.as_ref(), full_reason)
                 .await?
         } else {
-            // The previous snapshot is patched in place (moved, not copied: large tenants).
-            self.read_tenant(state.snapshot.take(), cursor.as_ref(), full_reason)
-                .await?
+            // The previous snapshot is patched in place (moved, not copied: large tenants;
+            // the store hands over the only reference).
+            self.read_tenant(
+                state.snapshot.take().map(Arc::unwrap_or_clone),
+                cursor.as_ref(),
+                full_reason,
+            )
+            .await?
         };
         for u in out.users.values_mut() {
             if u.photo.is_none()
@@ -794,18 +799,19 @@ impl GraphSource {
                     .filter_map(|u| u.photo.as_ref().map(|p| (u.id.clone(), p.tag.clone()))),
             );
         }
-        let snapshot = SourceSnapshot {
+        // One snapshot, shared with the state to save (the largest thing a run holds).
+        let snapshot = Arc::new(SourceSnapshot {
             users: out.users.into_values().collect(),
             groups: out.groups.into_values().collect(),
             complete: out.complete,
             warnings: out.warnings,
-        };
+        });
         // Incomplete: the saved state must not advance, so hand back the old cursor (the store
         // does not save incomplete reads anyway; the snapshot may have been consumed above).
         let next_state = if snapshot.complete {
             SourceSyncState {
                 cursor: out.cursor.to_value(),
-                snapshot: Some(snapshot.clone()),
+                snapshot: Some(Arc::clone(&snapshot)),
             }
         } else {
             state

@@ -179,7 +179,7 @@ impl World {
             Start::Full => None,
             Start::Delta => Some(self.state.clone()),
         };
-        self.src.read(state).await.unwrap().snapshot
+        std::sync::Arc::unwrap_or_clone(self.src.read(state).await.unwrap().snapshot)
     }
 
     /// Pages of `endpoint` served by a clean read.

@@ -14,7 +14,7 @@ use crate::config::LeaverAction;
 use crate::desired::DesiredState;
 use crate::link::UserLink;
 use crate::model::{TargetAccount, name_key};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 pub(super) const DAY_MS: i64 = 86_400_000;
 
@@ -58,7 +58,10 @@ pub(super) enum GRef {
 pub(super) struct MGroup<'a> {
     /// Target name (existing case, or the name it will be created with).
     pub(super) name: String,
-    pub(super) members: &'a BTreeSet<String>,
+    /// Member users, as indexes into the source snapshot's users (see [`DesiredGroup`]).
+    ///
+    /// [`DesiredGroup`]: crate::desired::DesiredGroup
+    pub(super) members: &'a [u32],
 }
 
 pub(super) struct Planner<'a> {
@@ -69,7 +72,8 @@ pub(super) struct Planner<'a> {
     pub(super) by_key: HashMap<&'a str, usize>,
     pub(super) owner: HashMap<usize, &'a str>,
     pub(super) protected: HashSet<String>,
-    pub(super) ops: Vec<(OpKind, String)>,
+    /// Operations in the order the steps produce them (`seq` is set once they are sorted).
+    pub(super) ops: Vec<Operation>,
     pub(super) touched: HashSet<String>,
     pub(super) conflicts: Vec<Conflict>,
     pub(super) conflict_accounts: HashSet<usize>,
@@ -84,7 +88,11 @@ impl<'a> Planner<'a> {
         if let Some(sid) = kind.source_id().filter(|_| kind.is_user_op()) {
             self.touched.insert(sid.to_string());
         }
-        self.ops.push((kind, reason.into()));
+        self.ops.push(Operation {
+            seq: 0,
+            kind,
+            reason: reason.into(),
+        });
     }
 
     pub(super) fn is_protected(&self, username: &str) -> bool {
@@ -214,31 +222,11 @@ pub fn plan_desired(input: &PlanInput<'_>, desired: &DesiredState) -> Plan {
         .map(|a| a.username.clone())
         .collect();
 
-    let mut keyed: Vec<((Phase, String, String), OpKind, String)> = p
-        .ops
-        .drain(..)
-        .map(|(k, r)| {
-            (
-                (
-                    k.phase(),
-                    k.sort_name(),
-                    k.source_id().unwrap_or_default().to_string(),
-                ),
-                k,
-                r,
-            )
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    let ops: Vec<Operation> = keyed
-        .into_iter()
-        .enumerate()
-        .map(|(seq, (_, kind, reason))| Operation {
-            seq: seq as u32,
-            kind,
-            reason,
-        })
-        .collect();
+    let mut ops = std::mem::take(&mut p.ops);
+    sort_ops(&mut ops);
+    for (seq, op) in ops.iter_mut().enumerate() {
+        op.seq = seq as u32;
+    }
 
     let mut conflicts = p.conflicts;
     conflicts.sort();
@@ -312,4 +300,252 @@ pub(super) fn action_name(a: LeaverAction) -> &'static str {
 
 pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The names an operation sorts by within its phase (see [`OpKind::sort_name`]): the name it is
+/// about, and for memberships the group then the (first) username.
+fn sort_parts(kind: &OpKind) -> (&str, Option<&str>) {
+    match kind {
+        OpKind::CreateUser { account, .. } => (&account.username, None),
+        OpKind::AdoptUser { username, .. }
+        | OpKind::UpdateUser { username, .. }
+        | OpKind::ReactivateUser { username, .. }
+        | OpKind::DeactivateUser { username, .. }
+        | OpKind::DeleteUser { username, .. }
+        | OpKind::SetAvatar { username, .. } => (username, None),
+        OpKind::RenameUser { from, .. } => (from, None),
+        OpKind::AdoptGroup { name, .. }
+        | OpKind::CreateGroup { name, .. }
+        | OpKind::DeleteGroup { name, .. } => (name, None),
+        OpKind::AddMembers { group, usernames } => (
+            group,
+            Some(usernames.first().map(String::as_str).unwrap_or_default()),
+        ),
+        OpKind::RemoveMember { group, username } => (group, Some(username)),
+    }
+}
+
+/// Interns strings as ids in first-seen order; consecutive repeats (a group's memberships) skip
+/// the hash.
+struct Interner<'a> {
+    of: crate::scope::FastMap<&'a str, u32>,
+    strings: Vec<&'a str>,
+    last: Option<(&'a str, u32)>,
+}
+
+impl<'a> Interner<'a> {
+    fn new() -> Self {
+        Interner {
+            of: crate::scope::fast_map(0),
+            strings: Vec::new(),
+            last: None,
+        }
+    }
+
+    fn id(&mut self, s: &'a str) -> u32 {
+        if let Some((l, id)) = self.last
+            && l == s
+        {
+            return id;
+        }
+        let next = self.strings.len() as u32;
+        let id = *self.of.entry(s).or_insert(next);
+        if id == next {
+            self.strings.push(s);
+        }
+        self.last = Some((s, id));
+        id
+    }
+
+    /// Rank of each id: equal ranks for equal keys, rank order = key order.
+    fn ranks(self, key: impl Fn(&str) -> String) -> Vec<u32> {
+        drop(self.of);
+        let keys: Vec<String> = self.strings.iter().map(|s| key(s)).collect();
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+        let mut rank = vec![0u32; keys.len()];
+        let mut r = 0u32;
+        for (n, &i) in order.iter().enumerate() {
+            if n > 0 && keys[i as usize] != keys[order[n - 1] as usize] {
+                r += 1;
+            }
+            rank[i as usize] = r;
+        }
+        rank
+    }
+}
+
+/// Sorts operations into apply order: by phase, then [`OpKind::sort_name`], then source ID;
+/// equal keys keep the order the steps produced them. Sorting by `(group, username)` ranks
+/// gives the order of the `group\0username` strings as long as no name contains a NUL (then
+/// the strings themselves are compared), without building a key string per operation (millions
+/// of memberships at scale).
+fn sort_ops(ops: &mut [Operation]) {
+    fn source_id(op: &Operation) -> &str {
+        op.kind.source_id().unwrap_or_default()
+    }
+    let has_nul = ops.iter().any(|op| {
+        let (a, b) = sort_parts(&op.kind);
+        a.contains('\0') || b.is_some_and(|b| b.contains('\0'))
+    });
+    let order: Vec<u32> = if has_nul {
+        let mut keyed: Vec<(Phase, String, &str, u32)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                (
+                    op.kind.phase(),
+                    op.kind.sort_name(),
+                    source_id(op),
+                    i as u32,
+                )
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|k| k.3).collect()
+    } else {
+        // Ids first (one pass), then ids → ranks in place: one 20-byte key per operation.
+        let mut names = Interner::new();
+        let mut ids = Interner::new();
+        let mut keyed: Vec<(Phase, u32, u32, u32, u32)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let (a, b) = sort_parts(&op.kind);
+                (
+                    op.kind.phase(),
+                    names.id(a),
+                    b.map_or(u32::MAX, |b| names.id(b)),
+                    ids.id(source_id(op)),
+                    i as u32,
+                )
+            })
+            .collect();
+        let (names, ids) = (names.ranks(name_key), ids.ranks(str::to_string));
+        for k in &mut keyed {
+            k.1 = names[k.1 as usize];
+            k.2 = if k.2 == u32::MAX {
+                0
+            } else {
+                names[k.2 as usize] + 1
+            };
+            k.3 = ids[k.3 as usize];
+        }
+        drop((names, ids));
+        keyed.sort_unstable();
+        keyed.into_iter().map(|k| k.4).collect()
+    };
+    permute(ops, order);
+}
+
+/// Reorders `items` in place so that position `i` holds what was at `order[i]`: follows each
+/// cycle of the permutation with swaps, so no second copy of the operations is made.
+fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
+    const DONE: u32 = u32::MAX;
+    for start in 0..items.len() {
+        if order[start] == DONE {
+            continue;
+        }
+        let mut j = start;
+        loop {
+            let k = order[j] as usize;
+            order[j] = DONE;
+            if k == start {
+                break;
+            }
+            items.swap(j, k);
+            j = k;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::AccountSpec;
+    use proptest::prelude::*;
+
+    /// The order the planner used to build: one `(phase, sort_name, source_id)` string key per
+    /// operation, stable sort.
+    fn by_string_keys(ops: &[Operation]) -> Vec<Operation> {
+        let mut v = ops.to_vec();
+        v.sort_by_cached_key(|o| {
+            (
+                o.kind.phase(),
+                o.kind.sort_name(),
+                o.kind.source_id().unwrap_or_default().to_string(),
+            )
+        });
+        v
+    }
+
+    fn op(kind: OpKind) -> Operation {
+        Operation {
+            seq: 0,
+            kind,
+            reason: String::new(),
+        }
+    }
+
+    /// Names that probe the rank shortcut: case, prefixes, separators below and above NUL.
+    fn name() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "A", "b", " ", "\u{0}", "é", "É"]),
+            0..4,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    fn kind() -> impl Strategy<Value = OpKind> {
+        (0u8..6, name(), name(), name()).prop_map(|(k, a, b, sid)| match k {
+            0 => OpKind::AddMembers {
+                group: a,
+                usernames: if b.is_empty() { vec![] } else { vec![b] },
+            },
+            1 => OpKind::RemoveMember {
+                group: a,
+                username: b,
+            },
+            2 => OpKind::CreateUser {
+                source_id: sid,
+                account: AccountSpec {
+                    username: a,
+                    display_name: b,
+                    email: String::new(),
+                },
+            },
+            3 => OpKind::AdoptUser {
+                source_id: sid,
+                username: a,
+                target_key: None,
+            },
+            4 => OpKind::AdoptGroup {
+                source_id: sid,
+                name: a,
+            },
+            _ => OpKind::DeleteGroup {
+                source_id: sid,
+                name: a,
+            },
+        })
+    }
+
+    proptest! {
+        /// The rank sort gives exactly the order of the per-operation key strings, ties
+        /// included, with and without NULs in the names.
+        #[test]
+        fn rank_sort_matches_string_keys(kinds in prop::collection::vec(kind(), 0..40)) {
+            let ops: Vec<Operation> = kinds.into_iter().map(op).collect();
+            let mut sorted = ops.clone();
+            sort_ops(&mut sorted);
+            prop_assert_eq!(sorted, by_string_keys(&ops));
+        }
+    }
+
+    #[test]
+    fn permute_follows_cycles() {
+        let mut v = vec!['a', 'b', 'c', 'd', 'e'];
+        permute(&mut v, vec![3, 0, 4, 1, 2]);
+        assert_eq!(v, vec!['d', 'a', 'e', 'b', 'c']);
+    }
 }

@@ -58,12 +58,17 @@ pub(super) fn check_guard(p: &mut Planner<'_>, f: &GuardFigures) -> GuardVerdict
     let removals = p
         .ops
         .iter()
-        .filter(|(k, _)| matches!(k, OpKind::DeactivateUser { .. } | OpKind::DeleteUser { .. }))
+        .filter(|o| {
+            matches!(
+                o.kind,
+                OpKind::DeactivateUser { .. } | OpKind::DeleteUser { .. }
+            )
+        })
         .count();
     let memberships = p
         .ops
         .iter()
-        .filter(|(k, _)| matches!(k, OpKind::RemoveMember { .. }))
+        .filter(|o| matches!(o.kind, OpKind::RemoveMember { .. }))
         .count();
     let checks = [
         (

@@ -33,22 +33,31 @@ pub(super) fn plan_memberships(
     for (ai, a) in access.iter().enumerate() {
         gexact.insert(a.as_str(), GRef::Access(ai));
     }
-    let mut want: HashMap<&str, Vec<usize>> = HashMap::with_capacity(musers.len());
+    // Wanted managed groups by source user index: members are indexes, so no hashing per
+    // membership (millions at scale).
+    let mut want: Vec<Vec<u32>> = vec![Vec::new(); input.source.users.len()];
     for (gi, g) in mgroups.iter().enumerate() {
-        for m in g.members {
-            want.entry(m.as_str()).or_default().push(gi);
+        for &m in g.members {
+            want[m as usize].push(gi as u32);
         }
     }
+    let uidx = crate::scope::user_indexes(input.source);
     let gname = |r: GRef| -> &str {
         match r {
             GRef::Managed(i) => &mgroups[i].name,
             GRef::Access(i) => &access[i],
         }
     };
-    let mut adds: HashMap<GRef, Vec<String>> = HashMap::new();
+    // Adds by group slot (managed groups, then access groups: the order of `GRef`), as indexes
+    // into `musers`, pushed in `musers` order.
+    let slot = |r: GRef| match r {
+        GRef::Managed(i) => i,
+        GRef::Access(i) => mgroups.len() + i,
+    };
+    let mut adds: Vec<Vec<u32>> = vec![Vec::new(); mgroups.len() + access.len()];
     let mut maintained = 0;
     let mut removes: Vec<(GRef, String, String)> = Vec::new();
-    for mu in musers {
+    for (ui, mu) in musers.iter().enumerate() {
         if mu.mode == Mode::Frozen {
             continue;
         }
@@ -73,10 +82,11 @@ pub(super) fn plan_memberships(
         current.dedup();
         maintained += current.len();
         let wanted_managed = || {
-            want.get(mu.source_id)
-                .into_iter()
-                .flatten()
-                .map(|&gi| GRef::Managed(gi))
+            uidx.get(mu.source_id)
+                .map(|&i| want[i as usize].as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|&gi| GRef::Managed(gi as usize))
         };
         let access_all = || (0..access.len()).map(GRef::Access);
         let current_access = || {
@@ -95,7 +105,7 @@ pub(super) fn plan_memberships(
         target.dedup();
         let mut changed = false;
         for r in target.iter().filter(|r| current.binary_search(r).is_err()) {
-            adds.entry(*r).or_default().push(mu.name.clone());
+            adds[slot(*r)].push(ui as u32);
             changed = true;
         }
         for r in current.iter().filter(|r| target.binary_search(r).is_err()) {
@@ -124,10 +134,20 @@ pub(super) fn plan_memberships(
             p.touched.insert(mu.source_id.to_string());
         }
     }
-    let mut add_list: Vec<(GRef, Vec<String>)> = adds.into_iter().collect();
-    add_list.sort_unstable_by_key(|a| a.0);
-    for (r, mut users) in add_list {
-        users.sort_by_cached_key(|u| name_key(u));
+    drop((want, uidx));
+    // Usernames sort case-insensitively within a group (ties keep `musers` order): one rank per
+    // user, computed once, instead of a lower-cased copy per membership.
+    let rank = name_ranks(musers);
+    for (k, mut users) in adds.into_iter().enumerate() {
+        if users.is_empty() {
+            continue;
+        }
+        let r = if k < mgroups.len() {
+            GRef::Managed(k)
+        } else {
+            GRef::Access(k - mgroups.len())
+        };
+        users.sort_unstable_by_key(|&ui| (rank[ui as usize], ui));
         let group = gname(r).to_string();
         let what = match r {
             GRef::Managed(_) => "members of the source group",
@@ -138,16 +158,19 @@ pub(super) fn plan_memberships(
             p.push(
                 OpKind::AddMembers {
                     group,
-                    usernames: users,
+                    usernames: users
+                        .iter()
+                        .map(|&ui| musers[ui as usize].name.clone())
+                        .collect(),
                 },
                 reason,
             );
         } else {
-            for u in users {
+            for ui in users {
                 p.push(
                     OpKind::AddMembers {
                         group: group.clone(),
-                        usernames: vec![u],
+                        usernames: vec![musers[ui as usize].name.clone()],
                     },
                     what,
                 );
@@ -164,4 +187,20 @@ pub(super) fn plan_memberships(
         );
     }
     maintained
+}
+
+/// Rank of each user's lower-cased name (equal names, equal ranks).
+fn name_ranks(musers: &[MUser<'_>]) -> Vec<u32> {
+    let keys: Vec<String> = musers.iter().map(|m| name_key(&m.name)).collect();
+    let mut order: Vec<u32> = (0..musers.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+    let mut rank = vec![0u32; musers.len()];
+    let mut r = 0u32;
+    for (n, &i) in order.iter().enumerate() {
+        if n > 0 && keys[i as usize] != keys[order[n - 1] as usize] {
+            r += 1;
+        }
+        rank[i as usize] = r;
+    }
+    rank
 }
