@@ -33,6 +33,10 @@ pub struct RunInfo {
     pub finished_at: Option<String>,
     /// How the source read went, when the caller sets it.
     pub source_read: Option<ReadStats>,
+    /// How the target was read (full reconcile and why, or incremental), when the caller
+    /// sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_read: Option<crate::target_state::TargetReadStats>,
     /// How the run ended, when the caller sets it (the same status as the run history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
@@ -202,6 +206,7 @@ impl Report {
                 started_at: None,
                 finished_at: None,
                 source_read: None,
+                target_read: None,
                 status: None,
             },
             held: plan.held.as_ref().map(ToString::to_string),
@@ -376,6 +381,16 @@ impl Report {
                 "Source read: {}, {} requests ({} throttled)",
                 rs.mode, rs.requests, rs.throttled
             );
+        }
+        if let Some(tr) = &self.run.target_read {
+            let _ = match tr.mode {
+                crate::target_state::TargetReadMode::Incremental => writeln!(
+                    s,
+                    "Target read: incremental ({} accounts, {} groups read; the rest from the stored state)",
+                    tr.accounts_read, tr.groups_read
+                ),
+                m => writeln!(s, "Target read: {m}"),
+            };
         }
         if let Some(st) = self.run.status {
             let _ = writeln!(s, "Status: {}", st.describe());
