@@ -17,6 +17,7 @@
 mod crypto;
 mod error;
 mod journal;
+mod target_state;
 
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;
