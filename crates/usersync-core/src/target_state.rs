@@ -15,7 +15,9 @@
 
 use crate::model::{TargetAccount, TargetGroup, TargetSnapshot, name_key};
 use crate::plan::{AccountSpec, FieldChange, OpKind, OpOutcome, Operation};
-use crate::ports::{AccountRef, ConnectorError, Created, Photo, TargetCapabilities, TargetDirectory};
+use crate::ports::{
+    AccountRef, ConnectorError, Created, Photo, TargetCapabilities, TargetDirectory,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -606,32 +608,63 @@ mod tests {
         assert_eq!(d.mode(), TargetReadMode::Incremental);
         let full = |r| TargetReadMode::Full(r);
         assert_eq!(
-            ReadDecision { forced: true, ..d.clone() }.mode(),
+            ReadDecision {
+                forced: true,
+                ..d.clone()
+            }
+            .mode(),
             full(TargetFullReason::Forced)
         );
         assert_eq!(
-            ReadDecision { stored: None, ..d.clone() }.mode(),
+            ReadDecision {
+                stored: None,
+                ..d.clone()
+            }
+            .mode(),
             full(TargetFullReason::NoState)
         );
         assert_eq!(
-            ReadDecision { source_delta: false, ..d.clone() }.mode(),
+            ReadDecision {
+                source_delta: false,
+                ..d.clone()
+            }
+            .mode(),
             full(TargetFullReason::SourceFullRead)
         );
-        let dirty = StoredMeta { clean: false, ..meta.clone() };
+        let dirty = StoredMeta {
+            clean: false,
+            ..meta.clone()
+        };
         assert_eq!(
-            ReadDecision { stored: Some(dirty), ..d.clone() }.mode(),
+            ReadDecision {
+                stored: Some(dirty),
+                ..d.clone()
+            }
+            .mode(),
             full(TargetFullReason::PreviousRunUnfinished)
         );
         assert_eq!(
-            ReadDecision { fingerprint: "g".into(), ..d.clone() }.mode(),
+            ReadDecision {
+                fingerprint: "g".into(),
+                ..d.clone()
+            }
+            .mode(),
             full(TargetFullReason::ConfigChanged)
         );
         assert_eq!(
-            ReadDecision { now_ms: 11_000, ..d.clone() }.mode(),
+            ReadDecision {
+                now_ms: 11_000,
+                ..d.clone()
+            }
+            .mode(),
             full(TargetFullReason::PeriodicReconcile)
         );
         assert_eq!(
-            ReadDecision { supported: false, ..d }.mode(),
+            ReadDecision {
+                supported: false,
+                ..d
+            }
+            .mode(),
             full(TargetFullReason::NotSupported)
         );
     }
@@ -640,7 +673,9 @@ mod tests {
     fn patches_follow_operations_and_fresh_reads() {
         let mut st = TargetState::from_snapshot(TargetSnapshot {
             accounts: vec![acct("alice", "K1", &["devs"]), acct("bob", "K2", &["devs"])],
-            groups: vec![TargetGroup { name: "devs".into() }],
+            groups: vec![TargetGroup {
+                name: "devs".into(),
+            }],
         });
         assert!(st.take_changes().is_empty());
         st.apply(

@@ -9,10 +9,7 @@ use common::*;
 use usersync_core::plan::{OpKind, OpOutcome};
 use usersync_core::testkit::FakeTarget;
 
-fn outcome_of(
-    report: &usersync_core::report::Report,
-    pred: impl Fn(&OpKind) -> bool,
-) -> OpOutcome {
+fn outcome_of(report: &usersync_core::report::Report, pred: impl Fn(&OpKind) -> bool) -> OpOutcome {
     let r = report
         .operations
         .iter()
@@ -43,9 +40,21 @@ fn destructive_writes_on_a_stale_state_are_re_read_and_skipped() {
     // What the plan believes (a stored state from the last reconcile).
     let stale = target(
         vec![
-            ta("alice@example.com", "Alice", "alice@example.com", true, &["Eng"]),
+            ta(
+                "alice@example.com",
+                "Alice",
+                "alice@example.com",
+                true,
+                &["Eng"],
+            ),
             ta("bob@example.com", "Bob", "bob@example.com", true, &["Eng"]),
-            ta("dave@example.com", "Dave", "dave@example.com", true, &["Eng"]),
+            ta(
+                "dave@example.com",
+                "Dave",
+                "dave@example.com",
+                true,
+                &["Eng"],
+            ),
         ],
         &["Eng"],
     );
@@ -65,7 +74,13 @@ fn destructive_writes_on_a_stale_state_are_re_read_and_skipped() {
             vec![
                 ta("alice@example.com", "Alice", "alice@example.com", true, &[]),
                 other_bob,
-                ta("dave@example.com", "Dave", "dave@example.com", true, &["Eng"]),
+                ta(
+                    "dave@example.com",
+                    "Dave",
+                    "dave@example.com",
+                    true,
+                    &["Eng"],
+                ),
             ],
             &["Eng"],
         ),
@@ -84,7 +99,10 @@ fn destructive_writes_on_a_stale_state_are_re_read_and_skipped() {
     );
     // Nothing was written, and the other bob is untouched.
     assert_eq!(fake.writes(), 0);
-    assert!(fake.single_reads() >= 2, "each destructive op re-read first");
+    assert!(
+        fake.single_reads() >= 2,
+        "each destructive op re-read first"
+    );
     let now = fake.snapshot();
     let bob = now
         .accounts
@@ -109,7 +127,13 @@ fn destructive_writes_go_ahead_when_the_target_agrees() {
     );
     let tgt = target(
         vec![
-            ta("alice@example.com", "Alice", "alice@example.com", true, &["Eng"]),
+            ta(
+                "alice@example.com",
+                "Alice",
+                "alice@example.com",
+                true,
+                &["Eng"],
+            ),
             ta("bob@example.com", "Bob", "bob@example.com", true, &[]),
         ],
         &["Eng"],

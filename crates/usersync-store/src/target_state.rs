@@ -18,7 +18,15 @@ use usersync_core::target_state::{StoredMeta, TargetStateChanges, account_ident}
 type AccountRow = (String, Option<String>, String, String, i64, Vec<String>);
 
 fn account_json(id: &str, a: &TargetAccount) -> Value {
-    json!([id, a.username, a.key, a.display_name, a.email, a.active, a.groups])
+    json!([
+        id,
+        a.username,
+        a.key,
+        a.display_name,
+        a.email,
+        a.active,
+        a.groups
+    ])
 }
 
 const INSERT_ACCOUNTS: &str = "INSERT INTO target_accounts
@@ -101,7 +109,10 @@ impl Store {
                     },
                 )
                 .collect(),
-            groups: groups.into_iter().map(|name| TargetGroup { name }).collect(),
+            groups: groups
+                .into_iter()
+                .map(|name| TargetGroup { name })
+                .collect(),
         };
         Ok(Some((meta, snapshot)))
     }

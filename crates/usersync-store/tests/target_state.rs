@@ -14,7 +14,10 @@ fn acct(name: &str, key: Option<&str>, groups: &[&str]) -> TargetAccount {
         display_name: format!("{name} name"),
         email: format!("{name}@example.com"),
         active: true,
-        groups: groups.iter().map(|g| g.to_string()).collect::<BTreeSet<_>>(),
+        groups: groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<BTreeSet<_>>(),
     }
 }
 
@@ -34,8 +37,12 @@ async fn full_write_patch_and_clean_flag() {
             acct("Bob", None, &["Devs"]),
         ],
         groups: vec![
-            TargetGroup { name: "Devs".into() },
-            TargetGroup { name: "jira-users".into() },
+            TargetGroup {
+                name: "Devs".into(),
+            },
+            TargetGroup {
+                name: "jira-users".into(),
+            },
         ],
     };
     let meta = StoredMeta {
@@ -99,8 +106,18 @@ async fn full_write_patch_and_clean_flag() {
     let (_, got) = store.target_state("s->jira").await.unwrap().unwrap();
     assert_eq!(sorted(got), sorted(expected));
 
-    store.set_target_state_clean("s->jira", false).await.unwrap();
-    assert!(!store.target_state_meta("s->jira").await.unwrap().unwrap().clean);
+    store
+        .set_target_state_clean("s->jira", false)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .target_state_meta("s->jira")
+            .await
+            .unwrap()
+            .unwrap()
+            .clean
+    );
     store.clear_target_state("s->jira").await.unwrap();
     assert!(store.target_state_meta("s->jira").await.unwrap().is_none());
 }

@@ -653,8 +653,7 @@ async fn run_target(
             max_concurrency: caps.max_concurrency,
         };
         let result =
-            usersync_core::engine::apply(&the_plan, &observed, source, &journal, &opts, &bar)
-                .await;
+            usersync_core::engine::apply(&the_plan, &observed, source, &journal, &opts, &bar).await;
         bar.finish();
         if !the_plan.ops.is_empty() {
             crate::target_read::after_apply(

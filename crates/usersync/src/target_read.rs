@@ -15,7 +15,7 @@ use usersync_core::model::{SourceSnapshot, TargetSnapshot};
 use usersync_core::plan::{OpOutcome, Operation, PlanInput, plan};
 use usersync_core::ports::{ApplyJournal, ConnectorError, TargetDirectory};
 use usersync_core::target_state::{
-    ObservingTarget, Observation, ReadDecision, StoredMeta, TargetReadMode, TargetReadStats,
+    Observation, ObservingTarget, ReadDecision, StoredMeta, TargetReadMode, TargetReadStats,
     TargetState, Touched,
 };
 use usersync_store::Store;
@@ -268,9 +268,8 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Option<Prepared>> {
             .collect()
             .await;
     for (u, r) in accounts {
-        let fresh = r.map_err(|e| {
-            crate::exit::connection_err(format!("target {}: {e}", cx.config.name))
-        })?;
+        let fresh =
+            r.map_err(|e| crate::exit::connection_err(format!("target {}: {e}", cx.config.name)))?;
         state.observe_account(&u, fresh);
     }
     let groups: Vec<(String, Result<bool, ConnectorError>)> =
@@ -283,9 +282,8 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Option<Prepared>> {
             .collect()
             .await;
     for (g, r) in groups {
-        let exists = r.map_err(|e| {
-            crate::exit::connection_err(format!("target {}: {e}", cx.config.name))
-        })?;
+        let exists =
+            r.map_err(|e| crate::exit::connection_err(format!("target {}: {e}", cx.config.name)))?;
         // A group the state knows keeps its stored spelling; a new one is learnt as named.
         state.observe_group(&g, exists);
     }

@@ -41,11 +41,7 @@ async fn sync_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["--format", "json", "sync"];
     args.extend_from_slice(extra);
     let out = run(dir, &args).await;
-    assert_eq!(
-        out.code, 0,
-        "stdout:{}\nstderr:{}",
-        out.stdout, out.stderr
-    );
+    assert_eq!(out.code, 0, "stdout:{}\nstderr:{}", out.stdout, out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
     // One target: the report, or a list with one report.
     match v {
@@ -144,7 +140,10 @@ async fn a_no_change_run_reads_a_fixed_number_of_target_requests_at_any_size() {
             "{users} users: {requests} target requests"
         );
         // Token + the users and groups delta pages.
-        assert!(graph_requests <= 4, "{users} users: {graph_requests} Graph requests");
+        assert!(
+            graph_requests <= 4,
+            "{users} users: {graph_requests} Graph requests"
+        );
     }
 }
 

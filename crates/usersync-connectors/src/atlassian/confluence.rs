@@ -306,7 +306,11 @@ impl TargetDirectory for ConfluenceTarget {
         };
         let what = format!("list groups of Confluence user {username}");
         a.groups = self
-            .paged(&what, "/user/memberof", &[("username", a.username.as_str())])
+            .paged(
+                &what,
+                "/user/memberof",
+                &[("username", a.username.as_str())],
+            )
             .await?
             .iter()
             .filter_map(|g| g.get("name").and_then(|n| n.as_str()).map(str::to_string))

@@ -194,7 +194,10 @@ impl CrowdTarget {
                 &what,
                 "/user/group/direct",
                 &[("username", u.name.as_str())],
-                |v| serde_json::from_value::<Groups>(v).map(|g| g.groups.into_iter().map(|g| g.name).collect()),
+                |v| {
+                    serde_json::from_value::<Groups>(v)
+                        .map(|g| g.groups.into_iter().map(|g| g.name).collect())
+                },
             )
             .await?;
         let display = u

@@ -27,7 +27,11 @@ async fn every_product_reads_one_account_and_one_group() {
         assert!(t.supports_targeted_reads(), "{p:?}");
         emu.reset_stats();
 
-        let a = t.read_account("Alice").await.unwrap().expect("alice exists");
+        let a = t
+            .read_account("Alice")
+            .await
+            .unwrap()
+            .expect("alice exists");
         assert_eq!(a.username, "alice", "{p:?}");
         let groups: Vec<&str> = a.groups.iter().map(String::as_str).collect();
         assert_eq!(groups, ["devs", "ops"], "{p:?}");
@@ -128,7 +132,10 @@ async fn jira_destructive_writes_re_read_first_and_skip_when_stale() {
         .position(|l| l.starts_with("DELETE /rest/api/2/group/user"))
         .expect("carol's removal");
     assert!(log[w].contains("carol"), "{log:?}");
-    assert!(log[w - 1].starts_with("GET /rest/api/2/user?username=carol"), "{log:?}");
+    assert!(
+        log[w - 1].starts_with("GET /rest/api/2/user?username=carol"),
+        "{log:?}"
+    );
     for name in ["alice", "bob"] {
         assert!(
             log.iter()

@@ -217,7 +217,9 @@ pub(crate) async fn middleware(
         st.total += 1;
         if st.log.len() < LOG_CAP {
             let path = req.uri().path();
-            let path = path.strip_prefix(shared.context_path.as_str()).unwrap_or(path);
+            let path = path
+                .strip_prefix(shared.context_path.as_str())
+                .unwrap_or(path);
             let entry = match req.uri().query() {
                 Some(q) => format!("{} {path}?{q}", req.method()),
                 None => format!("{} {path}", req.method()),
