@@ -43,6 +43,9 @@ pub enum TargetFullReason {
     PeriodicReconcile,
     /// The product's connector cannot read single objects.
     NotSupported,
+    /// An incremental read found an account the stored state held gone from its name
+    /// (deleted or renamed outside usersync); only a full read can tell which.
+    StateDiverged,
 }
 
 impl TargetFullReason {
@@ -56,6 +59,9 @@ impl TargetFullReason {
             TargetFullReason::ConfigChanged => "configuration changed",
             TargetFullReason::PeriodicReconcile => "periodic reconcile",
             TargetFullReason::NotSupported => "the target cannot read single objects",
+            TargetFullReason::StateDiverged => {
+                "an account the stored state held was deleted or renamed in the target"
+            }
         }
     }
 }
@@ -403,13 +409,14 @@ fn apply_changes(a: &mut TargetAccount, changes: &[FieldChange]) {
     }
 }
 
-/// What an incremental run must read fresh before planning: usernames and group names.
+/// What an incremental run must read fresh before planning: usernames and group names, each
+/// by its name key (deduplicated case-insensitively) with the spelling first seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Touched {
-    /// Usernames whose accounts are read (name keys, deduplicated).
-    pub accounts: BTreeSet<String>,
-    /// Group names whose existence is checked (name keys, deduplicated).
-    pub groups: BTreeSet<String>,
+    /// Usernames whose accounts are read.
+    pub accounts: BTreeMap<String, String>,
+    /// Group names whose existence is checked.
+    pub groups: BTreeMap<String, String>,
 }
 
 impl Touched {
@@ -445,12 +452,16 @@ impl Touched {
 
     /// Adds an account by username.
     pub fn user(&mut self, username: &str) {
-        self.accounts.insert(name_key(username));
+        self.accounts
+            .entry(name_key(username))
+            .or_insert_with(|| username.to_string());
     }
 
     /// Adds a group by name.
     pub fn group(&mut self, name: &str) {
-        self.groups.insert(name_key(name));
+        self.groups
+            .entry(name_key(name))
+            .or_insert_with(|| name.to_string());
     }
 }
 

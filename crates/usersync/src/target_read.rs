@@ -15,8 +15,8 @@ use usersync_core::model::{SourceSnapshot, TargetSnapshot};
 use usersync_core::plan::{OpOutcome, Operation, PlanInput, plan};
 use usersync_core::ports::{ApplyJournal, ConnectorError, TargetDirectory};
 use usersync_core::target_state::{
-    Observation, ObservingTarget, ReadDecision, StoredMeta, TargetReadMode, TargetReadStats,
-    TargetState, Touched,
+    Observation, ObservingTarget, ReadDecision, StoredMeta, TargetFullReason, TargetReadMode,
+    TargetReadStats, TargetState, Touched,
 };
 use usersync_store::Store;
 
@@ -166,19 +166,13 @@ pub async fn prepare(cx: Ctx<'_>) -> anyhow::Result<Prepared> {
         now_ms: cx.now_ms,
         reconcile_every_ms: i64::try_from(hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
     };
-    let mode = decision.mode();
-    if mode == TargetReadMode::Incremental
-        && let Some(p) = incremental(&cx).await?
-    {
-        return Ok(p);
-    }
-    let mode = match mode {
-        TargetReadMode::Incremental => {
-            // The state vanished between the check and the read (another process cleared it).
-            TargetReadMode::Full(usersync_core::target_state::TargetFullReason::NoState)
+    let mut mode = decision.mode();
+    if mode == TargetReadMode::Incremental {
+        match incremental(&cx).await? {
+            Ok(p) => return Ok(p),
+            Err(why) => mode = TargetReadMode::Full(why),
         }
-        m => m,
-    };
+    }
     let snapshot = cx
         .target
         .read()
@@ -194,8 +188,12 @@ pub async fn prepare(cx: Ctx<'_>) -> anyhow::Result<Prepared> {
         .replace_target_state(cx.pair, &snapshot, &meta)
         .await
     {
-        // The run goes on; the next one reads in full again.
+        // The run goes on. An older state must not be patched by this run's apply and then
+        // trusted: forget it, so the next run reads in full again.
         tracing::warn!(pair = cx.pair, error = %e, "could not save the target state");
+        if let Err(e) = cx.store.clear_target_state(cx.pair).await {
+            tracing::warn!(pair = cx.pair, error = %e, "could not clear the stored target state");
+        }
     }
     let state = TargetState::from_snapshot(snapshot);
     let snapshot = state.snapshot();
@@ -211,10 +209,11 @@ pub async fn prepare(cx: Ctx<'_>) -> anyhow::Result<Prepared> {
 }
 
 /// The incremental read: the stored state, with the objects the source change, the pending
-/// links and a first plan touch read fresh. `None` when there is no stored state after all.
-async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Option<Prepared>> {
+/// links and a first plan touch read fresh. `Err(reason)` when a full read is needed after all.
+async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Result<Prepared, TargetFullReason>> {
     let Some((_, stored)) = cx.store.target_state(cx.pair).await? else {
-        return Ok(None);
+        // Cleared between the check and the read (another process).
+        return Ok(Err(TargetFullReason::NoState));
     };
     let mut state = TargetState::from_snapshot(stored);
     let mut touched = Touched::default();
@@ -259,7 +258,7 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Option<Prepared>> {
     drop(first);
     let limit = cx.target.capabilities().max_concurrency.max(1);
     let accounts: Vec<(String, Result<_, ConnectorError>)> =
-        futures::stream::iter(touched.accounts.iter().cloned())
+        futures::stream::iter(touched.accounts.values().cloned())
             .map(|u| async move {
                 let r = cx.target.read_account(&u).await;
                 (u, r)
@@ -270,10 +269,15 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Option<Prepared>> {
     for (u, r) in accounts {
         let fresh =
             r.map_err(|e| crate::exit::connection_err(format!("target {}: {e}", cx.config.name)))?;
+        // A keyed account gone from its name may have been renamed outside usersync: planning
+        // without it could create a second account for the same person.
+        if fresh.is_none() && state.account(&u).is_some_and(|a| a.key.is_some()) {
+            return Ok(Err(TargetFullReason::StateDiverged));
+        }
         state.observe_account(&u, fresh);
     }
     let groups: Vec<(String, Result<bool, ConnectorError>)> =
-        futures::stream::iter(touched.groups.iter().cloned())
+        futures::stream::iter(touched.groups.values().cloned())
             .map(|g| async move {
                 let r = cx.target.group_exists(&g).await;
                 (g, r)
@@ -293,7 +297,7 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Option<Prepared>> {
         .await
         .context("saving the fresh target reads")?;
     let snapshot = state.snapshot();
-    Ok(Some(Prepared {
+    Ok(Ok(Prepared {
         state,
         snapshot,
         stats: TargetReadStats {
