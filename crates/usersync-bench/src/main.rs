@@ -433,9 +433,9 @@ impl Size<'_> {
         let target_writes_min = match kind {
             Kind::Show => Some(0),
             _ if !applied => Some(0),
-            _ => ops.map(|o| minimum::writes(product, o)).or_else(|| {
-                minimum::writes_from_counts(product, report.as_ref()?.get("counts")?)
-            }),
+            _ => ops
+                .map(|o| minimum::writes(product, o))
+                .or_else(|| minimum::writes_from_counts(product, report.as_ref()?.get("counts")?)),
         };
         let (tu, tg, tm) = self.tenant;
         let graph_min = match kind {

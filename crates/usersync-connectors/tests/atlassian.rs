@@ -16,3 +16,5 @@ mod lifecycle;
 mod policy;
 #[path = "atlassian/products.rs"]
 mod products;
+#[path = "atlassian/targeted.rs"]
+mod targeted;

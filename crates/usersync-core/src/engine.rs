@@ -164,6 +164,9 @@ impl Run<'_> {
 
     /// The target write of `op`; `members` is an `AddMembers` batch without failed users.
     async fn write(&self, op: &Operation, members: &[String]) -> Result<OpOutcome, ConnectorError> {
+        if let Some(outcome) = recheck(self.target, &self.caps, &op.kind).await? {
+            return Ok(outcome);
+        }
         let t = self.target;
         let applied = OpOutcome::Applied { target_key: None };
         match &op.kind {
@@ -584,4 +587,89 @@ fn account_ref<'a>(username: &'a str, key: &'a Option<String>) -> AccountRef<'a>
         username,
         key: key.as_deref(),
     }
+}
+
+/// Re-reads the object a destructive operation (deactivate, delete user, remove membership,
+/// delete group) is about, just before the write, so a plan made from stale data (an
+/// incremental run's stored target state, or an admin's change since the read) never removes
+/// the wrong thing. `Ok(None)`: the target agrees with the plan, write. `Ok(Some(outcome))`:
+/// do not write — `Skipped` with the reason when the target disagrees, `Applied` when the goal
+/// already holds (already inactive, already deleted: the journal then records it, which the
+/// delete grace period and the link table need). A target that cannot read single objects
+/// (`Unsupported`) is written as planned: such a target is only planned from a full read.
+async fn recheck(
+    t: &dyn TargetDirectory,
+    caps: &TargetCapabilities,
+    op: &OpKind,
+) -> Result<Option<OpOutcome>, ConnectorError> {
+    let skip = |reason: String| {
+        Ok(Some(OpOutcome::Skipped {
+            reason: format!("not written: re-read before the write, {reason}"),
+        }))
+    };
+    let done = || Ok(Some(OpOutcome::Applied { target_key: None }));
+    match op {
+        OpKind::DeactivateUser {
+            username,
+            target_key,
+            ..
+        }
+        | OpKind::DeleteUser {
+            username,
+            target_key,
+            ..
+        } => {
+            let is_delete = matches!(op, OpKind::DeleteUser { .. });
+            // Without deactivation the op writes nothing (the planner removed the memberships).
+            if !is_delete && !caps.deactivate {
+                return Ok(None);
+            }
+            let r = t.read_account(username).await;
+            if unsupported(&r) {
+                return Ok(None);
+            }
+            match r? {
+                None if is_delete => done(),
+                None => skip(format!("the target has no account {username} any more")),
+                Some(a) if key_differs(target_key.as_deref(), a.key.as_deref()) => skip(format!(
+                    "account {username} now has key {} where the plan saw {} (another account holds the name)",
+                    a.key.as_deref().unwrap_or("-"),
+                    target_key.as_deref().unwrap_or("-")
+                )),
+                Some(a) if !is_delete && !a.active => done(),
+                Some(_) => Ok(None),
+            }
+        }
+        OpKind::RemoveMember { group, username } => {
+            let r = t.read_account(username).await;
+            if unsupported(&r) {
+                return Ok(None);
+            }
+            match r? {
+                None => skip(format!("the target has no account {username} any more")),
+                Some(a) if !a.groups.iter().any(|g| name_key(g) == name_key(group)) => {
+                    skip(format!("{username} is not a member of {group} any more"))
+                }
+                Some(_) => Ok(None),
+            }
+        }
+        OpKind::DeleteGroup { name, .. } => {
+            let r = t.group_exists(name).await;
+            if unsupported(&r) {
+                return Ok(None);
+            }
+            if r? { Ok(None) } else { done() }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// True when the target cannot read single objects.
+fn unsupported<T>(r: &Result<T, ConnectorError>) -> bool {
+    matches!(r, Err(e) if e.kind == ErrorKind::Unsupported)
+}
+
+/// True when both keys are known and differ.
+fn key_differs(planned: Option<&str>, now: Option<&str>) -> bool {
+    matches!((planned, now), (Some(p), Some(n)) if p != n)
 }

@@ -18,5 +18,6 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod scope;
+pub mod target_state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -3,7 +3,7 @@
 //! live in `usersync-connectors` and `usersync-store`; this crate never does I/O itself.
 
 use crate::link::LinkTable;
-use crate::model::{SourceSnapshot, TargetSnapshot};
+use crate::model::{SourceSnapshot, TargetAccount, TargetSnapshot};
 use crate::plan::{AccountSpec, FieldChange, OpOutcome, Operation};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -376,6 +376,53 @@ pub trait TargetDirectory: Send + Sync {
     async fn remove_member(&self, group: &str, username: &str) -> Result<(), ConnectorError>;
     /// Sets an account's avatar (only called when `capabilities().avatars`).
     async fn set_avatar(&self, username: &str, photo: &Photo) -> Result<(), ConnectorError>;
+
+    /// True when [`TargetDirectory::read_account`] and [`TargetDirectory::group_exists`] are
+    /// implemented, so a run may read only what changed (an incremental run) instead of the
+    /// whole directory. The default (false) makes every run a full read.
+    fn supports_targeted_reads(&self) -> bool {
+        false
+    }
+    /// Reads one account by username (case-insensitive, as the products match names), with
+    /// its direct groups. `Ok(None)` when no account has that name. The default answers
+    /// `Unsupported`.
+    async fn read_account(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        let _ = username;
+        Err(ConnectorError::new(
+            ErrorKind::Unsupported,
+            "this target cannot read a single account",
+        ))
+    }
+    /// Whether a group of that name exists (one request). The default answers `Unsupported`.
+    async fn group_exists(&self, name: &str) -> Result<bool, ConnectorError> {
+        let _ = name;
+        Err(ConnectorError::new(
+            ErrorKind::Unsupported,
+            "this target cannot read a single group",
+        ))
+    }
+    /// Reads several accounts by username, `max_concurrency` at a time: the accounts found
+    /// (an absent name is simply missing from the result).
+    async fn read_accounts(
+        &self,
+        usernames: &[String],
+    ) -> Result<Vec<TargetAccount>, ConnectorError> {
+        use futures::StreamExt;
+        let limit = self.capabilities().max_concurrency.max(1);
+        let found: Vec<Result<Option<TargetAccount>, ConnectorError>> =
+            futures::stream::iter(usernames.iter().cloned())
+                .map(|u| async move { self.read_account(&u).await })
+                .buffered(limit)
+                .collect()
+                .await;
+        let mut out = Vec::new();
+        for r in found {
+            if let Some(a) = r? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Where the engine records intents and results during an apply, so that an apply killed at

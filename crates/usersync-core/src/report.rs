@@ -35,6 +35,10 @@ pub struct RunInfo {
     pub finished_at: Option<String>,
     /// How the source read went, when the caller sets it.
     pub source_read: Option<ReadStats>,
+    /// How the target was read (full reconcile and why, or incremental), when the caller
+    /// sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_read: Option<crate::target_state::TargetReadStats>,
     /// How the run ended, when the caller sets it (the same status as the run history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
@@ -220,6 +224,7 @@ impl Report {
                 started_at: None,
                 finished_at: None,
                 source_read: None,
+                target_read: None,
                 status: None,
                 timings: None,
             },
@@ -565,6 +570,16 @@ fn write_header(s: &mut String, h: &Header<'_>) {
             rs.mode, rs.requests, rs.throttled
         );
     }
+    if let Some(tr) = &h.run.target_read {
+        let _ = match tr.mode {
+            crate::target_state::TargetReadMode::Incremental => writeln!(
+                s,
+                "Target read: incremental ({} accounts, {} groups read; the rest from the stored state)",
+                tr.accounts_read, tr.groups_read
+            ),
+            m => writeln!(s, "Target read: {m}"),
+        };
+    }
     if let Some(st) = h.run.status {
         let _ = writeln!(s, "Status: {}", st.describe());
     }
@@ -664,7 +679,9 @@ impl ReportSummary {
                 started_at: None,
                 finished_at: None,
                 source_read: None,
+                target_read: None,
                 status: None,
+                timings: None,
             },
             held: plan.held.as_ref().map(ToString::to_string),
             stopped: None,

@@ -46,6 +46,7 @@ struct State {
     issued_keys: BTreeSet<String>,
     calls: usize,
     successes: usize,
+    single_reads: usize,
 }
 
 /// An in-memory target product.
@@ -91,6 +92,26 @@ impl FakeTarget {
     /// Avatar photo tags by username key.
     pub fn avatars(&self) -> BTreeMap<String, String> {
         self.state.lock().expect("fake lock").avatars.clone()
+    }
+
+    /// Replaces the whole state, as an admin editing the product directly would.
+    pub fn replace(&self, snapshot: TargetSnapshot) {
+        let mut st = self.state.lock().expect("fake lock");
+        st.accounts = snapshot
+            .accounts
+            .into_iter()
+            .map(|a| (name_key(&a.username), a))
+            .collect();
+        st.groups = snapshot
+            .groups
+            .into_iter()
+            .map(|g| (name_key(&g.name), g))
+            .collect();
+    }
+
+    /// Single-object reads (`read_account`, `group_exists`) so far.
+    pub fn single_reads(&self) -> usize {
+        self.state.lock().expect("fake lock").single_reads
     }
 
     /// Successful writes so far.
@@ -322,6 +343,22 @@ impl TargetDirectory for FakeTarget {
             st.avatars.insert(name_key(username), photo.tag.clone());
             Ok(())
         })
+    }
+
+    fn supports_targeted_reads(&self) -> bool {
+        true
+    }
+
+    async fn read_account(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        let mut st = self.state.lock().expect("fake lock");
+        st.single_reads += 1;
+        Ok(st.accounts.get(&name_key(username)).cloned())
+    }
+
+    async fn group_exists(&self, name: &str) -> Result<bool, ConnectorError> {
+        let mut st = self.state.lock().expect("fake lock");
+        st.single_reads += 1;
+        Ok(st.groups.contains_key(&name_key(name)))
     }
 }
 

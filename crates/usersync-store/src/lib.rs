@@ -20,6 +20,7 @@ mod crypto;
 mod error;
 mod journal;
 mod runs;
+mod target_state;
 
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::StoreError;

@@ -211,6 +211,9 @@ pub struct TargetConfig {
     pub bitbucket_add_to_default_group: bool,
     /// Scheduled synchronisation, Quartz cron syntax (e.g. `0 0 * * * ?`); used by `serve`.
     pub schedule: Option<String>,
+    /// Hours between full target reconciles (default 24). In between, a run whose source read
+    /// was a delta reads from the target only what the change touches.
+    pub reconcile_every_hours: Option<u64>,
     /// Mapping, scope and policy.
     #[serde(default)]
     pub sync: SyncSettings,
@@ -620,6 +623,13 @@ pub fn validate(cfg: &FileConfig) -> anyhow::Result<()> {
             "{f}.name: duplicate target name `{}`",
             t.name
         );
+        check_range(
+            &format!("{f}.reconcile_every_hours"),
+            t.reconcile_every_hours,
+            1,
+            MAX_RECONCILE_HOURS,
+            "hours",
+        )?;
         check_url(
             &format!("{f}.base_url"),
             &t.base_url,

@@ -23,6 +23,7 @@ mod demo {
 mod exit;
 mod output;
 mod runner;
+mod target_read;
 
 use clap::Parser;
 

@@ -475,7 +475,7 @@ async fn run_started(
     let t0 = Instant::now();
     let read = read_source(cfg, store, opts, progress).await;
     let source_ms = t0.elapsed().as_millis() as u64;
-    let (source, read) = match read {
+    let (source, read, changes) = match read {
         Ok(r) => r,
         Err(e) => {
             for s in started {
@@ -500,6 +500,7 @@ async fn run_started(
             source.as_ref(),
             &read,
             source_ms,
+            changes.as_ref(),
             opts,
             progress,
             approval,
@@ -522,7 +523,11 @@ async fn read_source(
     store: &Store,
     opts: &RunOptions,
     progress: bool,
-) -> anyhow::Result<(Arc<GraphSource>, usersync_core::ports::SourceRead)> {
+) -> anyhow::Result<(
+    Arc<GraphSource>,
+    usersync_core::ports::SourceRead,
+    Option<crate::target_read::SourceChanges>,
+)> {
     let source_name = &cfg.source.name;
     let source = Arc::new(
         GraphSource::new(source_config(&cfg.source)?)
@@ -535,10 +540,20 @@ async fn read_source(
     } else {
         store.source_state(source_name).await?
     };
+    // Digests of the saved snapshot, to tell which users and groups a delta read changed (an
+    // incremental target read reads only their accounts and groups).
+    let digests = state
+        .as_ref()
+        .and_then(|s| s.snapshot.as_ref())
+        .map(|s| crate::target_read::SourceDigests::of(s));
     let read = source
         .read(state)
         .await
         .map_err(|e| exit::connection_err(format!("source {source_name}: {e}")))?;
+    let changes = match (&digests, read.stats.mode) {
+        (Some(d), usersync_core::ports::ReadMode::Delta) => Some(d.changes(&read.snapshot)),
+        _ => None,
+    };
     bar.finish(format!(
         "read Entra ID: {} users, {} groups ({}, {} requests, {:.1}s)",
         read.snapshot.users.len(),
@@ -547,7 +562,7 @@ async fn read_source(
         read.stats.requests,
         t0.elapsed().as_secs_f64()
     ));
-    Ok((source, read))
+    Ok((source, read, changes))
 }
 
 /// Ends a started run as failed, with the reason, so nothing fails silently.
@@ -565,6 +580,7 @@ async fn run_target(
     source: &GraphSource,
     read: &usersync_core::ports::SourceRead,
     source_ms: u64,
+    changes: Option<&crate::target_read::SourceChanges>,
     opts: &RunOptions,
     progress: bool,
     approval: Option<(i64, &[Removal], &str)>,
@@ -579,20 +595,33 @@ async fn run_target(
     let caps = target.capabilities();
     let bar = output::Phase::start(progress, &format!("reading {}", t.name));
     let t_read = Instant::now();
-    let snapshot = target
-        .read()
-        .await
-        .map_err(|e| exit::connection_err(format!("target {}: {e}", t.name)))?;
+    let links = store.links(pair).await?;
+    let crate::target_read::Prepared {
+        state: mut target_state,
+        snapshot,
+        stats: target_read,
+    } = crate::target_read::prepare(crate::target_read::Ctx {
+        store,
+        pair,
+        target: target.as_ref(),
+        config: t,
+        forced: opts.full,
+        source_delta: read.stats.mode == usersync_core::ports::ReadMode::Delta,
+        source_changes: changes,
+        source: &read.snapshot,
+        links: &links,
+        now_ms: now_ms(),
+    })
+    .await?;
     bar.finish(format!(
-        "read {} ({}): {} accounts, {} groups",
+        "read {} ({}): {} accounts, {} groups ({})",
         t.name,
         caps.product,
         snapshot.accounts.len(),
-        snapshot.groups.len()
+        snapshot.groups.len(),
+        target_read.mode
     ));
     let target_read_ms = ms(t_read);
-
-    let links = store.links(pair).await?;
     let settings = t.sync.clone();
     let input = PlanInput {
         source: &read.snapshot,
@@ -624,8 +653,16 @@ async fn run_target(
 
     let t_apply = Instant::now();
     let applied = opts.apply && the_plan.held.is_none();
+    drop(snapshot);
     let mut report = if applied {
-        let journal = store.journal(pair, run_id, s.started_ms);
+        if !the_plan.ops.is_empty() {
+            // Not clean until the apply has finished cleanly: a killed or failed apply makes
+            // the next run a full reconcile.
+            store.set_target_state_clean(pair, false).await?;
+        }
+        let store_journal = store.journal(pair, run_id, s.started_ms);
+        let journal = crate::target_read::RecordingJournal::new(&store_journal);
+        let observed = crate::target_read::observing(target.as_ref());
         let bar = output::Progress::new(
             progress,
             the_plan.ops.len() as u64,
@@ -635,9 +672,19 @@ async fn run_target(
             max_concurrency: caps.max_concurrency,
         };
         let result =
-            usersync_core::engine::apply(&the_plan, target.as_ref(), source, &journal, &opts, &bar)
-                .await;
+            usersync_core::engine::apply(&the_plan, &observed, source, &journal, &opts, &bar).await;
         bar.finish();
+        if !the_plan.ops.is_empty() {
+            crate::target_read::after_apply(
+                store,
+                pair,
+                &mut target_state,
+                observed.take(),
+                journal.take(),
+                result.outcomes.failed == 0 && result.stopped.is_none(),
+            )
+            .await;
+        }
         result
     } else {
         usersync_core::engine::simulate(&the_plan)
@@ -650,6 +697,7 @@ async fn run_target(
     );
     report.run.connector = Some(pair.clone());
     report.run.source_read = Some(read.stats.clone());
+    report.run.target_read = Some(target_read);
     report.run.started_at = Some(rfc3339(s.started_ms));
     report.run.finished_at = Some(rfc3339(now_ms()));
     report.run.status = Some(status);

@@ -17,6 +17,9 @@
 //! - Avatars: `POST /users/{slug}/avatar.png`, multipart field `avatar`, `X-Atlassian-Token:
 //!   no-check`.
 //! - Permission errors are usually 401 with an `AuthorisationException`.
+//! - Single-object reads (incremental runs, re-reads before removals): `GET /admin/users?filter=`
+//!   (substring match; the exact name is picked), `GET /admin/users/more-members?context=`
+//!   (the user's groups), `GET /admin/groups?filter=` (exact name picked).
 
 use super::client::{Client, random_password, unexpected, unsupported};
 use super::{AtlassianTargetConfig, Product};
@@ -210,6 +213,42 @@ impl TargetDirectory for BitbucketTarget {
                 .map(|name| TargetGroup { name })
                 .collect(),
         })
+    }
+
+    fn supports_targeted_reads(&self) -> bool {
+        true
+    }
+
+    async fn read_account(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        let u = match self.find_user(username).await {
+            Ok(u) => u,
+            Err(e) if e.kind == usersync_core::ports::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let what = format!("list groups of Bitbucket user {}", u.name);
+        let groups: Vec<RestGroup> = self
+            .paged(
+                &what,
+                "/admin/users/more-members",
+                &[("context", u.name.as_str())],
+            )
+            .await?;
+        Ok(Some(TargetAccount {
+            display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
+            email: u.email_address.unwrap_or_default(),
+            key: u.id.map(|i| i.to_string()),
+            username: u.name,
+            active: u.active,
+            groups: groups.into_iter().map(|g| g.name).collect(),
+        }))
+    }
+
+    async fn group_exists(&self, name: &str) -> Result<bool, ConnectorError> {
+        let what = format!("check Bitbucket group {name}");
+        let groups: Vec<RestGroup> = self
+            .paged(&what, "/admin/groups", &[("filter", name)])
+            .await?;
+        Ok(groups.iter().any(|g| name_key(&g.name) == name_key(name)))
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {

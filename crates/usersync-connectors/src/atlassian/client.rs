@@ -214,6 +214,19 @@ impl Client {
         json_body(resp, what).await
     }
 
+    /// GET returning JSON (status 200), or `None` when the product answers 404 (the object
+    /// does not exist): single-object reads.
+    pub(crate) async fn get_json_opt<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Option<T>, ConnectorError> {
+        match self.get_json(what, build).await {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            r => r.map(Some),
+        }
+    }
+
     /// Turns an error response into a [`ConnectorError`].
     pub(crate) async fn error_from(&self, resp: Response, what: &str) -> ConnectorError {
         let status = resp.status().as_u16();

@@ -17,6 +17,9 @@
 //! - Avatars: only an undocumented internal user-profile endpoint exists, so not supported.
 //! - `status` is an expansion: a user listed without one is read again alone, and the read
 //!   fails rather than guess active or inactive (`resolve_unknown_status`).
+//! - Single-object reads (incremental runs, re-reads before removals): `GET /user?username=
+//!   &expand=status,email` (404 when there is no such user), `GET /user/memberof?username=`
+//!   (paged) for the account's groups, `GET /group/{name}` (404 when the group does not exist).
 
 use super::client::{Client, json_body, random_password, run_all, seg, unexpected, unsupported};
 use super::{AtlassianTargetConfig, Product};
@@ -366,6 +369,49 @@ impl TargetDirectory for ConfluenceTarget {
                 .map(|name| TargetGroup { name })
                 .collect(),
         })
+    }
+
+    fn supports_targeted_reads(&self) -> bool {
+        true
+    }
+
+    async fn read_account(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        let what = format!("read Confluence user {username}");
+        let v: Option<Value> = self
+            .c
+            .get_json_opt(&what, || {
+                self.c
+                    .req(Method::GET, &format!("{API}/user"))
+                    .query(&[("username", username), ("expand", "status,email")])
+            })
+            .await?;
+        let Some(mut a) = v.as_ref().and_then(person) else {
+            return Ok(None);
+        };
+        let what = format!("list groups of Confluence user {username}");
+        a.groups = self
+            .paged(
+                &what,
+                "/user/memberof",
+                &[("username", a.username.as_str())],
+            )
+            .await?
+            .iter()
+            .filter_map(|g| g.get("name").and_then(|n| n.as_str()).map(str::to_string))
+            .collect();
+        Ok(Some(a))
+    }
+
+    async fn group_exists(&self, name: &str) -> Result<bool, ConnectorError> {
+        let what = format!("check Confluence group {name}");
+        let g: Option<Value> = self
+            .c
+            .get_json_opt(&what, || {
+                self.c
+                    .req(Method::GET, &format!("{API}/group/{}", seg(name)))
+            })
+            .await?;
+        Ok(g.is_some())
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {

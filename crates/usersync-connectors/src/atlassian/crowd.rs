@@ -19,6 +19,9 @@
 //!   back to `GET /user` for a user it has not seen.
 //! - Rename is `POST /user/rename {"new-name"}` (Crowd 2.8.4+).
 //! - No avatar upload exists in usermanagement, and no batch writes (CWD-2378).
+//! - Single-object reads (incremental runs, re-reads before removals): `GET /user?username=`
+//!   (404 when there is no such user), `GET /user/group/direct?username=` (its groups, paged),
+//!   `GET /group?groupname=` (404 when the group does not exist).
 
 use super::Product;
 use super::client::{Client, json_body, random_password, run_all, split_name, unsupported};
@@ -183,6 +186,68 @@ impl CrowdTarget {
                     .query(&[("username", username)])
             })
             .await
+    }
+
+    /// One account with its direct groups, remembering its writable fields for `PUT /user`.
+    async fn read_one(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        let what = format!("read Crowd user {username}");
+        let v: Option<serde_json::Value> = self
+            .c
+            .get_json_opt(&what, || {
+                self.c
+                    .req(Method::GET, &format!("{API}/user"))
+                    .query(&[("username", username)])
+            })
+            .await?;
+        let Some(v) = v else { return Ok(None) };
+        let u: UserEntity =
+            serde_json::from_value(v.clone()).map_err(|e| super::client::unexpected(&what, e))?;
+        let mut w = serde_json::Map::new();
+        for k in [
+            "name",
+            "first-name",
+            "last-name",
+            "display-name",
+            "email",
+            "active",
+        ] {
+            if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
+                w.insert(k.into(), x.clone());
+            }
+        }
+        self.remember(&u.name, serde_json::Value::Object(w));
+        let what = format!("list groups of Crowd user {}", u.name);
+        let groups: Vec<String> = self
+            .paged(
+                &what,
+                "/user/group/direct",
+                &[("username", u.name.as_str())],
+                |v| {
+                    serde_json::from_value::<Groups>(v)
+                        .map(|g| g.groups.into_iter().map(|g| g.name).collect())
+                },
+            )
+            .await?;
+        let display = u
+            .display_name
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "{} {}",
+                    u.first_name.unwrap_or_default(),
+                    u.last_name.unwrap_or_default()
+                )
+                .trim()
+                .to_string()
+            });
+        Ok(Some(TargetAccount {
+            username: u.name,
+            key: u.key,
+            display_name: display,
+            email: u.email.unwrap_or_default(),
+            active: u.active,
+            groups: groups.into_iter().collect(),
+        }))
     }
 
     /// `PUT /user?username=U` with the full representation (Crowd replaces the user).
@@ -366,6 +431,27 @@ impl TargetDirectory for CrowdTarget {
                 .map(|name| TargetGroup { name })
                 .collect(),
         })
+    }
+
+    fn supports_targeted_reads(&self) -> bool {
+        true
+    }
+
+    async fn read_account(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        self.read_one(username).await
+    }
+
+    async fn group_exists(&self, name: &str) -> Result<bool, ConnectorError> {
+        let what = format!("check Crowd group {name}");
+        let g: Option<serde_json::Value> = self
+            .c
+            .get_json_opt(&what, || {
+                self.c
+                    .req(Method::GET, &format!("{API}/group"))
+                    .query(&[("groupname", name)])
+            })
+            .await?;
+        Ok(g.is_some())
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {

@@ -17,6 +17,9 @@
 //! - Deactivation is `PUT /user {"active":false}` (Jira 8.3+, JRASERVER-37294); a deactivated
 //!   user does not count toward the licence.
 //! - Avatars use the documented three steps: temporary upload, crop/confirm, select.
+//! - Single-object reads (incremental runs, re-reads before removals): `GET /user?username=
+//!   &expand=groups` (one account with its groups; 404 when there is none) and
+//!   `GET /group/member?groupname=&maxResults=1` (404 when the group does not exist).
 
 use super::client::{Client, json_body, run_all, unexpected};
 use super::{AtlassianTargetConfig, Product};
@@ -57,6 +60,16 @@ struct UserBean {
     active: bool,
     #[serde(default)]
     deleted: bool,
+    /// `{"size","items":[{"name"}]}`, filled with `expand=groups`.
+    #[serde(default)]
+    groups: Option<GroupList>,
+}
+
+/// The `groups` of a `UserBean` (`SimpleListWrapper`).
+#[derive(Debug, Default, Deserialize)]
+struct GroupList {
+    #[serde(default)]
+    items: Vec<GroupSuggestion>,
 }
 
 fn yes() -> bool {
@@ -370,6 +383,49 @@ impl TargetDirectory for JiraTarget {
                 .map(|name| TargetGroup { name })
                 .collect(),
         })
+    }
+
+    fn supports_targeted_reads(&self) -> bool {
+        true
+    }
+
+    async fn read_account(&self, username: &str) -> Result<Option<TargetAccount>, ConnectorError> {
+        let what = format!("read Jira user {username}");
+        let u: Option<UserBean> = self
+            .c
+            .get_json_opt(&what, || {
+                self.c
+                    .req(Method::GET, &format!("{API}/user"))
+                    .query(&[("username", username), ("expand", "groups")])
+            })
+            .await?;
+        Ok(u.filter(|u| !u.deleted).map(|u| TargetAccount {
+            display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
+            email: u.email_address.unwrap_or_default(),
+            groups: u
+                .groups
+                .unwrap_or_default()
+                .items
+                .into_iter()
+                .map(|g| g.name)
+                .collect(),
+            username: u.name,
+            key: u.key,
+            active: u.active,
+        }))
+    }
+
+    async fn group_exists(&self, name: &str) -> Result<bool, ConnectorError> {
+        let what = format!("check Jira group {name}");
+        let page: Option<MemberPage> = self
+            .c
+            .get_json_opt(&what, || {
+                self.c
+                    .req(Method::GET, &format!("{API}/group/member"))
+                    .query(&[("groupname", name), ("maxResults", "1")])
+            })
+            .await?;
+        Ok(page.is_some())
     }
 
     async fn create_user(&self, spec: &AccountSpec) -> Result<Created, ConnectorError> {

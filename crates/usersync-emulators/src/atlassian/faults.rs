@@ -153,7 +153,15 @@ pub struct RequestStats {
     pub writes: u64,
     /// All requests.
     pub total: u64,
+    /// The first [`LOG_CAP`] requests in arrival order, as `"METHOD /path?query"` (context path
+    /// removed), so tests can check what was asked before what (e.g. a re-read before a
+    /// removal). Not served by `/_emulator/stats`.
+    #[serde(skip)]
+    pub log: Vec<String>,
 }
+
+/// Requests kept in [`RequestStats::log`].
+pub const LOG_CAP: usize = 10_000;
 
 impl RequestStats {
     /// Count for one `"METHOD /route"` key (0 if never called).
@@ -207,6 +215,17 @@ pub(crate) async fn middleware(
         let mut st = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         *st.requests.entry(key.clone()).or_default() += 1;
         st.total += 1;
+        if st.log.len() < LOG_CAP {
+            let path = req.uri().path();
+            let path = path
+                .strip_prefix(shared.context_path.as_str())
+                .unwrap_or(path);
+            let entry = match req.uri().query() {
+                Some(q) => format!("{} {path}?{q}", req.method()),
+                None => format!("{} {path}", req.method()),
+            };
+            st.log.push(entry);
+        }
         if is_write(req.method()) {
             st.writes += 1;
         }
