@@ -767,25 +767,12 @@ impl Store {
             return self.rows_by_keys(run_id, &keys[from..to]).await;
         }
         let range = self.kind_range(run_id, filter).await?;
-        // The page's keys first (skipping `offset` rows of the table alone), then the joins.
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT i.seq, i.sub, i.kind, n.text AS name, g.text AS grp, i.source_id, r.text AS reason_text, i.detail, i.status, i.outcome
-             FROM (SELECT i.seq, i.sub FROM run_items i WHERE i.run_id = ",
-        );
+        let mut q = QueryBuilder::<Sqlite>::new(ITEM_COLUMNS);
         push_filter(&mut q, run_id, filter, range);
         q.push(" ORDER BY i.seq, i.sub LIMIT ")
             .push_bind(i64::from(limit))
             .push(" OFFSET ")
-            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .push(") k JOIN run_items i ON i.run_id = ")
-            .push_bind(run_id)
-            .push(
-                " AND i.seq = k.seq AND i.sub = k.sub
-             JOIN run_texts n ON n.run_id = i.run_id AND n.id = i.name
-             LEFT JOIN run_texts g ON g.run_id = i.run_id AND g.id = i.grp
-             LEFT JOIN run_texts r ON r.run_id = i.run_id AND r.id = i.reason
-             ORDER BY i.seq, i.sub",
-            );
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
         let rows = q
             .build()
             .fetch_all(&self.pool)
