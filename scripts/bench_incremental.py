@@ -100,6 +100,12 @@ allow_insecure_http = true
 flatten_nested = true
 [target.sync.policy]
 access_groups = ["jira-software-users"]
+# A 1 % change deletes and disables about 0.5 % of the users: above the default guard at M.
+[target.sync.policy.guard]
+max_count = 1000000
+max_percent = 100.0
+membership_max_count = 100000000
+membership_max_percent = 100.0
 """
             )
 

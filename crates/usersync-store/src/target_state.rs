@@ -215,11 +215,12 @@ impl Store {
         .map_err(StoreError::db(ctx))?;
         // A name now held by another identity replaces the stale row (usernames are unique in
         // the products, case-insensitively).
+        // By the (pair, lower(username)) index: a scan of every row per upsert made a 500-user
+        // change at 50,000 accounts take 73 s.
         sqlx::query(
             "DELETE FROM target_accounts WHERE pair = $1
-               AND EXISTS (SELECT 1 FROM json_each($2) j
-                           WHERE lower(j.value ->> 1) = lower(target_accounts.username)
-                             AND j.value ->> 0 <> target_accounts.ident)",
+               AND lower(username) IN (SELECT lower(j.value ->> 1) FROM json_each($2) j)
+               AND ident NOT IN (SELECT j.value ->> 0 FROM json_each($2) j)",
         )
         .bind(pair)
         .bind(&upserts)

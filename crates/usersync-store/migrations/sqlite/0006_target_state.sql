@@ -23,6 +23,8 @@ CREATE TABLE target_accounts (
     groups        TEXT    NOT NULL,
     PRIMARY KEY (pair, ident)
 );
+-- A patch replaces the stale holder of a reused name by this index (lower() as in the query).
+CREATE INDEX target_accounts_name ON target_accounts (pair, lower(username));
 
 CREATE TABLE target_groups (
     pair          TEXT    NOT NULL,
