@@ -438,8 +438,16 @@ impl Size<'_> {
                 .or_else(|| minimum::writes_from_counts(product, report.as_ref()?.get("counts")?)),
         };
         let (tu, tg, tm) = self.tenant;
+        // A run after another run of the same size (an initial sync after the simulate) may
+        // read deltas only: its minimum follows the read the run made.
+        let delta_read = report
+            .as_ref()
+            .and_then(|r| r.pointer("/run/source_read/mode"))
+            .and_then(Value::as_str)
+            .is_some_and(|m| m.starts_with("delta"));
         let graph_min = match kind {
             Kind::Show => Some(0),
+            Kind::Initial | Kind::Full if delta_read => Some(minimum::GRAPH_NO_CHANGE),
             Kind::Initial | Kind::Full => Some(minimum::graph_full_read(tu, tg, tm)),
             Kind::NoChange => Some(minimum::GRAPH_NO_CHANGE),
             Kind::Change => ops.map(|o| minimum::graph_delta(o, tu, tg)),
@@ -623,7 +631,12 @@ fn machine() -> String {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or("?".into(), |kb| format!("{:.1} GiB", kb as f64 / 1048576.0));
-    format!("{cpu}, {cores} cores, {mem} RAM")
+    // Other work on the machine slows every figure: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    format!("{cpu}, {cores} cores, {mem} RAM, load average {load} at the start")
 }
 
 fn now_rfc3339() -> String {
