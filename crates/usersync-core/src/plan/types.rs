@@ -197,7 +197,8 @@ pub enum OpOutcome {
     },
 }
 
-/// Apply phases, in dependency order. Operations of one phase may run concurrently.
+/// Apply phases, in dependency order: two operations on the same user, username or group run in
+/// phase order; unrelated operations overlap (the engine schedules by dependency, not by barrier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
