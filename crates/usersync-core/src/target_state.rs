@@ -46,6 +46,9 @@ pub enum TargetFullReason {
     /// An incremental read found an account the stored state held gone from its name
     /// (deleted or renamed outside usersync); only a full read can tell which.
     StateDiverged,
+    /// The incremental read would re-read more objects one by one than a full read costs in
+    /// requests (a large change, or repeated simulations into a target nothing was applied to).
+    TooManyToReRead,
 }
 
 impl TargetFullReason {
@@ -62,8 +65,21 @@ impl TargetFullReason {
             TargetFullReason::StateDiverged => {
                 "an account the stored state held was deleted or renamed in the target"
             }
+            TargetFullReason::TooManyToReRead => {
+                "more objects to re-read one by one than a full read costs"
+            }
         }
     }
+}
+
+/// Whether re-reading `objects` accounts and groups one request each costs more than a full
+/// read of `snapshot`, estimated at the products' largest pages (1,000 accounts a page, one
+/// request per group, 50 members a page: Jira's), never below `floor` so a small change stays
+/// incremental on a small directory.
+pub fn re_read_costs_more(objects: usize, snapshot: &TargetSnapshot, floor: usize) -> bool {
+    let memberships: usize = snapshot.accounts.iter().map(|a| a.groups.len()).sum();
+    let full = snapshot.accounts.len().div_ceil(1_000) + snapshot.groups.len() + memberships / 50;
+    objects > full.max(floor)
 }
 
 /// How a run read the target.
@@ -580,6 +596,29 @@ impl TargetState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan of 290,000 creates against a target nothing was applied to (repeated simulations)
+    /// must read in full (5 requests), not re-read 290,000 accounts one by one; a small change
+    /// on a large directory stays incremental; the floor keeps small directories incremental.
+    #[test]
+    fn re_reading_one_by_one_only_while_cheaper_than_a_full_read() {
+        let empty = TargetSnapshot::default();
+        assert!(re_read_costs_more(290_000, &empty, 1_000));
+        assert!(!re_read_costs_more(999, &empty, 1_000));
+        let big = TargetSnapshot {
+            accounts: (0..50_000)
+                .map(|i| acct(&format!("u{i}"), &format!("k{i}"), &["g1", "g2"]))
+                .collect(),
+            groups: (0..5_000)
+                .map(|i| TargetGroup {
+                    name: format!("g{i}"),
+                })
+                .collect(),
+        };
+        // Full read: 50 account pages + 5,000 groups + 100,000 / 50 member pages = 7,050.
+        assert!(!re_read_costs_more(7_050, &big, 1_000));
+        assert!(re_read_costs_more(7_051, &big, 1_000));
+    }
 
     fn acct(name: &str, key: &str, groups: &[&str]) -> TargetAccount {
         TargetAccount {

@@ -150,6 +150,9 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
 }
 
+/// Below this many objects an incremental read always re-reads one by one.
+const RE_READ_FLOOR: usize = 1_000;
+
 /// Reads the target in full or incrementally, and saves what was read.
 pub async fn prepare(cx: Ctx<'_>) -> anyhow::Result<Prepared> {
     let fp = fingerprint(cx.config);
@@ -256,6 +259,14 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Result<Prepared, TargetFull
         touched.add_op(&op.kind);
     }
     drop(first);
+    // One request per object: past the cost of a full read, read in full instead.
+    if usersync_core::target_state::re_read_costs_more(
+        touched.accounts.len() + touched.groups.len(),
+        &state.snapshot(),
+        RE_READ_FLOOR,
+    ) {
+        return Ok(Err(TargetFullReason::TooManyToReRead));
+    }
     let limit = cx.target.capabilities().max_concurrency.max(1);
     let accounts: Vec<(String, Result<_, ConnectorError>)> =
         futures::stream::iter(touched.accounts.values().cloned())
