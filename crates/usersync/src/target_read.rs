@@ -243,28 +243,27 @@ async fn incremental(cx: &Ctx<'_>) -> anyhow::Result<Result<Prepared, TargetFull
         touched.group(&g.name);
     }
     // What the change would do against the stored state names every object it writes.
-    let first = {
-        let snapshot = state.snapshot();
-        let caps = cx.target.capabilities();
-        plan(&PlanInput {
-            source: cx.source,
-            target: &snapshot,
-            links: cx.links,
-            settings: &cx.config.sync,
-            capabilities: &caps,
-            now_ms: cx.now_ms,
-        })
-    };
+    let stored = state.snapshot();
+    let first = plan(&PlanInput {
+        source: cx.source,
+        target: &stored,
+        links: cx.links,
+        settings: &cx.config.sync,
+        capabilities: &cx.target.capabilities(),
+        now_ms: cx.now_ms,
+    });
     for op in &first.ops {
         touched.add_op(&op.kind);
     }
     drop(first);
     // One request per object: past the cost of a full read, read in full instead.
-    if usersync_core::target_state::re_read_costs_more(
+    let too_many = usersync_core::target_state::re_read_costs_more(
         touched.accounts.len() + touched.groups.len(),
-        &state.snapshot(),
+        &stored,
         RE_READ_FLOOR,
-    ) {
+    );
+    drop(stored);
+    if too_many {
         return Ok(Err(TargetFullReason::TooManyToReRead));
     }
     let limit = cx.target.capabilities().max_concurrency.max(1);
