@@ -10,7 +10,7 @@
 //!
 //! Scenarios per size: initial simulate, `runs --show` of it, initial sync (S and M), no-change
 //! run, 1 % change (made through the Graph emulator's control API), full reconcile
-//! (`sync --full`, when the binary has the flag). At L only read, plan and memory are measured
+//! (`sync --full`). At L only read, plan and memory are measured
 //! (simulate), as an initial sync of 300k users would take hours at 5 ms per request.
 
 mod child;
@@ -164,7 +164,6 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
             );
         }
     }
-    let full_flag = sync_has_full(&usersync)?;
     let mut results = Results {
         command,
         started_at: now_rfc3339(),
@@ -178,19 +177,15 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
         rows: Vec::new(),
         notes: Vec::new(),
     };
-    match &full_flag {
-        Some(help) => results
-            .notes
-            .push(format!("full reconcile = `usersync sync --full` ({help})")),
-        None => results
-            .notes
-            .push("full reconcile skipped: this `usersync sync` has no `--full` flag".into()),
-    }
+    results.notes.push(
+        "full reconcile = `usersync sync --full` (full source read and full target reconcile)"
+            .into(),
+    );
     std::fs::create_dir_all(&args.out)?;
     for size in &args.sizes {
         let size = size.trim().to_lowercase();
         eprintln!("== size {size}");
-        match run_size(&args, &size, &usersync, &emulators, full_flag.is_some()).await {
+        match run_size(&args, &size, &usersync, &emulators).await {
             Ok(rows) => results.rows.extend(rows),
             Err(e) => {
                 eprintln!("size {size} failed: {e:#}");
@@ -235,7 +230,6 @@ async fn run_size(
     size: &str,
     usersync: &Path,
     emulators: &Path,
-    full_flag: bool,
 ) -> anyhow::Result<Vec<Row>> {
     let work = args.work_dir.join(size);
     if work.exists() {
@@ -333,12 +327,10 @@ async fn run_size(
             changes.len()
         ));
         rows.push(r);
-        if full_flag {
-            rows.push(
-                s.scenario("full reconcile", &["sync", "--full"], Kind::Full)
-                    .await?,
-            );
-        }
+        rows.push(
+            s.scenario("full reconcile", &["sync", "--full"], Kind::Full)
+                .await?,
+        );
     }
     drop((graph, target));
     Ok(rows)
@@ -577,28 +569,6 @@ flatten_nested = true
         auth = args.product.auth_line(),
         concurrency = args.concurrency,
     ))
-}
-
-/// `Some(help line)` when `usersync sync --help` lists `--full`.
-fn sync_has_full(usersync: &Path) -> anyhow::Result<Option<String>> {
-    let out = std::process::Command::new(usersync)
-        .args(["sync", "--help"])
-        .output()?;
-    let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = help
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("--full"));
-    Ok(lines.next().map(|first| {
-        let desc: Vec<&str> = std::iter::once(first.trim().trim_start_matches("--full").trim())
-            .chain(
-                lines
-                    .take_while(|l| !l.trim_start().starts_with('-'))
-                    .map(str::trim),
-            )
-            .filter(|s| !s.is_empty())
-            .collect();
-        desc.join(" ")
-    }))
 }
 
 fn git_commit() -> Option<String> {
