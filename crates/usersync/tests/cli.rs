@@ -4,8 +4,11 @@
 
 use std::path::Path;
 use std::process::Command;
+mod common;
+
+use common::{emulators, write_config};
 use usersync_emulators::atlassian::{AtlassianConfig, AtlassianEmulator, Product};
-use usersync_emulators::graph::{self, DirectorySeed, GraphConfig, GraphEmulator};
+use usersync_emulators::graph::{DirectorySeed, GraphConfig, GraphEmulator};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_usersync"))
@@ -30,59 +33,6 @@ fn run(dir: &Path, args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-fn write_config(dir: &Path, graph: &GraphEmulator, jira: &AtlassianEmulator, policy_extra: &str) {
-    std::fs::write(dir.join("secret"), graph::DEFAULT_CLIENT_SECRET).unwrap();
-    std::fs::write(dir.join("pat"), "emulator-pat").unwrap();
-    let cfg = format!(
-        r#"
-data_dir = "data"
-[source]
-tenant_id = "{}"
-client_id = "{}"
-client_secret = {{ file = "{d}/secret" }}
-login_url = "{}"
-graph_url = "{}"
-allow_insecure_http = true
-[[target]]
-name = "jira"
-product = "jira"
-base_url = "{}"
-auth = "bearer"
-secret = {{ file = "{d}/pat" }}
-allow_insecure_http = true
-[target.sync.scope]
-flatten_nested = true
-[target.sync.policy]
-access_groups = ["jira-software-users"]
-{policy_extra}
-"#,
-        graph::DEFAULT_TENANT_ID,
-        graph::DEFAULT_CLIENT_ID,
-        graph.login_url(),
-        graph.graph_url(),
-        jira.base_url(),
-        d = dir.display()
-    );
-    std::fs::write(dir.join("usersync.toml"), cfg).unwrap();
-}
-
-async fn emulators(users: u32) -> (GraphEmulator, AtlassianEmulator) {
-    let g = GraphConfig {
-        directory: DirectorySeed::Custom {
-            users,
-            groups: 5,
-            memberships: users * 2,
-            seed: 7,
-        },
-        ..GraphConfig::default()
-    };
-    let graph = GraphEmulator::start(g).await.unwrap();
-    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2))
-        .await
-        .unwrap();
-    (graph, jira)
 }
 
 #[test]

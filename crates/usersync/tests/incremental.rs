@@ -6,8 +6,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use usersync_emulators::atlassian::{AtlassianConfig, AtlassianEmulator, Product};
-use usersync_emulators::graph::{self, DirectorySeed, GraphConfig, GraphEmulator};
+mod common;
+
+use common::{emulators, write_config};
 
 struct Out {
     code: i32,
@@ -57,59 +58,6 @@ fn target_mode(report: &serde_json::Value) -> String {
         .to_string()
 }
 
-fn write_config(dir: &Path, graph: &GraphEmulator, jira: &AtlassianEmulator) {
-    std::fs::write(dir.join("secret"), graph::DEFAULT_CLIENT_SECRET).unwrap();
-    std::fs::write(dir.join("pat"), "emulator-pat").unwrap();
-    let cfg = format!(
-        r#"
-data_dir = "data"
-[source]
-tenant_id = "{}"
-client_id = "{}"
-client_secret = {{ file = "{d}/secret" }}
-login_url = "{}"
-graph_url = "{}"
-allow_insecure_http = true
-[[target]]
-name = "jira"
-product = "jira"
-base_url = "{}"
-auth = "bearer"
-secret = {{ file = "{d}/pat" }}
-allow_insecure_http = true
-[target.sync.scope]
-flatten_nested = true
-[target.sync.policy]
-access_groups = ["jira-software-users"]
-"#,
-        graph::DEFAULT_TENANT_ID,
-        graph::DEFAULT_CLIENT_ID,
-        graph.login_url(),
-        graph.graph_url(),
-        jira.base_url(),
-        d = dir.display()
-    );
-    std::fs::write(dir.join("usersync.toml"), cfg).unwrap();
-}
-
-async fn emulators(users: u32) -> (GraphEmulator, AtlassianEmulator) {
-    let g = GraphConfig {
-        directory: DirectorySeed::Custom {
-            users,
-            groups: 5,
-            memberships: users * 2,
-            seed: 7,
-        },
-        ..GraphConfig::default()
-    };
-    let graph = GraphEmulator::start(g).await.unwrap();
-    let jira = AtlassianEmulator::start(AtlassianConfig::new(Product::Jira).with_seed_users(2))
-        .await
-        .unwrap();
-    (graph, jira)
-}
-
-/// Target requests a no-change incremental run may make, at any directory size.
 const NO_CHANGE_TARGET_REQUESTS: u64 = 3;
 
 /// Initial sync, then a no-change sync: (target requests, target writes, graph requests) of
@@ -117,7 +65,7 @@ const NO_CHANGE_TARGET_REQUESTS: u64 = 3;
 async fn no_change_run(users: u32) -> (u64, u64, u64, serde_json::Value) {
     let (graph, jira) = emulators(users).await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &graph, &jira);
+    write_config(dir.path(), &graph, &jira, "");
     let first = sync_json(dir.path(), &[]).await;
     assert_eq!(target_mode(&first), "full");
     assert!(jira.stats().writes() > 0);
@@ -151,7 +99,7 @@ async fn a_no_change_run_reads_a_fixed_number_of_target_requests_at_any_size() {
 async fn an_admin_change_in_jira_is_never_a_wrong_removal_and_is_repaired_by_the_reconcile() {
     let (graph, jira) = emulators(40).await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &graph, &jira);
+    write_config(dir.path(), &graph, &jira, "");
     sync_json(dir.path(), &[]).await;
     let h = jira.handle();
     let managed: Vec<String> = h
@@ -202,7 +150,7 @@ async fn an_admin_change_in_jira_is_never_a_wrong_removal_and_is_repaired_by_the
 async fn a_source_change_reads_only_what_it_touches_and_removes_after_a_re_read() {
     let (graph, jira) = emulators(60).await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &graph, &jira);
+    write_config(dir.path(), &graph, &jira, "");
     sync_json(dir.path(), &[]).await;
     let h = jira.handle();
     // Disable one synced source user: the incremental run deactivates exactly that account.
